@@ -1,0 +1,3 @@
+from brokerflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""One frozen settings object, built once by the CLI and passed down through constructors.
+
+Nothing reads the environment at import time; ``Settings.from_env`` is the only place the
+``BROKERFLOW_<NAME>`` variables are read, and the CLI calls it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+DEFAULT_DB = "sqlite:///brokerflow.db"
+DEFAULT_EVENTS_BIND = ("tcp://127.0.0.1:5556",)
+DEFAULT_API_BIND = "tcp://127.0.0.1:5557"
+DEFAULT_PUB_BIND = "tcp://127.0.0.1:5558"
+DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB
+    events_bind: tuple[str, ...] = DEFAULT_EVENTS_BIND
+    events_connect: tuple[str, ...] = ()
+    api_bind: str = DEFAULT_API_BIND
+    pub_bind: str = DEFAULT_PUB_BIND
+    http: str | None = DEFAULT_HTTP
+    secret: str | None = None
+    webhook_allow: tuple[str, ...] = ()
+    scheduler_interval_s: float = 60.0
+    smtp_relay: str | None = None
+    smtp_listen: str | None = None
+    # Engine tuning; defaults are what the benchmark was measured with.
+    max_frame_bytes: int = 1_048_576
+    events_hwm: int = 1_000_000
+    webhook_workers: int = 16
+    runlog_batch_rows: int = 1000
+    process_idle_s: float = 60.0
+    process_live_cap: int = 1000
+    process_workers: int = 8
+    loop_depth_limit: int = 3
+    stop_timeout_s: float = 8.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``BROKERFLOW_*`` variables, then explicit ``overrides`` (CLI flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if "BROKERFLOW_DB" in env:
+            values["db_url"] = env["BROKERFLOW_DB"]
+        for name, key in (("events_bind", "BROKERFLOW_EVENTS_BIND"),
+                          ("events_connect", "BROKERFLOW_EVENTS_CONNECT"),
+                          ("webhook_allow", "BROKERFLOW_WEBHOOK_ALLOW")):
+            if key in env:
+                values[name] = tuple(p.strip() for p in env[key].split(",") if p.strip())
+        for name, key in (("api_bind", "BROKERFLOW_API_BIND"), ("pub_bind", "BROKERFLOW_PUB_BIND"),
+                          ("secret", "BROKERFLOW_SECRET"), ("smtp_relay", "BROKERFLOW_SMTP"),
+                          ("smtp_listen", "BROKERFLOW_SMTP_LISTEN")):
+            if key in env:
+                values[name] = env[key]
+        if "BROKERFLOW_HTTP" in env:
+            values["http"] = env["BROKERFLOW_HTTP"] or None
+        if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):
+            values["http"] = None
+        if "EVENTBUS_SCHEDULER_INTERVAL" in env:
+            values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

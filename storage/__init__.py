@@ -1,0 +1,1 @@
+"""Persistence behind one documented interface (``Store``), on SQLite or PostgreSQL."""
