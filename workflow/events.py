@@ -1,0 +1,147 @@
+"""Bus events as plain data, and the one place their shape is checked.
+
+A frame that fails here is counted and logged by the ingress and never reaches a rule, so the
+checks are strict about types (``True`` is not an int, a login is never a string) and name the
+offending key in the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from brokerflow.errors import MalformedEvent
+
+TOPICS = (
+    "trade.push", "account.push", "customer.push", "kyc.step.push",
+    "group.push", "manager.push", "rate.push",
+)
+REFERENCE_TOPICS = {
+    "group.push": "group", "account.push": "account", "customer.push": "customer",
+    "manager.push": "manager", "rate.push": "rate",
+}
+RECORD_EVENTS = (
+    "EV_RECORD_ADD", "EV_RECORD_UPDATE", "EV_RECORD_DELETE",
+    "EV_RECORD_ACTIVATE_TRADE", "EV_RECORD_CLOSE_TRADE",
+)
+TRADE_CMDS = ("OP_BUY", "OP_SELL", "OP_BALANCE_IN", "OP_BALANCE_OUT")
+
+_INT, _NUM, _STR, _BOOL = "int", "number", "str", "bool"
+
+# (required, optional) record fields per topic with their types.
+RECORD_SCHEMAS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "trade.push": (
+        {"order": _INT, "login": _INT, "cmd": _STR},
+        {"volume": _INT, "symbol": _STR, "open_price": _NUM, "close_price": _NUM, "profit": _NUM,
+         "comment": _STR, "amount_usd": _NUM},
+    ),
+    "account.push": (
+        {"login": _INT},
+        {"group": _STR, "name": _STR, "email": _STR, "country": _STR, "enable": _BOOL,
+         "leverage": _INT, "customer_id": _INT},
+    ),
+    "customer.push": (
+        {"id": _INT},
+        {"brand": _STR, "email": _STR, "country": _STR, "language": _STR, "kyc_status": _STR,
+         "kyc_current_level": _INT, "risk_level": _STR, "status": _STR,
+         "assigned_manager_id": _INT, "manager_id": _INT},
+    ),
+    "kyc.step.push": (
+        {"customer_id": _INT, "step_code": _STR, "status": _STR},
+        {"level": _INT},
+    ),
+    "group.push": ({"group": _STR}, {"brand": _STR, "currency": _STR}),
+    "manager.push": ({"id": _INT}, {"name": _STR, "email": _STR, "enabled": _BOOL, "brand": _STR}),
+    "rate.push": ({"currency": _STR, "usd": _NUM}, {}),
+}
+_EVENT_REQUIRED = {"trade.push", "account.push", "customer.push"}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated bus event; ``depth`` counts internal echoes so loops can be bounded."""
+
+    topic: str
+    event: str | None
+    record: dict[str, Any]
+    source: str | None = None
+    seq: int | None = None
+    id: str | None = None
+    ts_ms: int | None = None
+    received_ms: int = 0
+    depth: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The id the run log records: the publisher's id, else its (source, seq)."""
+        if self.id:
+            return self.id
+        if self.source is not None and self.seq is not None:
+            return f"{self.source}:{self.seq}"
+        return f"local:{self.received_ms}:{id(self):x}"
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _NUM:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    return isinstance(value, bool)
+
+
+def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
+    required, optional = RECORD_SCHEMAS[topic]
+    for key in record:
+        if not isinstance(key, str):
+            raise MalformedEvent(f"{topic}: record key {key!r} is not a string")
+    for name, kind in required.items():
+        if record.get(name) is None:
+            raise MalformedEvent(f"{topic}: record.{name} is missing")
+        if not _type_ok(record[name], kind):
+            raise MalformedEvent(f"{topic}: record.{name} must be {kind}, got {type(record[name]).__name__}")
+    for name, kind in optional.items():
+        value = record.get(name)
+        if value is not None and not _type_ok(value, kind):
+            raise MalformedEvent(f"{topic}: record.{name} must be {kind}, got {type(value).__name__}")
+    return dict(record)
+
+
+def _optional(payload: Mapping[Any, Any], name: str, kind: str) -> Any:
+    value = payload.get(name)
+    if value is not None and not _type_ok(value, kind):
+        raise MalformedEvent(f"payload.{name} must be {kind}, got {type(value).__name__}")
+    return value
+
+
+def parse_event(topic: str, payload: object, received_ms: int, depth: int = 0) -> Event:
+    """Validate a decoded payload for ``topic``; raise ``MalformedEvent`` with the reason."""
+    if topic not in RECORD_SCHEMAS:
+        raise MalformedEvent(f"unknown topic {topic[:64]!r}")
+    if not isinstance(payload, Mapping):
+        raise MalformedEvent(f"{topic}: payload must be a map, got {type(payload).__name__}")
+    event = _optional(payload, "event", _STR)
+    if topic in _EVENT_REQUIRED and event is None:
+        raise MalformedEvent(f"{topic}: payload.event is missing")
+    if event is not None and topic in _EVENT_REQUIRED and event not in RECORD_EVENTS:
+        raise MalformedEvent(f"{topic}: unknown event {event[:64]!r}")
+    record = payload.get("record")
+    if not isinstance(record, Mapping):
+        raise MalformedEvent(f"{topic}: payload.record must be a map")
+    event_id = payload.get("id")
+    if event_id is not None and not isinstance(event_id, (str, int)) or isinstance(event_id, bool):
+        raise MalformedEvent("payload.id must be a string")
+    return Event(
+        topic=topic,
+        event=event,
+        record=_check_record(topic, record),
+        source=_optional(payload, "source", _STR),
+        seq=_optional(payload, "seq", _INT),
+        id=None if event_id is None else str(event_id),
+        ts_ms=_optional(payload, "ts", _INT),
+        received_ms=received_ms,
+        depth=depth,
+    )
