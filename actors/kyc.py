@@ -1,0 +1,87 @@
+"""The KYC manager: the single writer of customer KYC profiles (seed semantics in ``workflow.kyc``).
+
+Profiles are cached here once loaded; this actor is their only writer, so the cache is the
+truth and storage is written through on every change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from actors.actions import ActionActor
+from actors.base import StatsRegistry
+from actors.messages import KycStepUpdate, RunJob
+from actors.pipeline import Pipeline
+from brokerflow.errors import ActionFailed
+from workflow import kyc
+from workflow.reference import ReferenceData
+
+log = logging.getLogger("brokerflow.kyc")
+
+PROFILE_CACHE = 50_000
+
+
+class KycActor(ActionActor):
+    kind = "kyc"
+
+    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, now_ms: Callable[[], int],
+                 refs: ReferenceData, kyc_repo: Any, outbound: Any) -> None:
+        super().__init__("kyc", stats, pipeline, now_ms)
+        self.refs, self.repo, self.outbound = refs, kyc_repo, outbound
+        self.profiles: dict[int, dict[str, Any]] = {}
+        self.dirty: dict[int, tuple[dict[str, Any], RunJob | None]] = {}
+        self.handlers[KycStepUpdate] = self.on_step_update
+
+    def profile(self, customer_id: int, brand: str | None) -> dict[str, Any]:
+        cached = self.profiles.get(customer_id)
+        if cached is None:
+            cached = self.repo.get_profile(customer_id) or kyc.new_profile(customer_id, brand)
+            if len(self.profiles) >= PROFILE_CACHE:
+                self.profiles.pop(next(iter(self.profiles)))
+            self.profiles[customer_id] = cached
+        return cached
+
+    def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
+        action_type = job.next_action["type"]
+        customer_id = job.context.get("_customer_id")
+        if customer_id is None:
+            raise ActionFailed(f"{action_type} needs a linked customer; this event has none")
+        profile = self.profile(customer_id, job.brand)
+        if action_type == "kyc.require_step":
+            template = self.refs.templates.get((job.brand, params.get("step_code")))
+            if template is None:
+                raise ActionFailed(f"no KYC step template {params.get('step_code')!r} "
+                                   f"for brand {job.brand!r}")
+            updated, changed = kyc.require_step(profile, template, params.get("level"), params.get("reason"))
+        else:
+            templates = self.refs.active_templates(job.brand)
+            updated, changed = kyc.raise_level(profile, params["level"], templates, params.get("reason"))
+        if changed:
+            self.profiles[customer_id] = updated
+            self.dirty[customer_id] = (updated, job)
+        return {"changed": changed, "required_level": updated.get("required_level")}
+
+    def commit(self) -> None:
+        if not self.dirty:
+            return
+        dirty, self.dirty = self.dirty, {}
+        for customer_id, (profile, job) in dirty.items():
+            try:
+                self.repo.save_profile(profile)
+            except Exception:
+                self.profiles.pop(customer_id, None)  # reload the stored truth next time
+                raise
+            self.outbound.send("kyc.changed", {
+                "customer_id": customer_id, "required_level": profile.get("required_level"),
+                "steps": profile.get("steps", []),
+                "rule_id": job.rule_id if job else None, "run_id": job.run_id if job else None})
+
+    def on_step_update(self, message: KycStepUpdate) -> None:
+        profile = self.profile(message.customer_id, message.brand)
+        updated, changed = kyc.apply_step_status(profile, message.step_code, message.level, message.status)
+        if changed:
+            self.profiles[message.customer_id] = updated
+            self.dirty[message.customer_id] = (updated, None)
+            self.commit()

@@ -1,0 +1,156 @@
+"""Every message that travels between actors: immutable, one module, so the traffic is readable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from workflow.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events from the ingress (or echoes of our own changes) for the router."""
+
+    events: tuple[Event, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceUpdate:
+    """A reference record changed through the management API; the router owns the replica."""
+
+    kind: str
+    record: Mapping[str, Any]
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadRules:
+    """The full active rule set, grouped by brand; sent whenever rules change."""
+
+    rules_by_brand: Mapping[str, tuple[dict, ...]]
+    reply: Future | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One event that mapped to a trigger, with its evaluation context, for one brand."""
+
+    trigger: str
+    event_id: str
+    context: Mapping[str, Any]
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluate:
+    items: tuple[Candidate, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob:
+    """One run of one rule (or of a state's actions), carried action by action (routing slip).
+
+    Each action actor performs ``actions[next_index]``, appends its result and passes the job
+    on; a failed action ends the run and the remaining actions are recorded as skipped.
+    """
+
+    run_id: int
+    rule_id: int | None
+    rule_version: int | None
+    brand: str | None
+    trigger: str
+    event_id: str | None
+    actions: tuple[Mapping[str, Any], ...]
+    context: Mapping[str, Any]
+    started_ms: int
+    depth: int = 0
+    results: tuple[Mapping[str, Any], ...] = ()
+    status: str = "running"
+    error: str | None = None
+    reply: Future | None = None
+    origin: str = "rule"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def next_index(self) -> int:
+        return len(self.results)
+
+    @property
+    def next_action(self) -> Mapping[str, Any] | None:
+        if self.status != "running" or self.next_index >= len(self.actions):
+            return None
+        return self.actions[self.next_index]
+
+    def with_result(self, status: str, ms: float, error: str | None = None,
+                    **detail: Any) -> RunJob:
+        action = self.actions[self.next_index]
+        result: dict[str, Any] = {"type": action.get("type"), "status": status, "ms": round(ms, 3)}
+        if error:
+            result["error"] = error
+        result.update(detail)
+        if status == "failed":
+            return replace(self, results=self.results + (result,), status="failed", error=error)
+        return replace(self, results=self.results + (result,))
+
+
+@dataclass(frozen=True, slots=True)
+class JobBatch:
+    """Jobs whose next action belongs to the receiving action actor."""
+
+    jobs: tuple[RunJob, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class RunsFinished:
+    """Jobs with nothing left to do, for the run log."""
+
+    jobs: tuple[RunJob, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Write everything buffered now; the reply completes once it is durable."""
+
+    reply: Future | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KycStepUpdate:
+    """A ``kyc.step.push`` approved/rejected: the KYC actor updates the customer's profile."""
+
+    customer_id: int
+    brand: str | None
+    step_code: str
+    level: int | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDone:
+    """A webhook finished on the pool; back on the actor's thread to pass the job on."""
+
+    job: RunJob
+    host: str
+    ok: bool
+    status: int | None
+    error: str | None
+    ms: float

@@ -1,0 +1,48 @@
+"""``notify.manager``: resolve recipients with the seed's fallback, store and publish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from actors.actions import ActionActor
+from actors.base import StatsRegistry
+from actors.messages import RunJob
+from actors.pipeline import Pipeline
+from brokerflow.errors import ActionFailed
+from workflow import notify
+from workflow.reference import ReferenceData
+from workflow.templates import render
+
+
+class NotifierActor(ActionActor):
+    kind = "notifier"
+
+    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, now_ms: Callable[[], int],
+                 refs: ReferenceData, notifications_repo: Any, outbound: Any) -> None:
+        super().__init__("notifier", stats, pipeline, now_ms)
+        self.refs, self.repo, self.outbound = refs, notifications_repo, outbound
+        self.buffer: list[dict[str, Any]] = []
+
+    def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
+        customer = self.refs.customers.get(job.context.get("_customer_id"))
+        managers = self.refs.enabled_managers(job.brand) if job.brand else []
+        recipients = notify.recipients(params.get("manager_id"), customer, managers)
+        if not recipients:
+            raise ActionFailed(f"no manager to notify: no manager_id, no customer manager and no "
+                               f"enabled manager of brand {job.brand!r}")
+        message = render(str(params.get("message", "")), job.context)
+        now = self.now_ms()
+        for manager_id in recipients:
+            self.buffer.append({"manager_id": manager_id, "message": message, "rule_id": job.rule_id,
+                                "run_id": job.run_id, "brand": job.brand, "created_at": now})
+        return {"recipients": recipients}
+
+    def commit(self) -> None:
+        if not self.buffer:
+            return
+        batch, self.buffer = self.buffer, []
+        self.repo.add_many(batch)
+        for note in batch:
+            self.outbound.send("notify.manager", {key: note[key] for key in
+                                                  ("manager_id", "message", "rule_id", "run_id", "brand")})

@@ -1,0 +1,94 @@
+"""``webhook.send`` on a bounded pool, so a slow endpoint never holds up anything else.
+
+The actor itself never waits on HTTP: it hands requests to a thread pool and continues the
+job when the pool reports back (``WebhookDone``). A per-host cap keeps one hanging endpoint
+from occupying the whole pool; its later requests wait in that host's queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+from actors.base import SafeActor, StatsRegistry
+from actors.messages import JobBatch, RunJob, WebhookDone
+from actors.pipeline import Pipeline
+from bus.webhook import WebhookRequest
+from workflow import webhooks
+from workflow.templates import render
+
+log = logging.getLogger("brokerflow.webhook")
+
+
+def build_request(job: RunJob, params: Mapping[str, Any]) -> WebhookRequest:
+    body = params.get("body")
+    headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
+    return WebhookRequest(
+        url=str(params.get("url", "")),
+        method=str(params.get("method") or "POST").upper(),
+        headers=headers,
+        body=render(body, job.context) if isinstance(body, str) else body,
+        timeout_ms=webhooks.clamp_timeout_ms(params.get("timeout_ms")),
+        idempotency_key=webhooks.idempotency_key(job.run_id, job.next_index),
+    )
+
+
+class WebhookActor(SafeActor):
+    kind = "webhook"
+
+    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, sender: Any, workers: int,
+                 per_host: int | None = None, now_ms: Callable[[], int] | None = None) -> None:
+        super().__init__("webhook", stats)
+        self.pipeline, self.sender = pipeline, sender
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
+        self.per_host = per_host or max(1, workers // 4)
+        self.inflight: dict[str, int] = defaultdict(int)
+        self.waiting: dict[str, deque[RunJob]] = defaultdict(deque)
+        self.handlers = {JobBatch: self.on_jobs, WebhookDone: self.on_done}
+
+    def pending(self) -> int:
+        return sum(self.inflight.values()) + sum(len(q) for q in self.waiting.values())
+
+    def on_jobs(self, message: JobBatch) -> None:
+        for job in message.jobs:
+            host = urlsplit(str((job.next_action.get("params") or {}).get("url", ""))).hostname or ""
+            self.waiting[host].append(job)
+            self._pump(host)
+
+    def _pump(self, host: str) -> None:
+        queue = self.waiting[host]
+        while queue and self.inflight[host] < self.per_host:
+            job = queue.popleft()
+            self.inflight[host] += 1
+            self.pool.submit(self._send, job, host)
+        if not queue:
+            self.waiting.pop(host, None)
+
+    def _send(self, job: RunJob, host: str) -> None:
+        """Runs on the pool: never touches actor state, only reports back."""
+        try:
+            result = self.sender.send(build_request(job, job.next_action.get("params") or {}))
+            done = WebhookDone(job, host, result.ok, result.status, result.error, result.ms)
+        except Exception as exc:  # noqa: BLE001 - reported as the action's failure
+            log.exception("webhook of run %s crashed", job.run_id)
+            done = WebhookDone(job, host, False, None, f"internal error: {type(exc).__name__}", 0.0)
+        try:
+            self.actor_ref.tell(done)
+        except Exception:  # noqa: BLE001 - the actor stopped while the request ran
+            log.warning("webhook of run %s finished after the engine stopped", job.run_id)
+
+    def on_done(self, message: WebhookDone) -> None:
+        self.inflight[message.host] -= 1
+        if self.inflight[message.host] <= 0:
+            self.inflight.pop(message.host, None)
+        detail = {"http_status": message.status} if message.status is not None else {}
+        status = "success" if message.ok else "failed"
+        self.pipeline.dispatch([message.job.with_result(status, message.ms, message.error, **detail)])
+        self._pump(message.host)
+
+    def on_stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
