@@ -1,0 +1,77 @@
+"""Bus frames <-> ``Event``: the only place raw bytes from the wire are trusted into objects.
+
+A frame comes from anyone who can reach the SUB socket, so decoding is defensive: the size is
+capped before msgpack sees it, msgpack's container limits are set explicitly, and every failure
+is one ``MalformedEvent`` whose reason names lengths and types only — never payload contents,
+which may hold customer data or secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+from brokerflow.errors import MalformedEvent
+from workflow.events import Event, parse_event
+
+MAX_TOPIC_BYTES = 128
+# Per-container caps (a record has tens of keys); msgpack would otherwise allow as many entries
+# as the payload has bytes, and each entry costs ~50x its wire size as Python objects.
+MAX_MAP_LEN = 10_000
+MAX_ARRAY_LEN = 100_000
+
+
+def encode(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
+    """The two frames ``[topic, msgpack(payload)]`` of PROTOCOL §2/§4."""
+    return [topic.encode("utf-8"), msgpack.packb(payload, use_bin_type=True)]
+
+
+def decode(frames: list[bytes], received_ms: int, max_bytes: int) -> Event:
+    """Validate and decode one bus message; raise ``MalformedEvent`` with a short reason."""
+    if len(frames) != 2:
+        raise MalformedEvent(f"expected 2 frames [topic, payload], got {len(frames)}")
+    raw_topic, raw_payload = frames
+    if len(raw_topic) > MAX_TOPIC_BYTES:
+        raise MalformedEvent(f"topic frame too large: {len(raw_topic)} bytes")
+    if len(raw_payload) > max_bytes:
+        raise MalformedEvent(f"payload too large: {len(raw_payload)} bytes > {max_bytes}")
+    try:
+        topic = bytes(raw_topic).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEvent(f"topic is not utf-8 ({len(raw_topic)} bytes)") from None
+    payload = _unpack(topic, raw_payload)
+    return parse_event(topic, payload, received_ms)
+
+
+def _unpack(topic: str, raw: bytes) -> Any:
+    try:
+        payload = msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, use_list=True,
+            max_map_len=MAX_MAP_LEN, max_array_len=MAX_ARRAY_LEN,
+        )
+    except Exception as exc:  # msgpack raises ValueError, FormatError, StackError, UnicodeError...
+        # The exception text may quote bytes of the payload: report its type and the length only.
+        raise MalformedEvent(
+            f"{_safe_topic(topic)}: payload is not valid msgpack ({type(exc).__name__}, {len(raw)} bytes)"
+        ) from None
+    if isinstance(payload, dict):
+        _check_keys(topic, payload)
+    return payload
+
+
+def _check_keys(topic: str, payload: dict) -> None:
+    """Top-level and record keys must be str (msgpack lets bin keys through as bytes)."""
+    for key in payload:
+        if not isinstance(key, str):
+            raise MalformedEvent(f"{_safe_topic(topic)}: payload key of type {type(key).__name__}")
+    record = payload.get("record")
+    if isinstance(record, dict):
+        for key in record:
+            if not isinstance(key, str):
+                raise MalformedEvent(f"{_safe_topic(topic)}: record key of type {type(key).__name__}")
+
+
+def _safe_topic(topic: str) -> str:
+    return topic[:64]

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from brokerflow.errors import MalformedEvent
+from bus.codec import decode, encode
+
+MAX = 4096
+TRADE = {"event": "EV_RECORD_ADD", "record": {"order": 1, "login": 1001, "cmd": "OP_BUY"},
+         "source": "mt5", "seq": 7, "id": "ev-1", "ts": 1_700_000_000_000}
+
+
+def pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def test_encode_then_decode_gives_the_event_back():
+    event = decode(encode("trade.push", TRADE), received_ms=5, max_bytes=MAX)
+    assert (event.topic, event.event, event.source, event.seq, event.id, event.ts_ms, event.received_ms) == (
+        "trade.push", "EV_RECORD_ADD", "mt5", 7, "ev-1", 1_700_000_000_000, 5)
+    assert event.record == TRADE["record"]
+
+
+def test_extra_record_fields_are_kept():
+    payload = {**TRADE, "record": {**TRADE["record"], "symbol": "EURUSD", "custom": [1, 2]}}
+    event = decode(encode("trade.push", payload), 0, MAX)
+    assert event.record["custom"] == [1, 2]
+
+
+@pytest.mark.parametrize(("frames", "reason"), [
+    ([b"trade.push"], "expected 2 frames"),
+    ([b"trade.push", pack(TRADE), b"x"], "expected 2 frames"),
+    ([], "expected 2 frames"),
+    ([b"trade.push", pack({**TRADE, "record": {**TRADE["record"], "comment": "x" * MAX}})], "too large"),
+    ([b"t" * 200, pack(TRADE)], "topic frame too large"),
+    ([b"\xff\xfe", pack(TRADE)], "not utf-8"),
+    ([b"trade.push", b"\xc1not msgpack"], "not valid msgpack"),
+    ([b"trade.push", pack(TRADE) + b"\x00"], "not valid msgpack"),
+    ([b"trade.push", pack(TRADE)[:-3]], "not valid msgpack"),
+    ([b"trade.push", pack([1, 2, 3])], "must be a map"),
+    ([b"trade.push", pack("text")], "must be a map"),
+    ([b"order.push", pack(TRADE)], "unknown topic"),
+    ([b"trade.push", pack({**TRADE, "record": {"order": "1", "login": 1, "cmd": "OP_BUY"}})], "record.order"),
+    ([b"trade.push", pack({**TRADE, "record": {"order": True, "login": 1, "cmd": "OP_BUY"}})], "order"),
+    ([b"trade.push", pack({**TRADE, "record": {"login": 1001, "cmd": "OP_BUY"}})], "record.order is missing"),
+    ([b"trade.push", pack({**TRADE, "record": "nope"})], "record must be a map"),
+    ([b"trade.push", pack({**TRADE, "seq": "7"})], "payload.seq"),
+    ([b"trade.push", pack({**TRADE, "source": 3})], "payload.source"),
+    ([b"trade.push", pack({**TRADE, "event": None})], "payload.event is missing"),
+    ([b"rate.push", pack({"record": {"currency": "EUR", "usd": "1.1"}})], "record.usd"),
+    ([b"trade.push", pack({1: "x", **TRADE})], "not valid msgpack"),
+    ([b"trade.push", pack({b"bin-key": "x", **TRADE})], "payload key of type bytes"),
+    ([b"trade.push", pack({**TRADE, "record": {**TRADE["record"], b"k": 1}})], "record key of type bytes"),
+    ([b"trade.push", pack({**TRADE, "record": {**TRADE["record"], 5: 1}})], "not valid msgpack"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_malformed_messages_raise_with_a_reason(frames, reason):
+    with pytest.raises(MalformedEvent) as info:
+        decode(frames, 0, MAX)
+    assert reason in info.value.text
+
+
+def test_reasons_never_quote_payload_contents():
+    secret = "s3cr3t-token-value"
+    cases = [
+        [b"trade.push", b"\xc1" + secret.encode()],
+        [b"trade.push", pack({secret.encode(): 1, **TRADE})],
+        [b"trade.push", pack({**TRADE, "record": {**TRADE["record"], secret.encode(): 1}})],
+        [b"trade.push", pack({**TRADE, "record": {"order": secret, "login": 1, "cmd": "OP_BUY"}})],
+        [b"trade.push", pack({**TRADE, "comment": secret * 1000})],
+    ]
+    for frames in cases:
+        with pytest.raises(MalformedEvent) as info:
+            decode(frames, 0, MAX)
+        assert secret not in info.value.text
+
+
+def test_a_deeply_nested_payload_is_malformed_not_a_crash():
+    nested = b"\x91" * 5000 + b"\x00"  # [[[[...0...]]]] five thousand deep
+    with pytest.raises(MalformedEvent, match="not valid msgpack"):
+        decode([b"trade.push", nested], 0, 1 << 20)
+
+
+def test_huge_container_headers_are_refused_before_allocating():
+    # An array header claiming 2**31 entries in a 5-byte payload.
+    with pytest.raises(MalformedEvent, match="not valid msgpack"):
+        decode([b"trade.push", b"\xdd\x7f\xff\xff\xff"], 0, MAX)
