@@ -1,0 +1,182 @@
+"""The in-memory replica of reference data: groups, accounts, customers, managers, rates, templates.
+
+Every event needs its brand, account and customer, so they are dictionary lookups here rather
+than queries. The router actor is the only writer; other actors read concurrently. That needs
+no lock because a write is one atomic dict assignment of a fresh record (records are never
+mutated in place) and readers copy a table (``list(d.values())``, atomic under the GIL)
+before iterating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from brokerflow.errors import ValidationFailed
+from workflow.events import Event
+
+Record = dict[str, Any]
+
+# kind -> (attribute of ReferenceData, key field(s))
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "group": ("groups", ("group",)),
+    "account": ("accounts", ("login",)),
+    "customer": ("customers", ("id",)),
+    "manager": ("managers", ("id",)),
+    "rate": ("rates", ("currency",)),
+    "kyc_step_template": ("templates", ("brand", "step_code")),
+}
+_TRADE_TOPICS = ("trade.push",)
+
+
+class Links(NamedTuple):
+    """What an event resolves to in the replica (each None when unknown)."""
+
+    brand: str | None
+    account: Record | None
+    group: Record | None
+    customer: Record | None
+
+
+def _table_of(kind: str) -> tuple[str, tuple[str, ...]]:
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise ValidationFailed(f"unknown reference kind {kind!r}")
+    return spec
+
+
+def _normalize_key(kind: str, key: Any) -> Any:
+    if kind == "rate" and isinstance(key, str):
+        return key.upper()
+    if kind == "kyc_step_template" and isinstance(key, list):
+        return tuple(key)
+    return key
+
+
+class ReferenceData:
+    """Reference records keyed as the bus and storage key them; see module docstring for threads."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, Record] = {}
+        self.accounts: dict[int, Record] = {}
+        self.customers: dict[int, Record] = {}
+        self.managers: dict[int, Record] = {}
+        self.rates: dict[str, Record] = {}
+        self.templates: dict[tuple[str, str], Record] = {}
+
+    # -- writes (router only) ----------------------------------------------------------------
+    @staticmethod
+    def key_of(kind: str, record: Mapping[str, Any]) -> Any:
+        """The replica key of ``record`` (``(brand, step_code)`` for templates, rates upper-case)."""
+        _, fields = _table_of(kind)
+        values = tuple(record.get(f) for f in fields)
+        if any(v is None for v in values):
+            raise ValidationFailed(f"{kind} record needs {' and '.join(fields)}",
+                                   details=[{"path": f, "message": "required"} for f in fields
+                                            if record.get(f) is None])
+        return _normalize_key(kind, values if len(values) > 1 else values[0])
+
+    def apply(self, kind: str, record: Mapping[str, Any]) -> Record:
+        """Merge ``record`` into the stored one (absent fields are kept); return the merged record."""
+        attr, _ = _table_of(kind)
+        key = self.key_of(kind, record)
+        table = getattr(self, attr)
+        merged = {**table.get(key, {}), **record}
+        if kind == "rate":
+            merged["currency"] = key
+        table[key] = merged
+        return merged
+
+    def remove(self, kind: str, key: Any) -> None:
+        attr, _ = _table_of(kind)
+        getattr(self, attr).pop(_normalize_key(kind, key), None)
+
+    def load(self, kind: str, records: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the whole table of ``kind`` (start-up from storage) in one assignment."""
+        attr, _ = _table_of(kind)
+        table: dict[Any, Record] = {}
+        for record in records:
+            key = self.key_of(kind, record)
+            table[key] = {**record, "currency": key} if kind == "rate" else dict(record)
+        setattr(self, attr, table)
+
+    # -- event links -------------------------------------------------------------------------
+    def resolve(self, event: Event) -> Links:
+        """Brand, account, group and customer of an event, looked up once."""
+        topic, record = event.topic, event.record
+        if topic in _TRADE_TOPICS:
+            return self._account_links(self.accounts.get(record.get("login")))
+        if topic == "account.push":
+            stored = self.accounts.get(record.get("login"))
+            return self._account_links({**stored, **record} if stored else record)
+        if topic == "customer.push":
+            stored = self.customers.get(record.get("id"))
+            customer = {**stored, **record} if stored else record
+            brand = record.get("brand") or (stored.get("brand") if stored else None)
+            return Links(brand, None, None, customer)
+        if topic == "kyc.step.push":
+            customer = self.customers.get(record.get("customer_id"))
+            return Links(customer.get("brand") if customer else None, None, None, customer)
+        return Links(None, None, None, None)
+
+    def _account_links(self, account: Record | None) -> Links:
+        if account is None:
+            return Links(None, None, None, None)
+        group = self.groups.get(account.get("group"))
+        customer_id = account.get("customer_id")
+        customer = self.customers.get(customer_id) if customer_id is not None else None
+        return Links(group.get("brand") if group else None, account, group, customer)
+
+    def brand_of(self, event: Event) -> str | None:
+        """Trade/account: login -> account.group -> group.brand; customer/KYC: the customer's brand."""
+        return self.resolve(event).brand
+
+    def account_of(self, event: Event) -> Record | None:
+        return self.resolve(event).account
+
+    def customer_of(self, event: Event) -> Record | None:
+        return self.resolve(event).customer
+
+    # -- derived values ----------------------------------------------------------------------
+    def usd_rate(self, currency: str | None) -> float | None:
+        """USD per one unit of ``currency``: 1 for USD, None when no rate is known."""
+        if not isinstance(currency, str) or not currency:
+            return None
+        code = currency.upper()
+        if code == "USD":
+            return 1
+        usd = (self.rates.get(code) or {}).get("usd")
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd <= 0:
+            return None
+        return usd
+
+    def amount_usd(self, record: Mapping[str, Any],
+                   group: Mapping[str, Any] | None) -> tuple[float | None, str | None]:
+        """A balance operation or trade in USD (PROTOCOL section 2), or None and why not."""
+        given = record.get("amount_usd")
+        if given is not None:
+            return given, None
+        profit = record.get("profit")
+        if profit is None:
+            return None, "the record has no amount_usd and no profit"
+        if group is None:
+            return None, f"no trading group known for login {record.get('login')}"
+        currency = group.get("currency")
+        if not currency:
+            return None, f"group {group.get('group')} has no currency"
+        rate = self.usd_rate(currency)
+        if rate is None:
+            return None, f"no USD rate for {str(currency).upper()}"
+        return abs(profit) * rate, None
+
+    def enabled_managers(self, brand: str | None) -> list[Record]:
+        """Managers that are enabled (or say nothing) and belong to ``brand`` or to no brand; by id."""
+        found = [m for m in list(self.managers.values())
+                 if m.get("enabled") in (True, None) and m.get("brand") in (brand, None, "")]
+        return sorted(found, key=lambda m: m.get("id", 0))
+
+    def active_templates(self, brand: str | None) -> list[Record]:
+        """The brand's active KYC step templates (active unless it says false), by level then code."""
+        found = [t for (b, _code), t in list(self.templates.items())
+                 if b == brand and t.get("active", True) is not False]
+        return sorted(found, key=lambda t: (t.get("level") or 0, str(t.get("step_code"))))
