@@ -61,6 +61,10 @@ class RouterActor(SafeActor):
         if message.reply is not None:
             message.reply.set_result(sorted(self.brand_actors))
 
+    def on_stop(self) -> None:
+        for ref in self.brand_actors.values():
+            ref.stop(block=True, timeout=5)
+
     # -- reference data ----------------------------------------------------------------------
     def on_reference(self, message: ReferenceUpdate) -> None:
         if message.removed:

@@ -57,6 +57,7 @@ class WebhookActor(SafeActor):
         for job in message.jobs:
             host = urlsplit(str((job.next_action.get("params") or {}).get("url", ""))).hostname or ""
             self.waiting[host].append(job)
+            self.cell.pending += 1
             self._pump(host)
 
     def _pump(self, host: str) -> None:
@@ -83,6 +84,7 @@ class WebhookActor(SafeActor):
 
     def on_done(self, message: WebhookDone) -> None:
         self.inflight[message.host] -= 1
+        self.cell.pending -= 1
         if self.inflight[message.host] <= 0:
             self.inflight.pop(message.host, None)
         detail = {"http_status": message.status} if message.status is not None else {}
