@@ -1,0 +1,168 @@
+"""parse_event: good payloads per topic become Events; every malformed shape names its reason."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from brokerflow.errors import MalformedEvent
+from workflow.events import REFERENCE_TOPICS, TOPICS, Event, parse_event
+
+GOOD = {
+    "trade.push": {
+        "event": "EV_RECORD_ADD",
+        "record": {"order": 1, "login": 1001, "cmd": "OP_BUY", "volume": 100, "symbol": "EURUSD",
+                   "open_price": 1.1, "close_price": 0, "profit": -3.5, "comment": "c", "amount_usd": 10},
+    },
+    "account.push": {
+        "event": "EV_RECORD_UPDATE",
+        "record": {"login": 1001, "group": "real\\eu", "name": "A", "email": "a@b.c", "country": "DE",
+                   "enable": True, "leverage": 100, "customer_id": None},
+    },
+    "customer.push": {
+        "event": "EV_RECORD_ADD",
+        "record": {"id": 5, "brand": "acme", "email": "a@b.c", "country": "DE", "language": "de",
+                   "kyc_status": "none", "kyc_current_level": 0, "risk_level": "low", "status": "active",
+                   "assigned_manager_id": 2, "manager_id": None},
+    },
+    "kyc.step.push": {"record": {"customer_id": 5, "step_code": "POA", "level": 1, "status": "approved"}},
+    "group.push": {"event": "EV_RECORD_ADD",
+                   "record": {"group": "real\\eu", "brand": "acme", "currency": "EUR"}},
+    "manager.push": {"event": "EV_RECORD_ADD",
+                     "record": {"id": 2, "name": "M", "email": "m@b.c", "enabled": True, "brand": "acme"}},
+    "rate.push": {"record": {"currency": "EUR", "usd": 1.08}},
+}
+
+
+def test_every_topic_has_a_good_example():
+    assert set(GOOD) == set(TOPICS)
+    assert set(REFERENCE_TOPICS) <= set(TOPICS)
+
+
+@pytest.mark.parametrize("topic", TOPICS)
+def test_good_payload_of_each_topic_parses(topic):
+    payload = GOOD[topic]
+    event = parse_event(topic, payload, received_ms=42)
+    assert event.topic == topic
+    assert event.event == payload.get("event")
+    assert event.record == payload["record"]
+    assert event.record is not payload["record"]
+    assert (event.received_ms, event.depth, event.source, event.seq, event.id, event.ts_ms) == (
+        42, 0, None, None, None, None)
+
+
+def test_envelope_fields_are_carried():
+    payload = {**GOOD["rate.push"], "source": "mt4", "seq": 7, "id": "ev-1", "ts": 1795435200000}
+    event = parse_event("rate.push", payload, received_ms=5, depth=2)
+    envelope = (event.source, event.seq, event.id, event.ts_ms, event.depth)
+    assert envelope == ("mt4", 7, "ev-1", 1795435200000, 2)
+
+
+def test_an_integer_id_is_kept_as_text():
+    assert parse_event("rate.push", {**GOOD["rate.push"], "id": 12}, 0).id == "12"
+
+
+def test_extra_record_fields_are_kept():
+    payload = {"event": "EV_RECORD_ADD", "record": {"id": 5, "vip": True, "tags": ["a"]}}
+    assert parse_event("customer.push", payload, 0).record == {"id": 5, "vip": True, "tags": ["a"]}
+
+
+def test_kyc_step_push_takes_any_event_name_or_none():
+    payload = {"event": "SOMETHING", "record": GOOD["kyc.step.push"]["record"]}
+    assert parse_event("kyc.step.push", payload, 0).event == "SOMETHING"
+
+
+def test_number_fields_take_ints_and_floats():
+    record = {"currency": "JPY", "usd": 1}
+    assert parse_event("rate.push", {"record": record}, 0).record["usd"] == 1
+
+
+def test_events_are_frozen():
+    event = parse_event("rate.push", GOOD["rate.push"], 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.topic = "x"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"id": "ev-1", "source": "mt4", "seq": 3}, "ev-1"),
+        ({"source": "mt4", "seq": 3}, "mt4:3"),
+    ],
+)
+def test_key_prefers_id_then_source_and_seq(kwargs, key):
+    assert Event("rate.push", None, {}, **kwargs).key == key
+
+
+def test_key_without_id_or_seq_is_local_and_distinct_per_event():
+    first, second = Event("rate.push", None, {}, received_ms=9), Event("rate.push", None, {}, received_ms=9)
+    assert first.key.startswith("local:9:")
+    assert first.key != second.key
+
+
+def _with(topic, **record_changes):
+    record = {**GOOD[topic]["record"], **record_changes}
+    return {**GOOD[topic], "record": {k: v for k, v in record.items() if v is not _DROP}}
+
+
+_DROP = object()
+
+REJECTIONS = [
+    ("order.push", GOOD["trade.push"], "unknown topic 'order.push'"),
+    ("trade.push", [1, 2], "payload must be a map, got list"),
+    ("trade.push", b"raw", "payload must be a map, got bytes"),
+    ("trade.push", {"record": GOOD["trade.push"]["record"]}, "payload.event is missing"),
+    ("account.push", {"record": {"login": 1}}, "payload.event is missing"),
+    ("customer.push", {"record": {"id": 1}}, "payload.event is missing"),
+    ("trade.push", {**GOOD["trade.push"], "event": "EV_BOGUS"}, "unknown event 'EV_BOGUS'"),
+    ("trade.push", {**GOOD["trade.push"], "event": 1}, "payload.event must be str, got int"),
+    ("trade.push", {"event": "EV_RECORD_ADD"}, "payload.record must be a map"),
+    ("trade.push", {"event": "EV_RECORD_ADD", "record": [1]}, "payload.record must be a map"),
+    ("rate.push", {**GOOD["rate.push"], "id": ["x"]}, "payload.id must be a string"),
+    ("rate.push", {**GOOD["rate.push"], "id": True}, "payload.id must be a string"),
+    ("rate.push", {**GOOD["rate.push"], "source": 5}, "payload.source must be str, got int"),
+    ("rate.push", {**GOOD["rate.push"], "seq": "5"}, "payload.seq must be int, got str"),
+    ("rate.push", {**GOOD["rate.push"], "seq": True}, "payload.seq must be int, got bool"),
+    ("rate.push", {**GOOD["rate.push"], "ts": 1.5}, "payload.ts must be int, got float"),
+    ("rate.push", {"record": {"currency": "EUR", "usd": 1.0, 3: "x"}}, "record key 3 is not a string"),
+    ("trade.push", _with("trade.push", order=_DROP), "record.order is missing"),
+    ("trade.push", _with("trade.push", login=None), "record.login is missing"),
+    ("trade.push", _with("trade.push", login="1001"), "record.login must be int, got str"),
+    ("trade.push", _with("trade.push", login=True), "record.login must be int, got bool"),
+    ("trade.push", _with("trade.push", cmd=1), "record.cmd must be str, got int"),
+    ("trade.push", _with("trade.push", volume=1.5), "record.volume must be int, got float"),
+    ("trade.push", _with("trade.push", profit="3"), "record.profit must be number, got str"),
+    ("trade.push", _with("trade.push", amount_usd=False), "record.amount_usd must be number, got bool"),
+    ("account.push", _with("account.push", enable=1), "record.enable must be bool, got int"),
+    ("account.push", _with("account.push", customer_id="5"), "customer_id must be int, got str"),
+    ("customer.push", _with("customer.push", id=_DROP), "record.id is missing"),
+    ("customer.push", _with("customer.push", kyc_current_level="1"),
+     "record.kyc_current_level must be int, got str"),
+    ("kyc.step.push", _with("kyc.step.push", status=_DROP), "record.status is missing"),
+    ("kyc.step.push", _with("kyc.step.push", step_code=_DROP), "record.step_code is missing"),
+    ("kyc.step.push", _with("kyc.step.push", customer_id=_DROP), "record.customer_id is missing"),
+    ("kyc.step.push", _with("kyc.step.push", level="1"), "record.level must be int, got str"),
+    ("group.push", _with("group.push", group=_DROP), "record.group is missing"),
+    ("group.push", _with("group.push", currency=978), "record.currency must be str, got int"),
+    ("manager.push", _with("manager.push", id=_DROP), "record.id is missing"),
+    ("manager.push", _with("manager.push", enabled="yes"), "record.enabled must be bool, got str"),
+    ("rate.push", _with("rate.push", usd=_DROP), "record.usd is missing"),
+    ("rate.push", _with("rate.push", usd="1.08"), "record.usd must be number, got str"),
+    ("rate.push", _with("rate.push", currency=_DROP), "record.currency is missing"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), REJECTIONS)
+def test_malformed_payloads_are_refused_with_their_reason(topic, payload, reason):
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event(topic, payload, 0)
+    assert caught.value.text.endswith(reason)
+    assert caught.value.text.startswith((f"{topic}: ", "payload.", "unknown topic"))
+    assert caught.value.code == "MALFORMED_EVENT"
+
+
+def test_a_long_unknown_topic_is_cut_in_the_reason():
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event("x" * 500, {}, 0)
+    assert len(caught.value.text) < 100
