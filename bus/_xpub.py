@@ -1,0 +1,69 @@
+"""The PUB side shared by ``Publisher`` and ``Outbound``: an XPUB socket that reports subscribers.
+
+ZeroMQ PUB drops every message sent before a subscriber's subscription has reached it (the
+"slow joiner"). An XPUB socket is wire-compatible with PUB for SUB peers and, unlike PUB, hands
+the subscriptions up to the application, so a sender can wait until a subscriber is really
+listening instead of sleeping and hoping.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager, nullcontext
+
+import zmq
+
+
+def open_xpub(context: zmq.Context, endpoint: str, bind: bool, hwm: int, linger_ms: int) -> zmq.Socket:
+    sock = context.socket(zmq.XPUB)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription, not only the first
+    try:
+        if bind:
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def last_endpoint(sock: zmq.Socket) -> str:
+    return sock.getsockopt(zmq.LAST_ENDPOINT).decode("ascii")
+
+
+class SubscriptionCounter:
+    """Counts subscribe messages an XPUB socket received (one per subscriber and prefix)."""
+
+    def __init__(self) -> None:
+        self.subscriptions = 0
+
+    def drain(self, sock: zmq.Socket, timeout_ms: int = 0) -> int:
+        """Read pending (un)subscription messages, waiting up to ``timeout_ms`` for the first."""
+        if timeout_ms > 0 and not sock.poll(timeout_ms, zmq.POLLIN):
+            return self.subscriptions
+        while True:
+            try:
+                message = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return self.subscriptions
+            if message[:1] == b"\x01":
+                self.subscriptions += 1
+
+    def wait(self, sock: zmq.Socket, subscribers: int, timeout_s: float,
+             lock: AbstractContextManager | None = None, step_ms: int = 20) -> bool:
+        """True once at least ``subscribers`` subscriptions arrived, False after ``timeout_s``.
+
+        ``lock`` (held only around each short step) serializes access to a shared socket.
+        """
+        guard = lock if lock is not None else nullcontext()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            with guard:
+                if self.drain(sock, max(0, min(step_ms, left_ms))) >= subscribers:
+                    return True
+            if left_ms <= 0:
+                return False

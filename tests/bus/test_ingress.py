@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import msgpack
+import pytest
+import zmq
+
+from brokerflow.settings import Settings
+from bus.codec import encode
+from bus.ingress import Ingress
+from bus.publisher import Publisher
+from tests.conftest import tcp_endpoint, wait_until
+from workflow.events import Event
+
+RATE = {"currency": "EUR", "usd": 1.08}
+
+
+class Collector:
+    """A sink that keeps every batch it was handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Event]] = []
+
+    def __call__(self, events: list[Event]) -> None:
+        self.batches.append(events)
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for batch in list(self.batches) for event in batch]
+
+
+class Running:
+    """An ingress looping in its own thread, stopped and closed at teardown."""
+
+    def __init__(self, ingress: Ingress) -> None:
+        self.ingress = ingress
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=ingress.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.ingress.close()
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    ctx = zmq.Context()
+    yield ctx
+    ctx.term()
+
+
+@pytest.fixture
+def start(context) -> Iterator:
+    started: list[object] = []
+
+    def _start(sink, event_store=None, **settings_changes) -> Running:
+        settings = Settings(**{"events_bind": ("tcp://127.0.0.1:0",), **settings_changes})
+        running = Running(Ingress(settings, sink, event_store=event_store, context=context))
+        started.append(running)
+        return running
+
+    yield _start
+    for running in reversed(started):
+        running.close()
+
+
+@pytest.fixture
+def publisher(context) -> Iterator:
+    made: list[Publisher] = []
+
+    def _publisher(endpoint: str, source: str = "test", **kwargs) -> Publisher:
+        pub = Publisher(endpoint, source, context=context, linger_ms=0, **kwargs)
+        made.append(pub)
+        assert pub.wait_subscribed(timeout_s=5), "the ingress never subscribed"
+        return pub
+
+    yield _publisher
+    for pub in made:
+        pub.close()
+
+
+def raw(topic: str, **payload) -> list[bytes]:
+    return encode(topic, {"record": RATE, **payload})
+
+
+def test_five_thousand_events_are_all_delivered_in_order(start, publisher):
+    sink = Collector()
+    running = start(sink)
+    pub = publisher(running.ingress.bound_endpoints()[0], source="burst")
+    for n in range(5000):
+        pub.publish("trade.push", {"order": n, "login": 1001, "cmd": "OP_BUY"}, event="EV_RECORD_ADD")
+    wait_until(lambda: len(sink.events) == 5000)
+    assert [event.seq for event in sink.events] == list(range(1, 5001))
+    assert [event.record["order"] for event in sink.events] == list(range(5000))
+    assert running.ingress.stats() == {"received": 5000, "malformed": 0, "duplicates": 0, "gaps": 0}
+    assert len(sink.batches) < 5000, "events should reach the sink in batches"
+
+
+def test_bound_endpoints_report_the_real_port(start):
+    running = start(Collector())
+    (endpoint,) = running.ingress.bound_endpoints()
+    assert endpoint.startswith("tcp://127.0.0.1:")
+    assert not endpoint.endswith(":0")
+
+
+def test_malformed_frames_are_counted_and_logged_while_valid_ones_go_through(start, publisher, caplog):
+    sink = Collector()
+    running = start(sink)
+    pub = publisher(running.ingress.bound_endpoints()[0])
+    bad = [
+        [b"rate.push"],
+        [b"rate.push", b"\xc1garbage", b"extra"],
+        [b"rate.push", b"\xc1garbage"],
+        [b"nope.push", msgpack.packb({"record": RATE})],
+        [b"rate.push", msgpack.packb({"record": {"currency": 1, "usd": 1.0}})],
+        [b"rate.push", msgpack.packb(["not", "a", "map"])],
+    ]
+    with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
+        for frames in bad:
+            pub.publish_raw(frames)
+            pub.publish("rate.push", RATE)
+        wait_until(lambda: running.ingress.stats()["received"] == 12)
+    assert len(sink.events) == 6
+    assert running.ingress.stats()["malformed"] == 6
+    warnings = [r for r in caplog.records if r.name == "brokerflow.bus" and "malformed" in r.getMessage()]
+    assert len(warnings) == 6
+
+
+def test_duplicates_by_id_and_by_seq_are_dropped(start, publisher):
+    sink = Collector()
+    running = start(sink)
+    pub = publisher(running.ingress.bound_endpoints()[0])
+    for frames in (
+        raw("rate.push", id="a"), raw("rate.push", id="a"),
+        raw("rate.push", source="s", seq=1), raw("rate.push", source="s", seq=2),
+        raw("rate.push", source="s", seq=2), raw("rate.push", source="s", seq=1),
+        raw("rate.push", id="b", source="s", seq=3), raw("rate.push", id="b", source="s", seq=4),
+    ):
+        pub.publish_raw(frames)
+    wait_until(lambda: running.ingress.stats()["received"] == 8)
+    assert [(e.id, e.seq) for e in sink.events] == [("a", None), (None, 1), (None, 2), ("b", 3)]
+    assert running.ingress.stats()["duplicates"] == 4
+
+
+def test_gaps_are_counted_and_logged_with_the_missing_range_and_the_event_is_kept(start, publisher, caplog):
+    sink = Collector()
+    running = start(sink)
+    pub = publisher(running.ingress.bound_endpoints()[0])
+    with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
+        for seq in (1, 2, 6, 7, 10):
+            pub.publish_raw(raw("rate.push", source="mt5", seq=seq))
+        wait_until(lambda: len(sink.events) == 5)
+    assert running.ingress.stats()["gaps"] == 2
+    messages = [r.getMessage() for r in caplog.records if "gap" in r.getMessage()]
+    assert any("3..5" in m for m in messages) and any("8..9" in m for m in messages)
+
+
+def test_a_failing_sink_is_logged_and_the_loop_goes_on(start, publisher, caplog):
+    seen: list[Event] = []
+
+    def sink(events: list[Event]) -> None:
+        seen.extend(events)
+        if any(e.id == "boom" for e in events):
+            raise RuntimeError("sink exploded")
+
+    running = start(sink)
+    pub = publisher(running.ingress.bound_endpoints()[0])
+    with caplog.at_level(logging.ERROR, logger="brokerflow.bus"):
+        pub.publish("rate.push", RATE, id="boom")
+        wait_until(lambda: seen)
+        pub.publish("rate.push", RATE, id="after")
+        wait_until(lambda: any(e.id == "after" for e in seen))
+    assert running.thread.is_alive()
+    assert any("sink failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_ingress_connects_to_publishers_that_bind(context, publisher):
+    sink = Collector()
+    pub = Publisher("tcp://127.0.0.1:0", "bound", bind=True, context=context, linger_ms=0)
+    try:
+        settings = Settings(events_bind=(), events_connect=(pub.endpoint,))
+        running = Running(Ingress(settings, sink, context=context))
+        try:
+            assert pub.wait_subscribed(timeout_s=5)
+            pub.publish("rate.push", RATE)
+            wait_until(lambda: sink.events)
+        finally:
+            running.close()
+    finally:
+        pub.close()
+    assert sink.events[0].source == "bound"
+
+
+def test_an_oversize_frame_never_reaches_the_sink_and_other_publishers_go_on(start, publisher):
+    sink = Collector()
+    running = start(sink, max_frame_bytes=10_000)
+    endpoint = running.ingress.bound_endpoints()[0]
+    big, small = publisher(endpoint, source="big"), publisher(endpoint, source="small")
+    big.publish("rate.push", {**RATE, "blob": "x" * 50_000})
+    small.publish("rate.push", RATE)
+    wait_until(lambda: sink.events)
+    assert [e.source for e in sink.events] == ["small"]
+
+
+def test_poll_once_steps_the_loop_and_stamps_the_injected_clock(context, publisher):
+    sink = Collector()
+    settings = Settings(events_bind=("tcp://127.0.0.1:0",))
+    ingress = Ingress(settings, sink, clock=lambda: 1_700_000_000.5, context=context)
+    try:
+        assert ingress.poll_once(0) == 0
+        pub = Publisher(ingress.bound_endpoints()[0], "step", context=context, linger_ms=0)
+        try:
+            # A bound SUB sends its subscription to a new peer only when its own thread touches
+            # the socket, so the ingress must be stepped while the publisher waits.
+            wait_until(lambda: ingress.poll_once(0) == 0 and pub.wait_subscribed(timeout_s=0.01))
+            pub.publish("rate.push", RATE)
+            wait_until(lambda: ingress.poll_once(10))
+        finally:
+            pub.close()
+    finally:
+        ingress.close()
+    assert sink.events[0].received_ms == 1_700_000_000_500
+
+
+class DictEventStore:
+    """``store.events`` kept in memory (storage.open_store is not available to this suite yet)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.last_seq: dict[str, int] = {}
+        self.calls = 0
+
+    def record(self, ids: list[str], last_seq: dict[str, int]) -> None:
+        self.calls += 1
+        self.ids.extend(ids)
+        self.last_seq.update(last_seq)
+
+    def load_state(self, limit_ids: int) -> tuple[list[str], dict[str, int]]:
+        return self.ids[-limit_ids:], dict(self.last_seq)
+
+
+def test_dedup_state_survives_a_restart_through_the_event_store(start, publisher):
+    store = DictEventStore()
+    first = Collector()
+    running = start(first, event_store=store)
+    pub = publisher(running.ingress.bound_endpoints()[0], source="mt5")
+    pub.publish("rate.push", RATE, id="x-1")
+    pub.publish("rate.push", RATE, id="x-2")
+    wait_until(lambda: store.last_seq.get("mt5") == 2)
+    running.close()
+
+    second = Collector()
+    restarted = start(second, event_store=store)
+    pub2 = publisher(restarted.ingress.bound_endpoints()[0], source="mt5")
+    for frames in (raw("rate.push", id="x-1"), raw("rate.push", source="mt5", seq=2),
+                   raw("rate.push", source="mt5", seq=3), raw("rate.push", id="x-3")):
+        pub2.publish_raw(frames)
+    wait_until(lambda: restarted.ingress.stats()["received"] == 4)
+    assert [(e.id, e.seq) for e in second.events] == [(None, 3), ("x-3", None)]
+    assert restarted.ingress.stats()["duplicates"] == 2
+    assert store.ids == ["x-1", "x-2", "x-3"]
+
+
+def test_a_failing_store_is_retried_with_the_state_still_pending(start, publisher):
+    store = DictEventStore()
+    failures = {"left": 1}
+    real_record = store.record
+
+    def flaky_record(ids, last_seq):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("database is locked")
+        real_record(ids, last_seq)
+
+    store.record = flaky_record  # type: ignore[method-assign]
+    sink = Collector()
+    running = start(sink, event_store=store)
+    pub = publisher(running.ingress.bound_endpoints()[0], source="s")
+    pub.publish("rate.push", RATE, id="first")
+    wait_until(lambda: sink.events and failures["left"] == 0)
+    pub.publish("rate.push", RATE, id="second")
+    wait_until(lambda: "second" in store.ids)
+    assert store.ids == ["first", "second"]
+    assert store.last_seq == {"s": 2}
+
+
+def test_two_bind_endpoints_both_feed_the_same_sink(start, publisher):
+    sink = Collector()
+    running = start(sink, events_bind=("tcp://127.0.0.1:0", tcp_endpoint()))
+    endpoints = running.ingress.bound_endpoints()
+    assert len(endpoints) == 2
+    publisher(endpoints[0], source="a").publish("rate.push", RATE)
+    publisher(endpoints[1], source="b").publish("rate.push", RATE)
+    wait_until(lambda: len(sink.events) == 2)
+    assert sorted(e.source for e in sink.events) == ["a", "b"]

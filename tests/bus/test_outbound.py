@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import msgpack
+import pytest
+import zmq
+
+from bus.outbound import Outbound
+from tests.conftest import wait_until
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    ctx = zmq.Context()
+    yield ctx
+    ctx.term()
+
+
+@pytest.fixture
+def outbound(context) -> Iterator[Outbound]:
+    out = Outbound("tcp://127.0.0.1:0", context=context, linger_ms=0)
+    yield out
+    out.close()
+
+
+@pytest.fixture
+def subscriber(context, outbound) -> Iterator[zmq.Socket]:
+    sock = context.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 1_000_000)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(outbound.bound_endpoint)
+    assert outbound.wait_subscribed(timeout_s=5)
+    yield sock
+    sock.close(linger=0)
+
+
+def receive(sock: zmq.Socket, count: int) -> list[tuple[str, dict]]:
+    got: list[tuple[str, dict]] = []
+
+    def more() -> bool:
+        while sock.poll(0):
+            topic, payload = sock.recv_multipart()
+            got.append((topic.decode(), msgpack.unpackb(payload)))
+        return len(got) >= count
+
+    wait_until(more)
+    return got
+
+
+def test_bound_endpoint_reports_the_real_port(outbound):
+    assert outbound.bound_endpoint.startswith("tcp://127.0.0.1:")
+    assert not outbound.bound_endpoint.endswith(":0")
+
+
+def test_a_subscriber_receives_two_frame_msgpack_messages(outbound, subscriber):
+    payload = {"manager_id": 7, "message": "big deposit", "rule_id": 1, "run_id": 2, "brand": "acme"}
+    changed = {"customer_id": 5, "changes": {"risk_level": "high"}, "rule_id": 1, "run_id": 2}
+    outbound.send("notify.manager", payload)
+    outbound.send("customer.changed", changed)
+    assert receive(subscriber, 2) == [("notify.manager", payload), ("customer.changed", changed)]
+
+
+def test_concurrent_senders_never_interleave_frames(outbound, subscriber):
+    def sender(n: int) -> None:
+        for i in range(500):
+            outbound.send(f"kyc.changed.{n}", {"customer_id": i, "thread": n})
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    got = receive(subscriber, 2000)
+    assert len(got) == 2000
+    assert all(topic == f"kyc.changed.{payload['thread']}" for topic, payload in got)
+    for n in range(4):
+        assert [p["customer_id"] for t, p in got if p["thread"] == n] == list(range(500))
+    assert outbound.sent == 2000
+
+
+def test_send_after_close_is_a_no_op(context):
+    out = Outbound("tcp://127.0.0.1:0", context=context, linger_ms=0)
+    out.close()
+    out.send("notify.manager", {"manager_id": 1})
