@@ -1,0 +1,107 @@
+"""The access model of seed ``000``: who may run a command, and which brand a token may touch.
+
+A command names the roles that may run it (``None``: any valid token). A token created with
+a brand is *brand-scoped*: it sees only that brand's data and touches only that brand's
+records; an unscoped token sees every brand. The decisions per command are in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from brokerflow.errors import AccessDenied, Unauthenticated
+from workflow.catalog import ROLES
+
+ADMIN = "SESSION_ADMIN"
+READ_ROLES: frozenset[str] = frozenset(ROLES)  # the seed's five session roles
+ADMIN_ONLY: frozenset[str] = frozenset({ADMIN})
+ANY_TOKEN = None  # roles value of commands any valid token may run (the Workflow Machine)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's id, role, brand scope (``None``: all brands) and name."""
+
+    token_id: Any
+    role: str
+    brand: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def from_token(cls, record: Mapping[str, Any]) -> Principal:
+        return cls(record.get("id"), record["role"], record.get("brand") or None, record.get("name"))
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
+
+    @property
+    def actor(self) -> str:
+        """How stored changes record who made them."""
+        return self.name or f"token:{self.token_id}"
+
+
+class Guarded(Protocol):
+    name: str
+    roles: frozenset[str] | None
+    auth: bool
+
+
+def check(principal: Principal | None, command: Guarded) -> None:
+    """Raise ``Unauthenticated`` or ``AccessDenied`` unless ``principal`` may run ``command``."""
+    if not command.auth:
+        return
+    if principal is None:
+        raise Unauthenticated(f"{command.name} needs a valid token")
+    if command.roles is not ANY_TOKEN and principal.role not in command.roles:
+        raise AccessDenied(f"role {principal.role} may not run {command.name}")
+
+
+def require_admin(principal: Principal, what: str) -> None:
+    if not principal.is_admin:
+        raise AccessDenied(f"only {ADMIN} may {what}")
+
+
+def can_see(principal: Principal, brand: str | None) -> bool:
+    """Whether a record of ``brand`` is visible; brand-less records only to unscoped tokens."""
+    return principal.brand is None or brand == principal.brand
+
+
+def require_brand(principal: Principal, brand: str | None) -> None:
+    """``AccessDenied`` when a brand-scoped token addresses another brand (or no brand)."""
+    if not can_see(principal, brand):
+        shown = "no brand" if brand is None else f"brand {brand!r}"
+        raise AccessDenied(f"this token is scoped to brand {principal.brand!r} and may not touch {shown}")
+
+
+def require_unscoped(principal: Principal, what: str) -> None:
+    """For data shared by every brand (rates, flows): only unscoped tokens may change it."""
+    if principal.brand is not None:
+        raise AccessDenied(f"{what} is shared by all brands; a brand-scoped token may not change it")
+
+
+def visible_brands(principal: Principal) -> frozenset[str] | None:
+    """The brands a principal may read; ``None`` means all of them."""
+    return None if principal.brand is None else frozenset({principal.brand})
+
+
+def scope_filter(principal: Principal, requested: str | None) -> str | None:
+    """The brand filter a list command runs with: the token's brand when scoped.
+
+    Asking a scoped token's list for another brand is denied rather than answered empty, so
+    a misconfigured client learns why it sees nothing.
+    """
+    if principal.brand is None:
+        return requested
+    if requested is not None:
+        require_brand(principal, requested)
+    return principal.brand
+
+
+def filter_visible(principal: Principal, records: Iterable[Mapping[str, Any]],
+                   brand_of: Any = None) -> list[Any]:
+    """Records a principal may see; ``brand_of(record)`` defaults to ``record["brand"]``."""
+    get = brand_of or (lambda r: r.get("brand"))
+    return [r for r in records if can_see(principal, get(r))]

@@ -1,0 +1,62 @@
+"""Request dict in, envelope out: authenticate, authorize, run the handler, map its errors.
+
+Both front doors (the ZeroMQ server and the HTTP gateway) go through here, so a command
+behaves the same whichever way it arrives. A handler may answer later with a ``Future``; the
+dispatcher then answers with a ``Future`` of the envelope and never waits itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from api import access, envelope
+from api.access import Principal
+from api.commands import COMMANDS, Command, CommandContext
+from api.services import Services
+from brokerflow.errors import UnknownCommand
+
+
+class Dispatcher:
+    def __init__(self, services: Services, commands: Mapping[str, Command] | None = None) -> None:
+        self.services = services
+        self.commands = COMMANDS if commands is None else commands
+
+    def handle(self, request: Mapping[str, Any]) -> dict[str, Any] | Future[dict[str, Any]]:
+        """``request`` as ``framing.decode_request`` returns it: ``{"cmd", "token", "params"}``."""
+        try:
+            command = self.commands.get(request.get("cmd"))
+            if command is None:
+                raise UnknownCommand(f"unknown command {str(request.get('cmd'))[:64]!r}")
+            principal = self.authenticate(request.get("token")) if command.auth else None
+            access.check(principal, command)
+            context = CommandContext(principal, self.services)
+            result = command.handler(context, dict(request.get("params") or {}))
+        except Exception as exc:  # every failure becomes an envelope; failure() logs the unexpected
+            return envelope.failure(exc)
+        if isinstance(result, Future):
+            return _envelope_future(result)
+        return envelope.ok(result)
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        """The token's principal, or ``None`` for a missing or unknown token."""
+        if not token:
+            return None
+        record = self.services.store.tokens.authenticate(token)
+        return Principal.from_token(record) if record else None
+
+
+def _envelope_future(result: Future[dict[str, Any]]) -> Future[dict[str, Any]]:
+    """A Future of the envelope that completes when the handler's Future does."""
+    out: Future[dict[str, Any]] = Future()
+    out.set_running_or_notify_cancel()
+
+    def done(fut: Future[dict[str, Any]]) -> None:
+        try:
+            out.set_result(envelope.ok(fut.result()))
+        except BaseException as exc:  # includes CancelledError
+            out.set_result(envelope.failure(exc))
+
+    result.add_done_callback(done)
+    return out

@@ -1,0 +1,169 @@
+"""The management API on a ZeroMQ ROUTER socket.
+
+ROUTER rather than REP: a REQ client sees no difference (its routing envelope is kept and sent
+back), but a REP socket must answer each request before it reads the next, so one slow
+command (a process step waiting for its mailbox) would stall every client. Here a handler may
+answer with a ``Future``; the server goes on reading, and sends the reply when the Future
+completes.
+
+Only the server thread touches the ROUTER socket. A completing Future (on whatever thread)
+queues its reply and writes one byte to a socketpair the poller also watches, which wakes
+the loop to send it.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import zmq
+
+from api import envelope
+from api.dispatcher import Dispatcher
+from api.framing import decode_request, encode_reply, wants_json
+from brokerflow.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+READ_BATCH = 256  # requests read per poll_once before completed replies get their turn
+HARD_CAP_FACTOR = 4  # frames above this many times the cap drop the peer instead of a reply
+
+
+class ApiServer:
+    def __init__(self, bind_endpoint: str, dispatcher: Dispatcher, max_frame_bytes: int,
+                 context: zmq.Context | None = None) -> None:
+        self._dispatcher = dispatcher
+        self._max_frame_bytes = max_frame_bytes
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self._sock = self._context.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        # A frame over the cap still gets a BAD_REQUEST; only a far bigger one (a memory
+        # attack rather than a mistake) makes ZeroMQ drop the peer before we ever see it.
+        self._sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes * HARD_CAP_FACTOR + 65536)
+        self._sock.bind(bind_endpoint)
+        self.endpoint: str = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._completed: collections.deque[tuple[list[bytes], bool, dict[str, Any]]] = collections.deque()
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._closed = False
+        self.pending = 0  # replies still waiting for their Future
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def poll_once(self, timeout_ms: int) -> int:
+        """Wait up to ``timeout_ms`` for work; serve what is there. Returns replies sent."""
+        ready = dict(self._poller.poll(timeout_ms))
+        if self._wake_r.fileno() in ready or self._wake_r in ready:
+            self._drain_wake()
+        sent = self._send_completed()
+        if self._sock in ready:
+            for _ in range(READ_BATCH):
+                try:
+                    frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                sent += self._serve(frames)
+        return sent + self._send_completed()
+
+    def run(self, stop_event: threading.Event, timeout_ms: int = 100) -> None:
+        while not stop_event.is_set():
+            try:
+                self.poll_once(timeout_ms)
+            except zmq.ContextTerminated:
+                return
+            except Exception:  # the loop must outlive any single bad request
+                log.exception("management API loop step failed; going on")
+
+    def close(self) -> None:
+        """Close the socket (call from the server thread, or after ``run`` returned)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sock.close(linger=0)
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._own_context:
+            self._context.term()
+
+    # -- one request ----------------------------------------------------------------------
+
+    def _serve(self, frames: list[bytes]) -> int:
+        routing, body = _split(frames)
+        if not routing:
+            return 0  # ROUTER always prefixes the peer identity; nothing to answer to
+        frame = body[0] if len(body) == 1 else b""
+        as_json = wants_json(frame)
+        try:
+            if len(body) != 1:
+                raise BadRequest(f"expected one frame after the routing envelope, got {len(body)}")
+            request, as_json = decode_request(frame, self._max_frame_bytes)
+            reply = self._dispatcher.handle(request)
+        except Exception as exc:
+            reply = envelope.failure(exc)
+        if isinstance(reply, Future):
+            self.pending += 1
+            reply.add_done_callback(lambda fut: self._complete(routing, as_json, fut))
+            return 0
+        return self._send(routing, as_json, reply)
+
+    def _complete(self, routing: list[bytes], as_json: bool, fut: Future[dict[str, Any]]) -> None:
+        """Runs on the thread that completed ``fut``: queue the reply, wake the server thread."""
+        try:
+            reply = fut.result()
+        except BaseException as exc:  # the dispatcher's Futures carry envelopes, but be safe
+            reply = envelope.failure(exc)
+        self._completed.append((routing, as_json, reply))
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already awake (buffer full) or closed
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _send_completed(self) -> int:
+        sent = 0
+        while self._completed:
+            routing, as_json, reply = self._completed.popleft()
+            self.pending -= 1
+            sent += self._send(routing, as_json, reply)
+        return sent
+
+    def _send(self, routing: list[bytes], as_json: bool, reply: dict[str, Any]) -> int:
+        try:
+            data = encode_reply(reply, as_json)
+        except Exception as exc:  # e.g. an int too big for msgpack in a handler's body
+            data = encode_reply(envelope.failure(exc), as_json)
+        try:
+            self._sock.send_multipart([*routing, data], zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("reply dropped: the client's queue is full")
+            return 0
+        return 1
+
+
+def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Routing envelope (identities up to and including the empty delimiter) and the body.
+
+    REQ clients send ``[identity, b"", request]``; a DEALER may send ``[identity, request]``
+    with no delimiter, in which case the envelope is the identity alone.
+    """
+    if not frames:
+        return [], []
+    for index, frame in enumerate(frames[1:], start=1):
+        if frame == b"":
+            return frames[: index + 1], frames[index + 1:]
+    return frames[:1], frames[1:]

@@ -1,0 +1,107 @@
+"""What the command handlers may use of the running engine, and nothing more.
+
+The engine builds one ``Services``, appends its listeners (so a changed rule set reaches the
+rule actors, a changed reference record reaches the router) and plugs in the handlers that
+need actors (stats, processes, before-hooks, manual exec, sinks). A handler left unset makes
+its commands answer ``INTERNAL`` with a clear text, so the API also runs in a process that
+hosts only part of the engine (tests, tools).
+
+Listeners are hooks in the dramatiq sense: a failing listener is logged and never stops the
+command that triggered it nor the other listeners — the change is already stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from brokerflow.errors import Internal
+from brokerflow.settings import Settings
+
+if TYPE_CHECKING:
+    from api.access import Principal
+    from workflow.reference import ReferenceData
+
+log = logging.getLogger(__name__)
+
+StatsProvider = Callable[[], dict[str, Any]]
+ProcessHandler = Callable[[str, dict[str, Any], "Principal"], "Future[dict[str, Any]]"]
+BeforeHandler = Callable[[str, str, dict[str, Any], "Principal"], dict[str, Any]]
+ExecHandler = Callable[[dict[str, Any], Any, "Principal"], "Future[dict[str, Any]]"]
+SinkHandler = Callable[[str, dict[str, Any]], "Future[dict[str, Any]]"]
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Services:
+    def __init__(self, store: Any, refs: ReferenceData, settings: Settings | None = None,
+                 now_ms: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self.refs = refs
+        self.settings = settings or Settings()
+        self.now_ms: Callable[[], int] = now_ms or _wall_ms
+        self.started_ms = self.now_ms()
+        self.rules_listeners: list[Callable[[], None]] = []
+        self.reference_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.flow_listeners: list[Callable[[str], None]] = []
+        self.stats_provider: StatsProvider | None = None
+        self.process_handler: ProcessHandler | None = None
+        self.before_handler: BeforeHandler | None = None
+        self.exec_handler: ExecHandler | None = None
+        self.sink_handler: SinkHandler | None = None
+
+    # -- change notifications -------------------------------------------------------------
+
+    def rules_changed(self) -> None:
+        self._notify(self.rules_listeners, "rules_changed")
+
+    def reference_changed(self, kind: str, record: dict[str, Any]) -> None:
+        self._notify(self.reference_listeners, "reference_changed", kind, record)
+
+    def flows_changed(self, name: str) -> None:
+        self._notify(self.flow_listeners, "flows_changed", name)
+
+    @staticmethod
+    def _notify(listeners: list[Callable[..., None]], what: str, *args: Any) -> None:
+        for listener in list(listeners):
+            try:
+                listener(*args)
+            except Exception:
+                log.exception("%s listener %r failed; the change is stored, the others go on", what, listener)
+
+    # -- engine-provided handlers ---------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """``MngGetStats``'s body: the engine's when it provides one, else what storage knows."""
+        if self.stats_provider is not None:
+            return self.stats_provider()
+        return {
+            "actors": [],
+            "bus": {"received": 0, "malformed": 0, "duplicates": 0, "gaps": 0},
+            "runs": self.store.runs.counts(),
+            "uptime_s": round(max(0, self.now_ms() - self.started_ms) / 1000, 3),
+        }
+
+    def process(self, cmd: str, params: dict[str, Any], principal: Principal) -> Future[dict[str, Any]]:
+        return self._required(self.process_handler, "the Workflow Machine")(cmd, params, principal)
+
+    def before(self, resource: str, operation: str, record: dict[str, Any],
+               principal: Principal) -> dict[str, Any] | Future[dict[str, Any]]:
+        return self._required(self.before_handler, "before-hooks")(resource, operation, record, principal)
+
+    def exec_rule(self, rule: dict[str, Any], input: Any, principal: Principal) -> Future[dict[str, Any]]:
+        return self._required(self.exec_handler, "manual rule execution")(rule, input, principal)
+
+    def sink(self, route: str, request: dict[str, Any]) -> Future[dict[str, Any]]:
+        return self._required(self.sink_handler, "sink routes")(route, request)
+
+    @staticmethod
+    def _required(handler: Callable[..., Any] | None, what: str) -> Callable[..., Any]:
+        if handler is None:
+            raise Internal(f"{what} is not available in this process")
+        return handler

@@ -1,0 +1,82 @@
+"""Real sockets for the API tests: a running ApiServer thread and REQ clients on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+
+from api.dispatcher import Dispatcher
+from api.server import ApiServer
+
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class Client:
+    """A plain REQ client, as a user's script would have."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, timeout_ms: int = 5000) -> None:
+        self.sock = context.socket(zmq.REQ)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        self.sock.connect(endpoint)
+
+    def send_raw(self, *frames: bytes) -> Any:
+        self.sock.send_multipart(list(frames))
+        data = self.sock.recv()
+        return json.loads(data) if data[:1] == b"{" else msgpack.unpackb(data, raw=False)
+
+    def call(self, cmd: str, params: Mapping[str, Any] | None = None, token: str | None = None,
+             as_json: bool = False) -> dict[str, Any]:
+        request: dict[str, Any] = {"cmd": cmd, "params": dict(params or {})}
+        if token is not None:
+            request["token"] = token
+        frame = json.dumps(request).encode() if as_json else msgpack.packb(request, use_bin_type=True)
+        return self.send_raw(frame)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+class RunningServer:
+    def __init__(self, dispatcher: Dispatcher, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.context = zmq.Context()
+        self.server = ApiServer("tcp://127.0.0.1:0", dispatcher, max_frame_bytes, context=self.context)
+        self.endpoint = self.server.endpoint
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.server.run, args=(self._stop, 20), daemon=True)
+        self._thread.start()
+        self._clients: list[Client] = []
+
+    def client(self, timeout_ms: int = 5000) -> Client:
+        client = Client(self.context, self.endpoint, timeout_ms)
+        self._clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.server.close()
+        self.context.term()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """``serve(dispatcher) -> RunningServer``; every server started is stopped after the test."""
+    started: list[RunningServer] = []
+
+    def start(dispatcher: Dispatcher, **kwargs: Any) -> RunningServer:
+        running = RunningServer(dispatcher, **kwargs)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()

@@ -1,0 +1,182 @@
+"""The ROUTER server over real loopback sockets: framing, garbage, concurrency."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from concurrent.futures import Future
+
+import msgpack
+import zmq
+
+import brokerflow
+from api.commands import COMMANDS, Command
+from api.dispatcher import Dispatcher
+from api.server import ApiServer
+from api.services import Services
+from tests.api.conftest import MAX_FRAME_BYTES
+from tests.conftest import wait_until
+
+
+def _dispatcher(extra: dict[str, Command] | None = None) -> Dispatcher:
+    return Dispatcher(Services(store=None, refs=None), {**COMMANDS, **(extra or {})})
+
+
+def _code(reply: dict) -> str:
+    assert reply["success"] is False, reply
+    return reply["error"]["code"]
+
+
+def test_ping_answers_pong_in_msgpack_and_in_json(serve):
+    client = serve(_dispatcher()).client()
+    expected = {"success": True, "body": {"pong": True, "version": brokerflow.__version__}}
+    assert client.call("Ping") == expected
+    assert client.call("Ping", as_json=True) == expected
+
+
+def test_the_bound_endpoint_names_the_real_port():
+    server = ApiServer("tcp://127.0.0.1:0", _dispatcher(), MAX_FRAME_BYTES)
+    try:
+        assert server.endpoint.startswith("tcp://127.0.0.1:")
+        assert not server.endpoint.endswith(":0")
+    finally:
+        server.close()
+
+
+def test_an_undecodable_json_frame_gets_a_json_bad_request(serve):
+    client = serve(_dispatcher()).client()
+    reply = client.send_raw(b"{oops")
+    assert _code(reply) == "BAD_REQUEST"
+    assert "invalid JSON" in reply["error"]["text"]
+
+
+def test_an_unknown_command_is_named(serve):
+    reply = serve(_dispatcher()).client().call("NoSuchThing")
+    assert _code(reply) == "UNKNOWN_COMMAND"
+    assert "NoSuchThing" in reply["error"]["text"]
+
+
+def test_multi_frame_garbage_after_the_delimiter_is_a_bad_request_and_the_socket_lives(serve):
+    client = serve(_dispatcher()).client()
+    reply = client.send_raw(msgpack.packb({"cmd": "Ping"}), b"extra", b"")
+    assert _code(reply) == "BAD_REQUEST"
+    assert "one frame" in reply["error"]["text"]
+    assert client.call("Ping")["success"] is True
+
+
+def _garbage(rng: random.Random, index: int) -> bytes:
+    kind = index % 8
+    if kind == 0:
+        return rng.randbytes(rng.randint(0, 64))
+    if kind == 1:
+        return b"{" + rng.randbytes(rng.randint(0, 64))
+    if kind == 2:
+        return msgpack.packb(rng.choice([1, "x", [1, 2], None, 3.5, True, b"raw"]))
+    if kind == 3:
+        return msgpack.packb({"cmd": rng.choice([1, None, [], {}, b"x", ""]), "params": {}})
+    if kind == 4:
+        return msgpack.packb({"cmd": "Ping", "params": rng.choice([1, "x", [1], True])})
+    if kind == 5:
+        return json.dumps({"cmd": "Ping", "token": rng.choice([1, [], {}, True])}).encode()
+    if kind == 6:
+        return msgpack.packb({"cmd": "Ping", "pad": b"x" * (MAX_FRAME_BYTES + rng.randint(1, 1000))})
+    return rng.randbytes(8) + b"\xc1" + rng.randbytes(8)  # 0xc1 is never valid msgpack
+
+
+def test_ten_thousand_garbage_frames_each_get_bad_request_then_ping_still_pongs(serve):
+    rng = random.Random(20261123)
+    client = serve(_dispatcher()).client()
+    for index in range(10_000):
+        frame = _garbage(rng, index)
+        reply = client.send_raw(frame)
+        assert _code(reply) == "BAD_REQUEST", (index, frame[:40])
+    assert client.call("Ping")["body"]["pong"] is True
+
+
+def test_a_slow_future_does_not_block_a_ping_from_another_client(serve):
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(ctx, params):
+        fut: Future = Future()
+
+        def finish():
+            started.set()
+            release.wait(10)
+            fut.set_result({"done": params.get("n")})
+
+        threading.Thread(target=finish, daemon=True).start()
+        return fut
+
+    running = serve(_dispatcher({"Slow": Command("Slow", slow, None, auth=False)}))
+    slow_client, ping_client = running.client(), running.client()
+    slow_client.sock.send(msgpack.packb({"cmd": "Slow", "params": {"n": 7}}))
+    assert started.wait(5)
+    assert ping_client.call("Ping")["success"] is True
+    assert slow_client.sock.poll(50) == 0  # still waiting for its reply
+    release.set()
+    assert msgpack.unpackb(slow_client.sock.recv()) == {"success": True, "body": {"done": 7}}
+
+
+def test_a_failing_future_becomes_an_error_envelope(serve):
+    def broken(ctx, params):
+        fut: Future = Future()
+        fut.set_exception(RuntimeError("boom"))
+        return fut
+
+    running = serve(_dispatcher({"Broken": Command("Broken", broken, None, auth=False)}))
+    reply = running.client().call("Broken")
+    assert _code(reply) == "INTERNAL"
+    assert "boom" not in reply["error"]["text"]
+
+
+def test_a_reply_that_cannot_be_encoded_becomes_internal_and_the_socket_lives(serve):
+    def circular(ctx, params):
+        body: dict = {}
+        body["self"] = body
+        return body
+
+    client = serve(_dispatcher({"Circular": Command("Circular", circular, None, auth=False)})).client()
+    assert _code(client.call("Circular")) == "INTERNAL"
+    assert _code(client.call("Circular", as_json=True)) == "INTERNAL"
+    assert client.call("Ping")["success"] is True
+
+
+def test_integers_beyond_msgpack_range_are_sent_as_text(serve):
+    huge = Command("Huge", lambda ctx, params: {"n": 2**70}, None, auth=False)
+    client = serve(_dispatcher({"Huge": huge})).client()
+    assert client.call("Huge") == {"success": True, "body": {"n": str(2**70)}}
+    assert client.call("Huge", as_json=True) == {"success": True, "body": {"n": 2**70}}
+
+
+def test_a_dealer_without_delimiter_is_answered_too(serve):
+    running = serve(_dispatcher())
+    dealer = running.context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 5000)
+    try:
+        dealer.connect(running.endpoint)
+        dealer.send(msgpack.packb({"cmd": "Ping"}))
+        assert msgpack.unpackb(dealer.recv())["body"]["pong"] is True
+    finally:
+        dealer.close()
+
+
+def test_many_requests_in_flight_from_many_clients_all_complete(serve):
+    pending: list[Future] = []
+
+    def later(ctx, params):
+        fut: Future = Future()
+        pending.append((fut, params["n"]))
+        return fut
+
+    running = serve(_dispatcher({"Later": Command("Later", later, None, auth=False)}))
+    clients = [running.client() for _ in range(20)]
+    for n, client in enumerate(clients):
+        client.sock.send(msgpack.packb({"cmd": "Later", "params": {"n": n}}))
+    wait_until(lambda: len(pending) == 20)
+    for fut, n in reversed(pending):
+        threading.Thread(target=fut.set_result, args=({"n": n},)).start()
+    for n, client in enumerate(clients):
+        assert msgpack.unpackb(client.sock.recv()) == {"success": True, "body": {"n": n}}
