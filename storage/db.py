@@ -1,0 +1,76 @@
+"""Opening a database from a URL, and the two kinds of transaction every repository uses.
+
+SQLite is tuned for one engine process with many threads: WAL (readers never block the
+writer), a 5 s busy timeout, foreign keys on, ``synchronous=NORMAL`` (durable at each WAL
+checkpoint, fast commits). Peewee keeps one connection per thread. PostgreSQL goes through the
+same code path; only the parameter placeholder and the write-lock statement differ.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import peewee
+from playhouse import db_url
+
+from brokerflow.errors import BadRequest
+
+SQLITE_PRAGMAS = (
+    ("journal_mode", "wal"),
+    ("busy_timeout", 5000),
+    ("foreign_keys", 1),
+    ("synchronous", "NORMAL"),
+)
+SCHEMES = {"sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql"}
+
+
+def backend_of_url(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``; BadRequest for any other scheme."""
+    scheme = urlsplit(url).scheme if isinstance(url, str) else ""
+    backend = SCHEMES.get(scheme.lower())
+    if backend is None:
+        raise BadRequest(
+            f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://HOST/DB",
+            details=[{"path": "db", "message": f"unsupported scheme {scheme!r}"}],
+        )
+    return backend
+
+
+def open_database(url: str) -> peewee.Database:
+    """A peewee database for ``url`` (not yet connected; each thread connects on first use)."""
+    backend = backend_of_url(url)
+    options: dict = {}
+    if backend == "sqlite":
+        path = urlsplit(url).path[1:]
+        if path in ("", ":memory:"):
+            raise BadRequest(
+                "an SQLite database must be a file (sqlite:///PATH): every thread opens its own "
+                "connection, so an in-memory database would not be shared",
+                details=[{"path": "db", "message": "in-memory SQLite is not supported"}],
+            )
+        options["pragmas"] = SQLITE_PRAGMAS
+    try:
+        return db_url.connect(url, **options)
+    except (ValueError, RuntimeError) as exc:
+        raise BadRequest(f"bad database URL: {exc}", details=[{"path": "db", "message": str(exc)}]) from exc
+
+
+def backend_of(db: peewee.Database) -> str:
+    return "sqlite" if isinstance(db, peewee.SqliteDatabase) else "postgresql"
+
+
+def write_block(db: peewee.Database):
+    """``atomic()`` for an operation that writes.
+
+    On SQLite the transaction takes the write lock up front (``BEGIN IMMEDIATE``): a deferred
+    transaction that reads first and writes later fails at once with "database is locked" when
+    another thread committed in between, instead of waiting out the busy timeout.
+    """
+    if isinstance(db, peewee.SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+def read_block(db: peewee.Database):
+    """``atomic()`` for a read-only operation: one consistent snapshot, no write lock."""
+    return db.atomic()

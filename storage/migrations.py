@@ -1,0 +1,85 @@
+"""Versioned schema migrations: ``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
+
+The applied version is the ``schema_version`` row of ``meta``. ``migrate`` applies the missing
+steps in order, each in its own transaction together with the version bump, under a lock
+(SQLite: the write lock; PostgreSQL: an advisory lock per schema), so several engines starting
+on one database at once apply each step exactly once.
+
+Step 1 creates every table of the current models (``safe=True``), so a fresh database already
+has what later steps add; every later step therefore checks before it alters (a column that is
+there is not added again, indexes are created ``IF NOT EXISTS``). To change the schema: change
+the model, then append a step that brings an existing database to the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import peewee
+
+from brokerflow.errors import BadRequest
+from storage.db import backend_of, read_block, write_block
+from storage.models import Models
+
+VERSION_KEY = "schema_version"
+RUN_IDS = "runs"  # the id_blocks row that hands out run ids
+
+
+def _create_tables(db: peewee.Database, models: Models) -> None:
+    """1: every table, and the run id counter."""
+    db.create_tables(models.all(), safe=True)
+    block = models.IdBlock
+    block.insert(name=RUN_IDS, next=1).on_conflict_ignore().execute()
+
+
+def _runs_run_as(db: peewee.Database, models: Models) -> None:
+    """2: runs record the manager a deferred/sink run acts for; runs are found by event id."""
+    columns = {column.name for column in db.get_columns("runs")}
+    if "run_as" not in columns:
+        db.execute_sql('ALTER TABLE "runs" ADD COLUMN "run_as" BIGINT')
+    models.Run._schema.create_indexes(safe=True)
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (_create_tables, _runs_run_as)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: peewee.Database, models: Models) -> int:
+    """The applied version; 0 for an empty database."""
+    if not db.table_exists("meta"):
+        return 0
+    row = models.MetaEntry.get_or_none(models.MetaEntry.key == VERSION_KEY)
+    return int(row.value) if row else 0
+
+
+def _lock(db: peewee.Database) -> None:
+    if backend_of(db) == "postgresql":
+        db.execute_sql("SELECT pg_advisory_xact_lock(7218, hashtext(current_schema()))")
+
+
+def _set_version(models: Models, version: int) -> None:
+    entry = models.MetaEntry
+    entry.insert(key=VERSION_KEY, value=str(version)).on_conflict(
+        conflict_target=[entry.key], preserve=[entry.value]
+    ).execute()
+
+
+def migrate(db: peewee.Database, models: Models, target: int = SCHEMA_VERSION) -> list[int]:
+    """Apply the missing steps up to ``target``; returns the versions applied now."""
+    with read_block(db):
+        current = schema_version(db, models)
+    if current > SCHEMA_VERSION:
+        raise BadRequest(
+            f"the database has schema {current}, newer than this brokerflow's {SCHEMA_VERSION}",
+            details=[{"path": "db", "message": "schema is newer than the code"}],
+        )
+    applied: list[int] = []
+    for version in range(current + 1, target + 1):
+        with write_block(db):
+            _lock(db)
+            if schema_version(db, models) >= version:
+                continue  # another engine applied it while we waited for the lock
+            MIGRATIONS[version - 1](db, models)
+            _set_version(models, version)
+            applied.append(version)
+    return applied

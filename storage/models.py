@@ -1,0 +1,268 @@
+"""The tables, as peewee model templates that each ``Store`` subclasses onto its own database.
+
+Binding is per store, never global: ``Models(db)`` makes a fresh subclass of every template
+with ``Meta.database = db``, so two stores on two databases in one process (tests, a CLI
+command next to an engine) can never send a query to the other's database. The templates
+themselves are bound to nothing and are not used directly.
+
+JSON columns are TEXT on every backend (``JSONText``), so the raw fast paths read and write
+exactly what the ORM does. Times are unix milliseconds in BIGINT columns.
+"""
+
+from __future__ import annotations
+
+import json
+
+from peewee import (
+    AutoField,
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class JSONText(TextField):
+    """A JSON document stored as text."""
+
+    def db_value(self, value):
+        return None if value is None else dumps(value)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class _Template(Model):
+    class Meta:
+        database = None
+
+
+class Rule(_Template):
+    id = AutoField()
+    name = TextField(null=True)
+    brand = TextField(null=True, index=True)
+    trigger = TextField(null=True, index=True)
+    status = TextField(index=True)
+    priority = IntegerField(default=100)
+    conditions = JSONText()
+    actions = JSONText()
+    schedule = JSONText(null=True)
+    run_as = BigIntegerField(null=True)
+    exec_roles = JSONText(null=True)
+    version = IntegerField()
+    created_at = BigIntegerField()
+    updated_at = BigIntegerField()
+    created_by = TextField(null=True)
+    updated_by = TextField(null=True)
+
+    class Meta:
+        table_name = "rules"
+
+
+class Run(_Template):
+    id = BigIntegerField(primary_key=True)
+    rule_id = BigIntegerField(null=True, index=True)
+    rule_version = IntegerField(null=True)
+    brand = TextField(null=True, index=True)
+    trigger = TextField(null=True)
+    event_id = TextField(null=True, index=True)  # index since schema 2
+    status = TextField(index=True)
+    error = TextField(null=True)
+    actions = JSONText()
+    started_at = BigIntegerField(null=True)
+    finished_at = BigIntegerField(null=True)
+    run_as = BigIntegerField(null=True)  # since schema 2
+
+    class Meta:
+        table_name = "runs"
+
+
+class IdBlock(_Template):
+    name = TextField(primary_key=True)
+    next = BigIntegerField()
+
+    class Meta:
+        table_name = "id_blocks"
+
+
+class Group(_Template):
+    group = TextField(primary_key=True)
+    brand = TextField(null=True, index=True)
+    data = JSONText()
+
+    class Meta:
+        table_name = "groups"
+
+
+class Account(_Template):
+    login = BigIntegerField(primary_key=True)
+    group = TextField(null=True, index=True)
+    customer_id = BigIntegerField(null=True, index=True)
+    data = JSONText()
+
+    class Meta:
+        table_name = "accounts"
+
+
+class Customer(_Template):
+    id = BigIntegerField(primary_key=True)
+    brand = TextField(null=True, index=True)
+    data = JSONText()
+
+    class Meta:
+        table_name = "customers"
+
+
+class Manager(_Template):
+    id = BigIntegerField(primary_key=True)
+    brand = TextField(null=True, index=True)
+    data = JSONText()
+
+    class Meta:
+        table_name = "managers"
+
+
+class Rate(_Template):
+    currency = TextField(primary_key=True)
+    data = JSONText()
+
+    class Meta:
+        table_name = "rates"
+
+
+class KycStepTemplate(_Template):
+    id = AutoField()
+    brand = TextField()
+    step_code = TextField()
+    level = IntegerField(null=True)
+    required = BooleanField(null=True)
+    active = BooleanField(null=True)
+    title = TextField(null=True)
+    data = JSONText()
+
+    class Meta:
+        table_name = "kyc_step_templates"
+        indexes = ((("brand", "step_code"), True),)
+
+
+class KycProfile(_Template):
+    customer_id = BigIntegerField(primary_key=True)
+    brand = TextField(null=True, index=True)
+    required_level = IntegerField(default=0)
+    current_level = IntegerField(default=0)
+    steps = JSONText()
+
+    class Meta:
+        table_name = "kyc_profiles"
+
+
+class ApiToken(_Template):
+    id = AutoField()
+    token_hash = TextField(unique=True)
+    role = TextField()
+    brand = TextField(null=True)
+    name = TextField(null=True)
+    created_at = BigIntegerField()
+    revoked = BooleanField(default=False)
+
+    class Meta:
+        table_name = "api_tokens"
+
+
+class ProcessedEvent(_Template):
+    id = BigAutoField()  # insertion order: "newest" is the highest id
+    event_id = TextField(unique=True)
+    seen_at = BigIntegerField()
+
+    class Meta:
+        table_name = "processed_events"
+
+
+class SourceSeq(_Template):
+    source = TextField(primary_key=True)
+    last_seq = BigIntegerField()
+
+    class Meta:
+        table_name = "source_seqs"
+
+
+class Notification(_Template):
+    id = BigAutoField()
+    manager_id = BigIntegerField(null=True, index=True)
+    message = TextField(null=True)
+    rule_id = BigIntegerField(null=True)
+    run_id = BigIntegerField(null=True)
+    brand = TextField(null=True)
+    created_at = BigIntegerField()
+
+    class Meta:
+        table_name = "notifications"
+
+
+class Flow(_Template):
+    id = AutoField()
+    name = TextField()
+    version = IntegerField()
+    definition = JSONText()
+    created_at = BigIntegerField()
+    created_by = TextField(null=True)
+    deleted = BooleanField(default=False)  # hidden from listing; versions stay loadable
+
+    class Meta:
+        table_name = "flows"
+        indexes = ((("name", "version"), True),)
+
+
+class Process(_Template):
+    pid = TextField(primary_key=True)
+    state = JSONText()
+    updated_at = BigIntegerField()
+    ended = BooleanField(default=False, index=True)
+
+    class Meta:
+        table_name = "processes"
+
+
+class MetaEntry(_Template):
+    key = TextField(primary_key=True)
+    value = TextField(null=True)
+
+    class Meta:
+        table_name = "meta"
+
+
+class ScheduleClaim(_Template):
+    id = BigAutoField()
+    rule_id = BigIntegerField()
+    due_at = BigIntegerField()
+    claimed_at = BigIntegerField()
+
+    class Meta:
+        table_name = "schedule_claims"
+        indexes = ((("rule_id", "due_at"), True),)
+
+
+TEMPLATES = (
+    Rule, Run, IdBlock, Group, Account, Customer, Manager, Rate, KycStepTemplate, KycProfile,
+    ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim,
+)
+
+
+class Models:
+    """One store's model classes: a subclass of every template bound to ``database``."""
+
+    def __init__(self, database) -> None:
+        self.database = database
+        for template in TEMPLATES:
+            meta = type("Meta", (), {"database": database, "table_name": template._meta.table_name})
+            bound = type(template.__name__, (template,), {"Meta": meta, "__module__": __name__})
+            setattr(self, template.__name__, bound)
+
+    def all(self) -> list[type[Model]]:
+        return [getattr(self, template.__name__) for template in TEMPLATES]

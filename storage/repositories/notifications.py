@@ -1,0 +1,35 @@
+"""Manager notifications the rules sent (also published on the outbound bus)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from storage.bulk import insert_rows
+from storage.repositories.base import Repository
+
+COLUMNS = ("manager_id", "message", "rule_id", "run_id", "brand", "created_at")
+
+
+class NotificationRepository(Repository):
+    def add_many(self, notifications: Iterable[dict]) -> int:
+        """Store a batch; ``created_at`` defaults to now. Returns how many were stored."""
+        now = self._clock()
+        rows = [
+            (n.get("manager_id"), n.get("message"), n.get("rule_id"), n.get("run_id"), n.get("brand"),
+             n.get("created_at") or now)
+            for n in notifications
+        ]
+        with self._write():
+            insert_rows(self._db, "notifications", COLUMNS, rows)
+        return len(rows)
+
+    def list(self, manager_id: int | None = None, brand: str | None = None, limit: int = 100) -> list[dict]:
+        """Newest first."""
+        model = self._m.Notification
+        query = model.select().order_by(model.id.desc()).limit(limit)
+        if manager_id is not None:
+            query = query.where(model.manager_id == manager_id)
+        if brand is not None:
+            query = query.where(model.brand == brand)
+        with self._read():
+            return list(query.dicts())

@@ -1,0 +1,159 @@
+"""Reference data (groups, accounts, customers, managers, rates) and KYC step templates.
+
+Each kind is one table: its key column(s), a few indexed columns copied from the record, and
+``data``, the whole record as JSON (extra fields kept). Upserts merge: a partial record
+changes only the fields it carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from brokerflow.errors import ValidationFailed
+from storage.repositories.base import Repository, is_int
+
+
+@dataclass(frozen=True)
+class Kind:
+    model: str  # the attribute of ``Models``
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # indexed copies of record fields, besides the key
+    types: Mapping[str, type]  # of the key fields and the columns
+
+
+KINDS = {
+    "group": Kind("Group", ("group",), ("brand",), {"group": str, "brand": str}),
+    "account": Kind(
+        "Account", ("login",), ("group", "customer_id"), {"login": int, "group": str, "customer_id": int}
+    ),
+    "customer": Kind("Customer", ("id",), ("brand",), {"id": int, "brand": str}),
+    "manager": Kind("Manager", ("id",), ("brand",), {"id": int, "brand": str}),
+    "rate": Kind("Rate", ("currency",), (), {"currency": str}),
+    "kyc_step_template": Kind(
+        "KycStepTemplate",
+        ("brand", "step_code"),
+        ("level", "required", "active", "title"),
+        {"brand": str, "step_code": str, "level": int, "required": bool, "active": bool, "title": str},
+    ),
+}
+
+
+def _fits(value: object, expected: type) -> bool:
+    return is_int(value) if expected is int else isinstance(value, expected)
+
+
+def _kind(kind: str) -> Kind:
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise ValidationFailed(
+            f"unknown reference kind {kind!r}",
+            details=[{"path": "kind", "message": f"one of {', '.join(KINDS)}"}],
+        )
+    return spec
+
+
+def _check(spec: Kind, record: object) -> dict:
+    """The record, if its key is present and its indexed fields have their types."""
+    if not isinstance(record, dict):
+        raise ValidationFailed("a record must be a map", details=[{"path": "record", "message": "not a map"}])
+    problems = []
+    for field in spec.key:
+        if record.get(field) is None:
+            problems.append({"path": f"record.{field}", "message": "required"})
+    for field, expected in spec.types.items():
+        value = record.get(field)
+        if value is not None and not _fits(value, expected):
+            problems.append({"path": f"record.{field}", "message": f"must be {expected.__name__}"})
+    if problems:
+        raise ValidationFailed("invalid record: " + ", ".join(p["path"] for p in problems), details=problems)
+    return record
+
+
+def _key_values(spec: Kind, key: object) -> tuple:
+    values = tuple(key) if isinstance(key, (tuple, list)) else (key,)
+    if len(values) != len(spec.key):
+        raise ValidationFailed(
+            f"the key is ({', '.join(spec.key)})", details=[{"path": "key", "message": "wrong arity"}]
+        )
+    return values
+
+
+class ReferenceRepository(Repository):
+    def _model(self, spec: Kind):
+        return getattr(self._m, spec.model)
+
+    def _key_where(self, spec: Kind, values: Iterable[object]) -> list:
+        model = self._model(spec)
+        return [getattr(model, field) == value for field, value in zip(spec.key, values, strict=True)]
+
+    def _load(self, spec: Kind, values: tuple) -> dict | None:
+        if not all(_fits(v, spec.types[f]) for f, v in zip(spec.key, values, strict=True)):
+            return None  # a key of the wrong type names nothing
+        model = self._model(spec)
+        row = model.select(model.data).where(*self._key_where(spec, values)).first()
+        return None if row is None else row.data
+
+    def _upsert(self, spec: Kind, record: dict) -> dict:
+        model = self._model(spec)
+        stored = self._load(spec, tuple(record[field] for field in spec.key))
+        merged = {**stored, **record} if stored else dict(record)
+        values = {field: merged.get(field) for field in spec.key + spec.columns}
+        model.insert(**values, data=merged).on_conflict(
+            conflict_target=[getattr(model, field) for field in spec.key],
+            preserve=[getattr(model, field) for field in spec.columns + ("data",)],
+        ).execute()
+        return merged
+
+    def upsert(self, kind: str, record: dict) -> dict:
+        """Insert or merge ``record`` into the stored one; returns the merged record."""
+        spec = _kind(kind)
+        _check(spec, record)
+        with self._write():
+            return self._upsert(spec, record)
+
+    def upsert_many(self, kind: str, records: Iterable[dict]) -> list[dict]:
+        """``upsert`` for a batch, in one transaction, in order (later records merge over earlier)."""
+        spec = _kind(kind)
+        records = [_check(spec, record) for record in records]
+        with self._write():
+            return [self._upsert(spec, record) for record in records]
+
+    def get(self, kind: str, key: object) -> dict | None:
+        """One record by key (a tuple ``(brand, step_code)`` for templates), or None."""
+        spec = _kind(kind)
+        with self._read():
+            return self._load(spec, _key_values(spec, key))
+
+    def delete(self, kind: str, key: object) -> bool:
+        """Remove one record; False when there was none."""
+        spec = _kind(kind)
+        values = _key_values(spec, key)
+        with self._write():
+            if self._load(spec, values) is None:
+                return False
+            model = self._model(spec)
+            return bool(model.delete().where(*self._key_where(spec, values)).execute())
+
+    def find(self, kind: str, filters: Mapping[str, object] | None = None) -> list[dict]:
+        """Records whose fields equal every filter, in key order.
+
+        Indexed fields narrow the query in SQL; the rest are compared on the JSON record.
+        """
+        spec = _kind(kind)
+        filters = dict(filters or {})
+        model = self._model(spec)
+        query = model.select(model.data).order_by(*[getattr(model, field) for field in spec.key])
+        for field, value in filters.items():
+            expected = spec.types.get(field)
+            if expected is None or value is None:
+                continue
+            if not _fits(value, expected):
+                return []  # e.g. login "7": no stored record can equal it
+            query = query.where(getattr(model, field) == value)
+        with self._read():
+            records = [row.data for row in query]
+        return [r for r in records if all(r.get(f) == v for f, v in filters.items())]
+
+    def all(self, kind: str) -> list[dict]:
+        return self.find(kind)

@@ -1,0 +1,118 @@
+"""The run log: id blocks, the fast batch write, newest-first reads and counters."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from peewee import fn
+
+from brokerflow.errors import ValidationFailed
+from storage.bulk import insert_rows
+from storage.migrations import RUN_IDS
+from storage.models import dumps
+from storage.repositories.base import Repository, invalid, is_int
+
+COLUMNS = (
+    "id", "rule_id", "rule_version", "brand", "trigger", "event_id", "status", "error",
+    "actions", "started_at", "finished_at", "run_as",
+)
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+STATUSES = ("success", "failed", "skipped")
+
+
+def _row(run: dict) -> tuple:
+    get = run.get
+    return (
+        run["id"], get("rule_id"), get("rule_version"), get("brand"), get("trigger"),
+        get("event_id"), run["status"], get("error"), dumps(get("actions") or []),
+        get("started_at"), get("finished_at"), get("run_as"),
+    )
+
+
+def _bad_run(runs: Sequence[object]) -> ValidationFailed:
+    """The first run that cannot be a row, named by its index (computed only on failure)."""
+    for index, run in enumerate(runs):
+        if not isinstance(run, dict):
+            return invalid(f"runs[{index}]", "not a map", "a run must be a map")
+        for key in ("id", "status"):
+            if key not in run:
+                return ValidationFailed(
+                    f"run {index} has no {key}",
+                    details=[{"path": f"runs[{index}].{key}", "message": "required"}],
+                )
+    return ValidationFailed("runs could not be encoded", details=[{"path": "runs", "message": "not JSON"}])
+
+
+def _as_dict(row: dict) -> dict:
+    """A RUN in the PROTOCOL shape: ``error`` and ``run_as`` only when set."""
+    for optional in ("error", "run_as"):
+        if row[optional] is None:
+            del row[optional]
+    return row
+
+
+class RunRepository(Repository):
+    def allocate_ids(self, n: int) -> range:
+        """``n`` run ids nobody else gets: one atomic bump of the shared counter row.
+
+        The row lock (PostgreSQL) or the write lock (SQLite) serializes the bump, so threads
+        and several engines on one database always receive disjoint ranges.
+        """
+        if not is_int(n) or n < 1:
+            raise invalid("n", "must be a positive integer")
+        block = self._m.IdBlock
+        with self._write():
+            block.update(next=block.next + n).where(block.name == RUN_IDS).execute()
+            end = block.select(block.next).where(block.name == RUN_IDS).scalar()
+        return range(end - n, end)
+
+    def write_many(self, runs: Sequence[dict]) -> int:
+        """Append finished runs (ids from ``allocate_ids``) in one transaction, on the raw cursor.
+
+        A run whose id is already stored is skipped, so a retried batch is written once.
+        Returns the number of runs handed in.
+        """
+        try:
+            rows = [_row(run) for run in runs]
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise _bad_run(runs) from None
+        with self._write():
+            insert_rows(self._db, "runs", COLUMNS, rows, 'ON CONFLICT ("id") DO NOTHING')
+        return len(rows)
+
+    def list(
+        self,
+        rule_id: int | None = None,
+        brand: str | None = None,
+        status: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        before_id: int | None = None,
+        brands: Collection[str] | None = None,
+    ) -> list[dict]:
+        """Newest first; ``before_id`` pages backwards, ``limit`` is capped at 1000."""
+        if not is_int(limit) or limit < 1:
+            raise invalid("limit", "must be a positive integer")
+        run = self._m.Run
+        query = run.select().order_by(run.id.desc()).limit(min(limit, MAX_LIMIT))
+        for column, value in ((run.rule_id, rule_id), (run.brand, brand), (run.status, status)):
+            if value is not None:
+                query = query.where(column == value)
+        if before_id is not None:
+            query = query.where(run.id < before_id)
+        if brands is not None:
+            if not brands:
+                return []
+            query = query.where(run.brand.in_(list(brands)))
+        with self._read():
+            return [_as_dict(row) for row in query.dicts()]
+
+    def counts(self) -> dict[str, int]:
+        """``{"logged", "success", "failed", "skipped"}`` over the whole log."""
+        run = self._m.Run
+        query = run.select(run.status, fn.COUNT(run.id)).group_by(run.status).tuples()
+        with self._read():
+            by_status = dict(query)
+        counts = {"logged": sum(by_status.values())}
+        counts.update({status: by_status.get(status, 0) for status in STATUSES})
+        return counts
