@@ -227,35 +227,26 @@ def test_poll_once_steps_the_loop_and_stamps_the_injected_clock(context, publish
     assert sink.events[0].received_ms == 1_700_000_000_500
 
 
-class DictEventStore:
-    """``store.events`` kept in memory (storage.open_store is not available to this suite yet)."""
+@pytest.fixture
+def store(sqlite_url) -> Iterator:
+    from storage import open_store
 
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.last_seq: dict[str, int] = {}
-        self.calls = 0
-
-    def record(self, ids: list[str], last_seq: dict[str, int]) -> None:
-        self.calls += 1
-        self.ids.extend(ids)
-        self.last_seq.update(last_seq)
-
-    def load_state(self, limit_ids: int) -> tuple[list[str], dict[str, int]]:
-        return self.ids[-limit_ids:], dict(self.last_seq)
+    opened = open_store(sqlite_url)
+    yield opened
+    opened.close()
 
 
-def test_dedup_state_survives_a_restart_through_the_event_store(start, publisher):
-    store = DictEventStore()
+def test_dedup_state_survives_a_restart_through_the_event_store(start, publisher, store):
     first = Collector()
-    running = start(first, event_store=store)
+    running = start(first, event_store=store.events)
     pub = publisher(running.ingress.bound_endpoints()[0], source="mt5")
     pub.publish("rate.push", RATE, id="x-1")
     pub.publish("rate.push", RATE, id="x-2")
-    wait_until(lambda: store.last_seq.get("mt5") == 2)
+    wait_until(lambda: store.events.load_state(10) == (["x-1", "x-2"], {"mt5": 2}))
     running.close()
 
     second = Collector()
-    restarted = start(second, event_store=store)
+    restarted = start(second, event_store=store.events)
     pub2 = publisher(restarted.ingress.bound_endpoints()[0], source="mt5")
     for frames in (raw("rate.push", id="x-1"), raw("rate.push", source="mt5", seq=2),
                    raw("rate.push", source="mt5", seq=3), raw("rate.push", id="x-3")):
@@ -263,30 +254,37 @@ def test_dedup_state_survives_a_restart_through_the_event_store(start, publisher
     wait_until(lambda: restarted.ingress.stats()["received"] == 4)
     assert [(e.id, e.seq) for e in second.events] == [(None, 3), ("x-3", None)]
     assert restarted.ingress.stats()["duplicates"] == 2
-    assert store.ids == ["x-1", "x-2", "x-3"]
+    wait_until(lambda: store.events.load_state(10) == (["x-1", "x-2", "x-3"], {"mt5": 3}))
 
 
-def test_a_failing_store_is_retried_with_the_state_still_pending(start, publisher):
-    store = DictEventStore()
-    failures = {"left": 1}
-    real_record = store.record
+class FailingOnce:
+    """``store.events`` whose first ``record`` fails, as a locked database would."""
 
-    def flaky_record(ids, last_seq):
-        if failures["left"]:
-            failures["left"] -= 1
+    def __init__(self, events) -> None:
+        self.events = events
+        self.failures_left = 1
+
+    def load_state(self, limit_ids: int):
+        return self.events.load_state(limit_ids)
+
+    def record(self, ids, last_seq) -> None:
+        if self.failures_left:
+            self.failures_left -= 1
             raise OSError("database is locked")
-        real_record(ids, last_seq)
+        self.events.record(ids, last_seq)
 
-    store.record = flaky_record  # type: ignore[method-assign]
+
+def test_a_failing_store_is_retried_with_the_state_still_pending(start, publisher, store, caplog):
+    flaky = FailingOnce(store.events)
     sink = Collector()
-    running = start(sink, event_store=store)
+    running = start(sink, event_store=flaky)
     pub = publisher(running.ingress.bound_endpoints()[0], source="s")
-    pub.publish("rate.push", RATE, id="first")
-    wait_until(lambda: sink.events and failures["left"] == 0)
-    pub.publish("rate.push", RATE, id="second")
-    wait_until(lambda: "second" in store.ids)
-    assert store.ids == ["first", "second"]
-    assert store.last_seq == {"s": 2}
+    with caplog.at_level(logging.ERROR, logger="brokerflow.bus"):
+        pub.publish("rate.push", RATE, id="first")
+        wait_until(lambda: sink.events and flaky.failures_left == 0)
+        pub.publish("rate.push", RATE, id="second")
+        wait_until(lambda: store.events.load_state(10) == (["first", "second"], {"s": 2}))
+    assert any("could not persist" in r.getMessage() for r in caplog.records)
 
 
 def test_two_bind_endpoints_both_feed_the_same_sink(start, publisher):
