@@ -27,6 +27,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kyc_step_template": ("templates", ("brand", "step_code")),
 }
 _TRADE_TOPICS = ("trade.push",)
+# Kinds whose records the context builder flattens to ``<kind>.<field>`` keys (cached per record).
+_FLAT_KINDS = {"account": ("accounts", "login", "account."), "customer": ("customers", "id", "customer.")}
 
 
 class Links(NamedTuple):
@@ -63,6 +65,7 @@ class ReferenceData:
         self.managers: dict[int, Record] = {}
         self.rates: dict[str, Record] = {}
         self.templates: dict[tuple[str, str], Record] = {}
+        self._flat: dict[str, dict[Any, tuple[Record, Record]]] = {kind: {} for kind in _FLAT_KINDS}
 
     # -- writes (router only) ----------------------------------------------------------------
     @staticmethod
@@ -89,7 +92,9 @@ class ReferenceData:
 
     def remove(self, kind: str, key: Any) -> None:
         attr, _ = _table_of(kind)
-        getattr(self, attr).pop(_normalize_key(kind, key), None)
+        key = _normalize_key(kind, key)
+        getattr(self, attr).pop(key, None)
+        self._flat.get(kind, {}).pop(key, None)
 
     def load(self, kind: str, records: Iterable[Mapping[str, Any]]) -> None:
         """Replace the whole table of ``kind`` (start-up from storage) in one assignment."""
@@ -99,6 +104,8 @@ class ReferenceData:
             key = self.key_of(kind, record)
             table[key] = {**record, "currency": key} if kind == "rate" else dict(record)
         setattr(self, attr, table)
+        if kind in self._flat:
+            self._flat[kind] = {}
 
     # -- event links -------------------------------------------------------------------------
     def resolve(self, event: Event) -> Links:
@@ -136,6 +143,25 @@ class ReferenceData:
 
     def customer_of(self, event: Event) -> Record | None:
         return self.resolve(event).customer
+
+    def flat(self, kind: str, record: Mapping[str, Any]) -> Record:
+        """``record`` as ``{"<kind>.<field>": value}`` for ``account``/``customer`` (read-only!).
+
+        The view of a stored record is built once and reused until the record is replaced
+        (records are never mutated in place, so identity tells whether the view is current);
+        a record that is not the stored one (an account push merged with the replica) is
+        flattened afresh. Cache writes from any thread are benign: each entry is one pair.
+        """
+        attr, key_field, prefix = _FLAT_KINDS[kind]
+        key = record.get(key_field)
+        cache = self._flat[kind]
+        hit = cache.get(key)
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        view = {prefix + k: v for k, v in record.items()}
+        if getattr(self, attr).get(key) is record:
+            cache[key] = (record, view)
+        return view
 
     # -- derived values ----------------------------------------------------------------------
     def usd_rate(self, currency: str | None) -> float | None:

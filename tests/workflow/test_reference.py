@@ -177,3 +177,31 @@ class TestListings:
         ])
         assert [t["step_code"] for t in refs.active_templates("acme")] == ["POI", "POA"]
         assert [t["step_code"] for t in refs.active_templates("none")] == []
+
+
+class TestFlatViews:
+    def test_the_view_of_a_stored_record_is_built_once(self, refs):
+        customer = refs.customers[7]
+        view = refs.flat("customer", customer)
+        assert view["customer.email"] == "c@x.io" and view["customer.id"] == 7
+        assert refs.flat("customer", customer) is view
+
+    def test_a_replaced_record_gets_a_fresh_view(self, refs):
+        old = refs.flat("customer", refs.customers[7])
+        refs.apply("customer", {"id": 7, "email": "new@x.io"})
+        assert old["customer.email"] == "c@x.io"
+        assert refs.flat("customer", refs.customers[7])["customer.email"] == "new@x.io"
+
+    def test_a_record_that_is_not_stored_is_flattened_but_not_cached(self, refs):
+        merged = {**refs.accounts[1001], "name": "Ann"}
+        assert refs.flat("account", merged)["account.name"] == "Ann"
+        assert refs.flat("account", refs.accounts[1001]).get("account.name") is None
+
+    def test_remove_and_load_drop_cached_views(self, refs):
+        refs.flat("customer", refs.customers[7])
+        refs.remove("customer", 7)
+        assert refs._flat["customer"] == {}
+        refs.load("account", [{"login": 1, "group": "g"}])
+        refs.flat("account", refs.accounts[1])
+        refs.load("account", [])
+        assert refs._flat["account"] == {}
