@@ -1,0 +1,162 @@
+"""The process state as plain data, and the reply bodies built from it.
+
+``ProcessState`` is a JSON-serializable dict, persisted as is::
+
+    {"pid", "status": "active" | "ended", "input": {accumulated input},
+     "returnUrl"?: str, "stack": [FRAME, ...] (top = current),
+     "history": [STEP, ...], "next_history": int, "next_flow_id": int,
+     "flows": {flowName: version}, "started_at": ms, "updated_at": ms,
+     "ended_at"?: ms, "ended_by"?: "final" | "exit" | "abort"}
+    FRAME = {"flow", "flowId", "version", "state"}
+    STEP  = {"id": "h1", "flow", "flowId", "state", "title", "value",
+             "status": "active" | "done" | "rolled_back", "input", "event", "at", "stack"}
+
+A STEP keeps a copy of the stack as it was (``stack``), so ROLLBACK restores it exactly, across
+subflow boundaries. Only the functions here and in ``workflow.machine`` read these keys.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from brokerflow.errors import NotFound
+
+FlowLookup = Callable[[str, Any], dict]
+"""``(name, version or None) -> flow``; None means the current version; raises ``NotFound``."""
+
+BREADCRUMB_KEYS = ("id", "flow", "flowId", "state", "title", "value", "status")
+
+
+def new_state(pid: str | int, now_ms: int) -> dict[str, Any]:
+    return {
+        "pid": pid, "status": "active", "input": {}, "stack": [], "history": [],
+        "next_history": 1, "next_flow_id": 1, "flows": {}, "started_at": now_ms, "updated_at": now_ms,
+    }
+
+
+def top(state: dict[str, Any]) -> dict[str, Any]:
+    """The current frame (the innermost running flow)."""
+    return state["stack"][-1]
+
+
+def flow_of(flows: FlowLookup, frame: dict[str, Any]) -> dict[str, Any]:
+    return flows(frame["flow"], frame["version"])
+
+
+def state_def(flows: FlowLookup, frame: dict[str, Any]) -> dict[str, Any]:
+    """The definition of the frame's current state; NotFound if its flow lost it."""
+    found = flow_of(flows, frame).get("states", {}).get(frame["state"])
+    if not isinstance(found, dict):
+        raise NotFound(f"state {frame['state']!r} is not in flow {frame['flow']!r}")
+    return found
+
+
+def push_frame(state: dict[str, Any], name: str, version: Any, initial: str) -> dict[str, Any]:
+    frame = {"flow": name, "flowId": state["next_flow_id"], "version": version, "state": initial}
+    state["next_flow_id"] += 1
+    state["stack"].append(frame)
+    return frame
+
+
+def breadcrumb_value(event: str | None, data: dict[str, Any]) -> str | None:
+    """``input["value"]`` when it is a string or a number, else the event that led here."""
+    value = data.get("value")
+    if isinstance(value, str) or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return event
+
+
+def record_step(state: dict[str, Any], definition: dict[str, Any], event: str | None,
+                data: dict[str, Any], now_ms: int, status: str = "active") -> dict[str, Any]:
+    """Append the step the process now rests in; the previous active step becomes done."""
+    close_active(state)
+    frame = top(state)
+    step = {
+        "id": f"h{state['next_history']}", "flow": frame["flow"], "flowId": frame["flowId"],
+        "state": frame["state"], "title": definition.get("title") or frame["state"],
+        "value": breadcrumb_value(event, data), "status": status, "input": copy.deepcopy(data),
+        "event": event, "at": now_ms, "stack": copy.deepcopy(state["stack"]),
+    }
+    state["next_history"] += 1
+    state["history"].append(step)
+    return step
+
+
+def close_active(state: dict[str, Any]) -> None:
+    for step in state["history"]:
+        if step["status"] == "active":
+            step["status"] = "done"
+
+
+def find_step(state: dict[str, Any], step_id: str) -> tuple[int, dict[str, Any]]:
+    for index, step in enumerate(state["history"]):
+        if step["id"] == step_id:
+            return index, step
+    raise NotFound(f"history step {step_id!r} not found in process {state['pid']!r}")
+
+
+def rewind(state: dict[str, Any], step_id: str) -> None:
+    """Make step ``step_id`` current again (its stack, the input kept so far); later steps roll back."""
+    index, target = find_step(state, step_id)
+    if target["status"] == "rolled_back":
+        raise NotFound(f"history step {step_id!r} was rolled back")
+    for later in state["history"][index + 1:]:
+        later["status"] = "rolled_back"
+    target["status"] = "active"
+    state["stack"] = copy.deepcopy(target["stack"])
+    state["input"] = {}
+    for kept in state["history"][:index + 1]:
+        if kept["status"] != "rolled_back":
+            state["input"].update(copy.deepcopy(kept["input"]))
+
+
+def end_process(state: dict[str, Any], now_ms: int, reason: str) -> None:
+    close_active(state)
+    state.update(status="ended", ended_at=now_ms, ended_by=reason, updated_at=now_ms)
+
+
+def breadcrumb(step: dict[str, Any]) -> dict[str, Any]:
+    return {key: step[key] for key in BREADCRUMB_KEYS}
+
+
+def step_detail(step: dict[str, Any]) -> dict[str, Any]:
+    """HISTORY's ``body.step``: the breadcrumb, the input it received, its event and time."""
+    return {**breadcrumb(step), "input": copy.deepcopy(step["input"]), "event": step["event"],
+            "at": step["at"]}
+
+
+def success_body(state: dict[str, Any], definition: dict[str, Any]) -> dict[str, Any]:
+    frame = top(state)
+    return {
+        "result": "SUCCESS", "pid": state["pid"], "flow": frame["flow"], "state": frame["state"],
+        "output": copy.deepcopy(state["input"]),
+        "hints": {"boStepCode": definition.get("boStepCode"),
+                  "hints": copy.deepcopy(definition.get("hints", []))},
+        "history": [breadcrumb(step) for step in state["history"]],
+    }
+
+
+def end_body(state: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": state["pid"], "result": "END"}
+
+
+def external_body(state: dict[str, Any], result: str, url: str) -> dict[str, Any]:
+    """``EXTERNAL_ENTER`` / ``EXTERNAL_RETURN``: only the seed's three fields."""
+    return {"result": result, "pid": state["pid"], "url": url}
+
+
+def finished_body(state: dict[str, Any]) -> dict[str, Any]:
+    """How the end of the top flow answers: EXTERNAL_RETURN to ``returnUrl``, else END."""
+    url = state.get("returnUrl")
+    return external_body(state, "EXTERNAL_RETURN", url) if url else end_body(state)
+
+
+def resting_body(flows: FlowLookup, state: dict[str, Any]) -> dict[str, Any]:
+    """The reply for arriving at the current state: EXTERNAL_ENTER on an external state."""
+    definition = state_def(flows, top(state))
+    external = definition.get("external")
+    if isinstance(external, dict):
+        return external_body(state, "EXTERNAL_ENTER", external["url"])
+    return success_body(state, definition)
