@@ -21,6 +21,7 @@ from actors.kyc import KycActor
 from actors.messages import EventBatch, Flush, ReferenceUpdate, ReloadRules
 from actors.notifier import NotifierActor
 from actors.pipeline import Pipeline
+from actors.processes import FlowCache, start_process_pool
 from actors.router import RouterActor, RouterCounters
 from actors.rules import RuleActor, RunIds
 from actors.runlog import RunCounters, RunLogActor
@@ -97,6 +98,10 @@ class Engine:
         def brand_actor(brand: str) -> Any:
             return RuleActor.start(brand, stats, pipeline, run_ids, now_ms)
 
+        self.flows = FlowCache(store.flows)
+        self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
+                                            pipeline, run_ids, now_ms, settings.process_live_cap,
+                                            settings.process_idle_s)
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit)
 
@@ -109,6 +114,8 @@ class Engine:
         services.rules_listeners.append(self.reload_rules)
         services.reference_listeners.append(self.reference_changed)
         services.stats_provider = self.stats
+        services.process_handler = self.processes.handle
+        services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
             extension.attach(self, services)
         self.dispatcher = Dispatcher(services)
@@ -203,7 +210,9 @@ class Engine:
         if self.http is not None:
             self.http.close()
         self._join("api")
-        for ref in (self.router, *(r for k, r in self.pipeline.refs.items() if k != "runlog"), self.runlog):
+        actors = (self.router, *self.processes.workers,
+                  *(ref for kind, ref in self.pipeline.refs.items() if kind != "runlog"), self.runlog)
+        for ref in actors:
             ref.stop(block=True, timeout=5)
         for closer in (self.ingress, self.api_server, self.outbound, self.store):
             if closer is not None:
