@@ -32,7 +32,6 @@ _KEY_VALUE = re.compile(
 )
 _URL = re.compile(r"(?i)\bhttps?://[^\s\"'<>]+")
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
 
 
@@ -145,11 +144,9 @@ def _forbidden(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def _embedded_ipv4(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 address an IPv6 one reaches through a translator: NAT64, 6to4."""
+    """The IPv4 address a 6to4 IPv6 one reaches (NAT64's 64:ff9b::/96 is reserved: refused)."""
     if addr.version == 4:
         return []
-    if addr in _NAT64:
-        return [ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)]
     return [addr.sixtofour] if addr.sixtofour is not None else []
 
 
