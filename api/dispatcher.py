@@ -37,7 +37,7 @@ class Dispatcher:
             return envelope.failure(exc)
         if isinstance(result, Future):
             return _envelope_future(result)
-        return envelope.ok(result)
+        return envelope.wrap(result)
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The token's principal, or ``None`` for a missing or unknown token."""
@@ -54,7 +54,7 @@ def _envelope_future(result: Future[dict[str, Any]]) -> Future[dict[str, Any]]:
 
     def done(fut: Future[dict[str, Any]]) -> None:
         try:
-            out.set_result(envelope.ok(fut.result()))
+            out.set_result(envelope.wrap(fut.result()))
         except BaseException as exc:  # includes CancelledError
             out.set_result(envelope.failure(exc))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from brokerflow.errors import BrokerflowError, Internal, ValidationFailed
 
@@ -20,12 +20,30 @@ log = logging.getLogger(__name__)
 SYSTEM = "brokerflow"
 
 
+class Reply(NamedTuple):
+    """A handler's answer that carries ``messages`` (warnings, notes) besides its body."""
+
+    body: Mapping[str, Any]
+    messages: list[dict[str, Any]]
+
+
+def message(text: str, title: str = "Warning", type: str = "WARNING") -> dict[str, str]:  # noqa: A002
+    return {"title": title, "text": text, "type": type}
+
+
 def ok(body: Mapping[str, Any] | None, messages: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """A success envelope; ``messages`` (``{"title","text","type"}``) only when there are some."""
     envelope: dict[str, Any] = {"success": True, "body": dict(body) if body is not None else {}}
     if messages:
         envelope["messages"] = [dict(m) for m in messages]
     return envelope
+
+
+def wrap(result: Mapping[str, Any] | Reply | None) -> dict[str, Any]:
+    """The success envelope of a handler's result (a body, or a ``Reply`` with messages)."""
+    if isinstance(result, Reply):
+        return ok(result.body, result.messages)
+    return ok(result)
 
 
 def failure(exc: BaseException) -> dict[str, Any]:

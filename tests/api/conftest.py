@@ -11,8 +11,13 @@ import msgpack
 import pytest
 import zmq
 
+from api.access import READ_ROLES
 from api.dispatcher import Dispatcher
 from api.server import ApiServer
+from api.services import Services
+from brokerflow.settings import Settings
+from storage import open_store
+from workflow.reference import ReferenceData
 
 MAX_FRAME_BYTES = 64 * 1024
 
@@ -80,3 +85,74 @@ def serve() -> Iterator[Any]:
     yield start
     for running in started:
         running.stop()
+
+
+NOW_MS = 1_795_435_200_000  # 2026-11-23T12:00:00Z
+
+ROLES = sorted(READ_ROLES)
+
+
+def deposit_rule(brand: str = "alpha", **changes: Any) -> dict[str, Any]:
+    rule = {
+        "name": "big deposit", "brand": brand, "trigger": "deposit.created",
+        "conditions": [{"field": "amount_usd", "op": ">=", "value": 1000}],
+        "actions": [{"type": "notify.manager", "params": {"message": "deposit by {{trade.login}}"}}],
+    }
+    rule.update(changes)
+    return rule
+
+
+def manual_rule(brand: str = "alpha", exec_roles: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "name": "call back", "brand": brand, "trigger": "manual", "exec_roles": exec_roles or [],
+        "actions": [{"type": "notify.manager", "params": {"message": "call the customer"}}],
+    }
+
+
+@pytest.fixture
+def store(sqlite_url):
+    opened = open_store(sqlite_url, clock=lambda: NOW_MS)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def services(store) -> Services:
+    """Real services over the SQLite store; reference changes reach the replica as in the engine."""
+    refs = ReferenceData()
+    built = Services(store, refs, Settings(max_frame_bytes=MAX_FRAME_BYTES), now_ms=lambda: NOW_MS)
+    built.reference_listeners.append(refs.apply)
+    return built
+
+
+class Api:
+    """A running server, one REQ client, and a token per role (unscoped and scoped to alpha)."""
+
+    def __init__(self, running: RunningServer, services: Services) -> None:
+        self.running = running
+        self.services = services
+        self.client = running.client()
+        tokens = services.store.tokens
+        self.tokens = {role: tokens.create(role, name=f"{role.lower()}")[0] for role in ROLES}
+        self.alpha = {role: tokens.create(role, brand="alpha", name=f"alpha {role.lower()}")[0] for role in ROLES}
+        self.admin = self.tokens["SESSION_ADMIN"]
+
+    def call(self, cmd: str, params: Mapping[str, Any] | None = None, token: str | None = "admin",
+             as_json: bool = False) -> dict[str, Any]:
+        token = self.admin if token == "admin" else token
+        return self.client.call(cmd, params, token, as_json)
+
+    def body(self, cmd: str, params: Mapping[str, Any] | None = None, token: str | None = "admin") -> Any:
+        reply = self.call(cmd, params, token)
+        assert reply["success"] is True, reply
+        return reply["body"]
+
+    def error(self, cmd: str, params: Mapping[str, Any] | None = None, token: str | None = "admin") -> Any:
+        reply = self.call(cmd, params, token)
+        assert reply["success"] is False, reply
+        return reply["error"]
+
+
+@pytest.fixture
+def api(serve, services) -> Api:
+    return Api(serve(Dispatcher(services)), services)

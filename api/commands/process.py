@@ -1,0 +1,37 @@
+"""The Workflow Machine's eight commands (seed ``001``), handed to the engine's process actors.
+
+Any valid token may drive processes (PROTOCOL section 5). The reply comes later: the handler
+returns the engine's Future, so a process waiting for its mailbox never holds up the socket.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from api.access import ANY_TOKEN
+from api.commands._params import get, invalid, no_unknown
+from api.commands._registry import CommandContext, command
+from workflow.machine import COMMANDS as MACHINE_COMMANDS
+
+PARAMS = ("name", "pid", "input")
+
+
+def _params(params: dict[str, Any]) -> dict[str, Any]:
+    no_unknown(params, PARAMS)
+    pid = params.get("pid")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
+        raise invalid("pid", f"must be a string or an integer, got {type(pid).__name__}")
+    out = {"name": get(params, "name", str), "pid": pid, "input": params.get("input")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _register(cmd: str) -> None:
+    def handler(ctx: CommandContext, params: dict[str, Any]) -> Future[dict[str, Any]]:
+        return ctx.services.process(cmd, _params(params), ctx.principal)
+
+    command(cmd, roles=ANY_TOKEN)(handler)
+
+
+for _cmd in MACHINE_COMMANDS:
+    _register(_cmd)
