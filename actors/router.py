@@ -68,7 +68,7 @@ class RouterActor(SafeActor):
     # -- reference data ----------------------------------------------------------------------
     def on_reference(self, message: ReferenceUpdate) -> None:
         if message.removed:
-            self.refs.remove(message.kind, message.record.get(_KEYS.get(message.kind, "id")))
+            self.refs.remove(message.kind, self.refs.key_of(message.kind, message.record))
         else:
             self.refs.apply(message.kind, dict(message.record))
 
