@@ -103,5 +103,5 @@ class Services:
     @staticmethod
     def _required(handler: Callable[..., Any] | None, what: str) -> Callable[..., Any]:
         if handler is None:
-            raise Internal(f"{what} is not available in this process")
+            raise Internal(f"not available in this process: {what}")
         return handler

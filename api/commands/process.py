@@ -14,7 +14,7 @@ from api.commands._params import get, invalid, no_unknown
 from api.commands._registry import CommandContext, command
 from workflow.machine import COMMANDS as MACHINE_COMMANDS
 
-PARAMS = ("name", "pid", "input")
+PARAMS = ("name", "pid", "input")  # pids are strings; an integer pid is taken as its digits
 
 
 def _params(params: dict[str, Any]) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
     pid = params.get("pid")
     if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
         raise invalid("pid", f"must be a string or an integer, got {type(pid).__name__}")
-    out = {"name": get(params, "name", str), "pid": pid, "input": params.get("input")}
+    out = {"name": get(params, "name", str), "pid": None if pid is None else str(pid),
+           "input": params.get("input")}
     return {k: v for k, v in out.items() if v is not None}
 
 

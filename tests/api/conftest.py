@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import msgpack
@@ -17,6 +18,7 @@ from api.server import ApiServer
 from api.services import Services
 from brokerflow.settings import Settings
 from storage import open_store
+from workflow import machine
 from workflow.reference import ReferenceData
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -156,3 +158,51 @@ class Api:
 @pytest.fixture
 def api(serve, services) -> Api:
     return Api(serve(Dispatcher(services)), services)
+
+
+SIGNUP = {
+    "name": "signup", "initial": "personal",
+    "states": {
+        "personal": {"title": "Personal data", "on": {"next": "docs"}, "boStepCode": "PD"},
+        "docs": {"on": {"submit": "done", "back": "personal"}},
+        "done": {"final": True},
+    },
+}
+
+
+@pytest.fixture
+def pool():
+    executor = ThreadPoolExecutor(max_workers=2)
+    yield executor
+    executor.shutdown(wait=True)
+
+
+@pytest.fixture
+def machine_api(api, pool):
+    """``api`` whose process handler runs the pure machine on a pool and persists to the store:
+    the shape of the engine's process pool without its actors, so replies really come later."""
+    store, lock, seen = api.services.store, threading.Lock(), []
+
+    def handle(cmd, params, principal) -> Future:
+        seen.append((cmd, params, principal))
+
+        def work():
+            with lock:  # one command at a time, as the engine's per-pid mailbox does
+                pid = params.get("pid") or f"p{len(seen)}"
+                state = None if cmd in ("START", "RESTORE") else store.processes.load(pid)
+                step = machine.apply_command(lambda n, v: store.flows.get(n, v), state, cmd,
+                                             params.get("name"), params.get("input"), pid, NOW_MS)
+                if cmd in ("START", "RESTORE"):
+                    store.processes.create(step.state)
+                else:
+                    store.processes.save(step.state)
+                return step.body
+
+        return pool.submit(work)
+
+    api.services.process_handler = handle
+    api.body("MngAddFlow", {"flow": SIGNUP})
+    api.seen = seen
+    return api
+
+
