@@ -22,13 +22,14 @@ log = logging.getLogger("brokerflow.actors")
 class ActorStats:
     """Counters one actor updates and the monitor reads (plain ints: safe under the GIL)."""
 
-    __slots__ = ("name", "kind", "processed", "failed", "busy_ms", "pending", "_inbox")
+    __slots__ = ("name", "kind", "processed", "failed", "busy_ms", "pending", "gauges", "_inbox")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name, self.kind = name, kind
         self.processed = self.failed = 0
         self.busy_ms = 0.0
         self.pending = 0  # work accepted but outside the mailbox (e.g. webhooks on the pool)
+        self.gauges: dict[str, int] = {}  # actor-specific figures (e.g. "active"); replaced whole, never mutated
         self._inbox: Any = None
 
     def snapshot(self) -> dict[str, Any]:
@@ -36,7 +37,7 @@ class ActorStats:
         mean = self.busy_ms / self.processed if self.processed else 0.0
         return {"name": self.name, "kind": self.kind, "mailbox": mailbox,
                 "processed": self.processed, "failed": self.failed, "mean_ms": round(mean, 3),
-                "pending": self.pending}
+                "pending": self.pending, **self.gauges}
 
 
 class StatsRegistry:
