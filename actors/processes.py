@@ -2,38 +2,50 @@
 
 A pykka actor is a thread, so a process is not an actor of its own: every command for a pid
 goes to the same worker (a stable hash of the pid), whose mailbox serializes them in arrival
-order, while different pids run on different workers in parallel. A worker keeps the
-processes it served recently in memory (activated) and drops the least recently used beyond
-its cap or idle longer than ``idle_s`` (passivated); every step is persisted before the reply,
-so passivation and restarts lose nothing.
+order, while different pids run on different workers in parallel. Ten thousand processes are
+ten thousand rows and at most ``live_cap`` dicts in memory, never ten thousand threads.
+
+A worker keeps the processes it served recently in memory (activated) and drops the least
+recently used beyond its share of the cap, and those idle longer than ``idle_s`` (passivated:
+the pool's sweeper sends ``Sweep`` so idle ones go even when no command comes). Every step is
+persisted before the reply, so passivation and restarts lose nothing; an ended process is not
+kept at all. A command refused by the machine (a ``BrokerflowError``: unknown pid, unavailable
+event, ended process, bad input) is an answer, not a failure of the worker.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+import pykka
 
 from actors.base import SafeActor, StatsRegistry
 from actors.messages import RunJob
 from actors.pipeline import Pipeline
 from actors.rules import RunIds
-from brokerflow.errors import BadRequest, BrokerflowError, NotFound
+from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound
 from workflow import machine
 from workflow.context import mapping_context
 
 log = logging.getLogger("brokerflow.processes")
 
 CHANGING = frozenset({"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT"})
+CREATING = frozenset({"START", "RESTORE"})
+MAX_SWEEP_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessCommand:
+    """One of the eight Workflow Machine commands for one pid; the body goes to ``reply``."""
+
     cmd: str
     pid: str
     name: Any
@@ -41,20 +53,35 @@ class ProcessCommand:
     reply: Future
 
 
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """Passivate the processes idle since before ``now_ms - idle``; not counted as processed."""
+
+    now_ms: int
+    size: ClassVar[int] = 0
+
+
 class FlowCache:
-    """Flow definitions by (name, version); a version never changes, so only 'latest' expires."""
+    """Flow definitions by (name, version); a version never changes, so only 'latest' expires.
+
+    ``changed`` may run (API thread) while a worker is loading the latest version: the
+    generation counter keeps that worker from caching what it read before the change.
+    """
 
     def __init__(self, flows_repo: Any) -> None:
         self.repo = flows_repo
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
         self.latest: dict[str, dict[str, Any]] = {}
+        self.generation: dict[str, int] = {}
 
     def __call__(self, name: str, version: int | None = None) -> dict[str, Any]:
         if version is None:
             flow = self.latest.get(name)
             if flow is None:
+                seen = self.generation.get(name, 0)
                 flow = self._load(name, None)
-                self.latest[name] = flow
+                if self.generation.get(name, 0) == seen:
+                    self.latest[name] = flow
             return flow
         key = (name, int(version))
         flow = self.versions.get(key)
@@ -64,15 +91,24 @@ class FlowCache:
 
     def _load(self, name: str, version: int | None) -> dict[str, Any]:
         try:
-            flow = self.repo.get(name, version)
+            return self.repo.get(name, version)
         except NotFound:
-            flow = None
-        if flow is None:
-            raise NotFound(f"flow {name!r}" + (f" version {version}" if version else "") + " not found")
-        return flow
+            raise NotFound(f"flow {name!r}" + (f" version {version}" if version else "") + " not found",
+                           details=[{"path": "name", "message": "no such flow"}]) from None
 
     def changed(self, name: str) -> None:
+        self.generation[name] = self.generation.get(name, 0) + 1
         self.latest.pop(name, None)
+
+
+def action_context(state: dict[str, Any]) -> dict[str, Any]:
+    """What a state action's templates and executors see: ``input.*``, ``process.*``, brand, customer."""
+    data = state.get("input") or {}
+    frame = state["stack"][-1] if state.get("stack") else {}
+    return {**mapping_context("input", data), "process.pid": state.get("pid"),
+            "process.flow": frame.get("flow"), "process.state": frame.get("state"),
+            "brand": data.get("brand"), "_customer_id": data.get("customer_id"),
+            "_event_id": state.get("pid")}
 
 
 class ProcessWorker(SafeActor):
@@ -82,10 +118,11 @@ class ProcessWorker(SafeActor):
                  run_ids: RunIds, now_ms: Callable[[], int], live_cap: int, idle_s: float) -> None:
         super().__init__(f"process-worker:{index}", stats)
         self.flows, self.repo, self.pipeline, self.run_ids = flows, repo, pipeline, run_ids
-        self.now_ms, self.live_cap, self.idle_ms = now_ms, live_cap, int(idle_s * 1000)
+        self.now_ms, self.live_cap, self.idle_ms = now_ms, max(1, live_cap), int(idle_s * 1000)
         self.active: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
         self.activations = self.passivations = 0
-        self.handlers = {ProcessCommand: self.on_command}
+        self.handlers = {ProcessCommand: self.on_command, Sweep: self.on_sweep}
+        self._show()
 
     def on_command(self, message: ProcessCommand) -> None:
         try:
@@ -93,22 +130,23 @@ class ProcessWorker(SafeActor):
         except BrokerflowError as exc:  # the caller's mistake (unknown event, ended process): answered
             if not message.reply.done():
                 message.reply.set_exception(exc)
+        finally:
+            self._show()
+
+    def on_sweep(self, message: Sweep) -> None:
+        self._passivate(message.now_ms)
+        self._show()
 
     def _apply(self, message: ProcessCommand) -> None:
         now = self.now_ms()
-        state = None
-        if message.cmd not in ("START", "RESTORE"):
-            state = self._activate(message.pid)
+        state = None if message.cmd in CREATING else self._activate(message.pid)
         step = machine.apply_command(self.flows, state, message.cmd, message.name, message.input,
                                      message.pid, now)
-        if message.cmd in CHANGING:
-            if state is None:
-                self.repo.create(step.state)
-            else:
-                self.repo.save(step.state)
-        self.active[message.pid] = (step.state, now)
-        self.active.move_to_end(message.pid)
-        self._passivate(now)
+        if message.cmd in CREATING:
+            self.repo.create(step.state)
+        elif message.cmd in CHANGING:
+            self.repo.save(step.state)
+        self._keep(message.pid, step.state, now)
         message.reply.set_result(step.body)
         if step.actions:
             self._run_actions(step.state, step.actions, now)
@@ -122,25 +160,40 @@ class ProcessWorker(SafeActor):
             self.activations += 1
         return state
 
+    def _keep(self, pid: str, state: dict[str, Any], now: int) -> None:
+        """Hold a live process as the most recently used; let an ended one go at once."""
+        if state.get("status") != "active":
+            if self.active.pop(pid, None) is not None:
+                self.passivations += 1
+            return
+        self.active[pid] = (state, now)
+        self.active.move_to_end(pid)
+        self._passivate(now)
+
     def _passivate(self, now: int) -> None:
         while len(self.active) > self.live_cap:
             self.active.popitem(last=False)
             self.passivations += 1
         while self.active:
-            pid, (_, last_used) = next(iter(self.active.items()))
+            _, last_used = next(iter(self.active.values()))
             if now - last_used <= self.idle_ms:
                 break
             self.active.popitem(last=False)
             self.passivations += 1
 
+    def _show(self) -> None:
+        self.cell.gauges = {"active": len(self.active), "activations": self.activations,
+                            "passivations": self.passivations}
+
     def _run_actions(self, state: dict[str, Any], entries: list[dict[str, Any]], now: int) -> None:
-        data = state.get("input") or {}
-        context = {**mapping_context("input", data), "_customer_id": data.get("customer_id"),
-                   "_event_id": state.get("pid"), "brand": data.get("brand")}
-        jobs = [RunJob(run_id=self.run_ids.next(), rule_id=None, rule_version=None, brand=data.get("brand"),
-                       trigger=f"process:{entry['flow']}.{entry['state']}", event_id=str(state.get("pid")),
-                       actions=tuple(entry["actions"]), context=context, started_ms=now, origin="process",
-                       extra={"pid": state.get("pid")})
+        """The entered states' actions as runs through the action actors (logged like rule runs)."""
+        base = action_context(state)
+        brand, pid = base["brand"], state.get("pid")
+        jobs = [RunJob(run_id=self.run_ids.next(), rule_id=None, rule_version=None, brand=brand,
+                       trigger=f"process:{entry['flow']}.{entry['state']}", event_id=str(pid),
+                       actions=tuple(entry["actions"]),
+                       context={**base, "process.flow": entry["flow"], "process.state": entry["state"]},
+                       started_ms=now, origin="process", extra={"pid": pid})
                 for entry in entries if entry.get("actions")]
         if jobs:
             self.pipeline.dispatch(jobs)
@@ -149,28 +202,51 @@ class ProcessWorker(SafeActor):
 class ProcessManager:
     """The front of the pool: picks the worker for a pid; the Services' process handler."""
 
-    def __init__(self, workers: list[Any], flows: FlowCache) -> None:
+    def __init__(self, workers: list[Any], flows: FlowCache, now_ms: Callable[[], int] | None = None,
+                 sweep_interval_s: float = MAX_SWEEP_INTERVAL_S) -> None:
         self.workers, self.flows = workers, flows
+        self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
 
     def worker_for(self, pid: str) -> Any:
         return self.workers[zlib.crc32(pid.encode()) % len(self.workers)]
 
     def handle(self, cmd: str, params: dict[str, Any], _principal: Any) -> Future:
         reply: Future = Future()
-        pid = params.get("pid")
-        if cmd in ("START", "RESTORE"):
-            pid = uuid.uuid4().hex
+        pid = uuid.uuid4().hex if cmd in CREATING else params.get("pid")
         if not isinstance(pid, str) or not pid:
-            reply.set_exception(BadRequest("pid is required"))
+            reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
             return reply
-        self.worker_for(pid).tell(ProcessCommand(cmd, pid, params.get("name"), params.get("input"), reply))
+        try:
+            self.worker_for(pid).tell(ProcessCommand(cmd, pid, params.get("name"), params.get("input"), reply))
+        except pykka.ActorDeadError:
+            reply.set_exception(Internal("the process workers are stopped (the engine is shutting down)"))
         return reply
+
+    def sweep(self, now_ms: int) -> None:
+        """Ask every worker to passivate what has been idle too long (one step of the sweeper)."""
+        for worker in self.workers:
+            try:
+                worker.tell(Sweep(now_ms))
+            except pykka.ActorDeadError:
+                return
+
+    def run_sweeper(self, stop: threading.Event) -> None:
+        """The sweeper thread's loop: ``sweep`` every ``sweep_interval_s`` until ``stop`` is set."""
+        clock = self.now_ms
+        while clock is not None and not stop.wait(self.sweep_interval_s):
+            self.sweep(clock())
+
+
+def sweep_interval_s(idle_s: float) -> float:
+    """Half the idle period (so a process goes within 1.5 x ``idle_s``), between 50 ms and 5 s."""
+    return min(MAX_SWEEP_INTERVAL_S, max(0.05, idle_s / 2))
 
 
 def start_process_pool(count: int, stats: StatsRegistry, flows: FlowCache, repo: Any, pipeline: Pipeline,
                        run_ids: RunIds, now_ms: Callable[[], int], live_cap: int,
                        idle_s: float) -> ProcessManager:
+    """``count`` workers sharing ``live_cap`` live processes; the engine runs ``run_sweeper``."""
     per_worker = max(1, live_cap // max(1, count))
     workers = [ProcessWorker.start(index, stats, flows, repo, pipeline, run_ids, now_ms, per_worker, idle_s)
                for index in range(count)]
-    return ProcessManager(workers, flows)
+    return ProcessManager(workers, flows, now_ms, sweep_interval_s(idle_s))

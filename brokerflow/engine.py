@@ -102,6 +102,7 @@ class Engine:
         self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
                                             pipeline, run_ids, now_ms, settings.process_live_cap,
                                             settings.process_idle_s)
+        self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit)
 
