@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bus.webhook import WebhookRequest, WebhookSender
+from tests.conftest import free_port
+
+LOOPBACK = ["127.0.0.0/8"]
+
+
+class Receiver(ThreadingHTTPServer):
+    """A local webhook target that records what it received and from which client port."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict] = []
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that gave up (timeout, big body dropped) breaks the pipe: expected here
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server_address[1]}{path}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is observable
+    disable_nagle_algorithm = True  # else every keep-alive reply stalls ~40 ms
+    server: Receiver
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with self.server.lock:
+            self.server.requests.append({"method": self.command, "path": self.path, "body": body,
+                                         "headers": dict(self.headers), "port": self.client_address[1]})
+        route = self.path.split("?", 1)[0]
+        if route == "/slow":
+            self.server.release.wait(10)
+        status, payload, extra = {
+            "/fail": (500, b"boom", {}),
+            "/redirect": (302, b"", {"Location": "/ok"}),
+            "/big": (200, b"x" * 200_000, {}),
+        }.get(route, (200, b"ok", {}))
+        self.send_response(status)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def sender() -> Iterator[WebhookSender]:
+    made = WebhookSender(allow_networks=LOOPBACK, pool_size=4)
+    yield made
+    made.close()
+
+
+def test_a_2xx_is_a_success_and_the_request_arrives_as_sent(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/ok"), headers={"Content-Type": "application/json"},
+                                        body='{"text": "High risk trade"}', idempotency_key="run-1:0"))
+    assert (result.ok, result.status, result.error) == (True, 200, None)
+    assert result.ms > 0
+    (got,) = receiver.requests
+    assert got["method"] == "POST"
+    assert got["body"] == b'{"text": "High risk trade"}'
+    assert got["headers"]["Content-Type"] == "application/json"
+    assert got["headers"]["Idempotency-Key"] == "run-1:0"
+
+
+def test_the_idempotency_key_replaces_one_given_in_the_headers(receiver, sender):
+    sender.send(WebhookRequest(url=receiver.url("/ok"), headers={"idempotency-key": "forged"},
+                               idempotency_key="run-2:1"))
+    headers = {k.lower(): v for k, v in receiver.requests[0]["headers"].items()}
+    assert headers["idempotency-key"] == "run-2:1"
+
+
+def test_the_method_is_taken_from_the_request(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"), method="put")).ok
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"), method="HEAD")).ok
+    assert [r["method"] for r in receiver.requests] == ["PUT", "HEAD"]
+
+
+def test_a_500_is_a_failure(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/fail")))
+    assert (result.ok, result.status, result.error) == (False, 500, "HTTP 500")
+
+
+def test_a_redirect_is_not_followed_and_fails(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/redirect")))
+    assert (result.ok, result.status) == (False, 302)
+    assert "redirect not followed" in result.error
+    assert [r["path"] for r in receiver.requests] == ["/redirect"]
+
+
+def test_a_slow_receiver_fails_at_the_timeout(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/slow"), timeout_ms=1000))
+    assert not result.ok and result.status is None
+    assert "timeout" in result.error
+    assert 900 <= result.ms < 3000
+
+
+def test_a_timeout_below_one_second_is_clamped_up(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/slow"), timeout_ms=5))
+    assert not result.ok
+    assert result.ms >= 900
+
+
+def test_loopback_targets_are_refused_unless_allowed(receiver):
+    strict = WebhookSender()
+    try:
+        for url in (receiver.url("/ok"), receiver.url("/ok", host="localhost"),
+                    f"http://[::ffff:127.0.0.1]:{receiver.server_address[1]}/ok"):
+            result = strict.send(WebhookRequest(url=url))
+            assert not result.ok and result.status is None
+            assert "target refused" in result.error
+    finally:
+        strict.close()
+    assert receiver.requests == []
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(receiver):
+    """A name resolved once, checked, and pinned: no second lookup can rebind it."""
+    lookups: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    url = receiver.url("/ok", host="hooks.brokerflow.invalid")
+    refused, allowed = WebhookSender(resolver=resolver), WebhookSender(LOOPBACK, resolver=resolver)
+    try:
+        assert "target refused" in refused.send(WebhookRequest(url=url)).error
+        assert allowed.send(WebhookRequest(url=url)).ok
+    finally:
+        refused.close()
+        allowed.close()
+    assert lookups == ["hooks.brokerflow.invalid"] * 2
+    assert receiver.requests[0]["headers"]["Host"].startswith("hooks.brokerflow.invalid")
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "gopher://127.0.0.1:70/",
+                                 "http:///no-host", "not a url", "http://127.0.0.1:99999/"])
+def test_urls_that_are_not_plain_http_are_refused(sender, url):
+    result = sender.send(WebhookRequest(url=url))
+    assert not result.ok and result.status is None and result.error
+
+
+def test_connections_are_reused_across_requests(receiver, sender):
+    for _ in range(5):
+        assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    assert len({r["port"] for r in receiver.requests}) == 1
+
+
+def test_a_large_response_body_does_not_matter(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/big"))).ok
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+
+
+def test_concurrent_sends_from_many_threads_all_arrive(receiver, sender):
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: sender.send(WebhookRequest(url=receiver.url(f"/ok?n={n}"))),
+                                range(40)))
+    assert all(r.ok for r in results)
+    assert sorted(r["path"] for r in receiver.requests) == sorted(f"/ok?n={n}" for n in range(40))
+
+
+def test_error_texts_never_show_credentials_tokens_or_header_values(receiver, sender):
+    secret = "s3cr3t-Tok3n"
+    closed_port = free_port()
+    results = [
+        sender.send(WebhookRequest(url=f"http://user:{secret}@127.0.0.1:{closed_port}/h?token={secret}",
+                                   headers={"Authorization": f"Bearer {secret}"})),
+        sender.send(WebhookRequest(url=receiver.url(f"/fail?api_key={secret}"),
+                                   headers={"X-Api-Key": secret})),
+        sender.send(WebhookRequest(url=receiver.url("/ok"), headers={"X-Bad": f"{secret}\r\nInjected: 1"})),
+        WebhookSender().send(WebhookRequest(url=f"http://u:{secret}@127.0.0.1:{closed_port}/?token={secret}")),
+        sender.send(WebhookRequest(url=f"http://127.0.0.1:{receiver.server_address[1]}/slow?sig={secret}",
+                                   timeout_ms=1000)),
+    ]
+    assert [r.ok for r in results] == [False] * 5
+    for result in results:
+        assert secret not in result.error
+    assert "connection failed" in results[0].error
