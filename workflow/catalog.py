@@ -88,8 +88,9 @@ EXECUTORS = ("notifier", "customer", "kyc", "webhook", "email", "inline")
 # Where a linked record can be addressed (seed: customer through account.customer_id).
 _TRADE_FIELD_TRIGGERS = frozenset(TRADE_TRIGGERS)
 _ACCOUNT_FIELD_TRIGGERS = frozenset(TRADE_TRIGGERS + ACCOUNT_TRIGGERS + ACCOUNT_HOOKS)
+# Scheduled rules address customers too: a sweep runs once per matching customer of the brand.
 _CUSTOMER_FIELD_TRIGGERS = frozenset(
-    TRADE_TRIGGERS + ACCOUNT_TRIGGERS + CUSTOMER_TRIGGERS + KYC_TRIGGERS + CUSTOMER_HOOKS
+    TRADE_TRIGGERS + ACCOUNT_TRIGGERS + CUSTOMER_TRIGGERS + KYC_TRIGGERS + CUSTOMER_HOOKS + SCHEDULED_TRIGGERS
 )
 # Customer-changing actions need an existing customer: not before it is created, not without one.
 _CUSTOMER_ACTIONS = _CUSTOMER_FIELD_TRIGGERS - {"customer.beforeCreate"}
@@ -151,6 +152,11 @@ def field_spec(name: str) -> FieldSpec | None:
 _S, _I, _M, _A = "string", "integer", "map", "any"
 _HOOKS = frozenset(BEFORE_TRIGGERS)
 _SINK = frozenset({"sink.request"})
+# Modes that bring outside news in may feed an event into the engine's own input (a KYC
+# provider's callback becomes a kyc.step.push); before-hooks and event rules may not.
+_EMITTERS = frozenset({"manual", "sink.request", "email.received"} | set(SCHEDULED_TRIGGERS))
+# Topics event.emit may feed: not reference data, which is changed by its own commands.
+EMIT_TOPICS = ("trade.push", "kyc.step.push")
 
 # (type, executor, allowed triggers or None, ((param, type, required), ...))
 _ACTION_TABLE: tuple[tuple[str, str, frozenset[str] | None, tuple[tuple[str, str, bool], ...]], ...] = (
@@ -168,6 +174,7 @@ _ACTION_TABLE: tuple[tuple[str, str, frozenset[str] | None, tuple[tuple[str, str
     ("record.set", "inline", _HOOKS, (("field", _S, True), ("value", _A, True))),
     ("operation.reject", "inline", _HOOKS, (("message", _S, True),)),
     ("sink.respond", "inline", _SINK, (("status", _I, False), ("headers", _M, False), ("body", _S, False))),
+    ("event.emit", "inline", _EMITTERS, (("topic", _S, True), ("event", _S, False), ("record", _M, True))),
 )
 
 ACTIONS: dict[str, ActionSpec] = {

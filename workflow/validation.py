@@ -22,6 +22,7 @@ from workflow.catalog import (
     ACTIONS,
     ALL_OPS,
     ALL_TRIGGERS,
+    EMIT_TOPICS,
     MAYBE_NO_CUSTOMER_TRIGGERS,
     OPERATORS,
     ROLES,
@@ -297,12 +298,19 @@ def _check_sink_respond(path: str, params: Mapping[str, Any], v: Validation) -> 
     _check_headers(f"{path}.headers", params.get("headers"), v)
 
 
+def _check_emit(path: str, params: Mapping[str, Any], v: Validation) -> None:
+    topic = params.get("topic")
+    if isinstance(topic, str) and topic not in EMIT_TOPICS:
+        v.error(f"{path}.topic", f"must be one of {', '.join(EMIT_TOPICS)}, got {topic!r}")
+
+
 _ACTION_CHECKS: dict[str, Callable[[str, Mapping[str, Any], Validation], None]] = {
     "notify.manager": lambda path, p, v: _min_int(f"{path}.manager_id", p.get("manager_id"), 0, v),
     "kyc.require_step": lambda path, p, v: _min_int(f"{path}.level", p.get("level"), 0, v),
     "kyc.set_required_level": lambda path, p, v: _min_int(f"{path}.level", p.get("level"), 0, v),
     "webhook.send": _check_webhook,
     "sink.respond": _check_sink_respond,
+    "event.emit": _check_emit,
 }
 
 

@@ -24,7 +24,7 @@ ACCOUNT = {"account:added", "account:updated", "account:deleted"}
 ACCOUNT_SIDE = TRADE | ACCOUNT | {"account.beforeCreate", "account.beforeUpdate"}
 CUSTOMER_SIDE = TRADE | ACCOUNT | {
     "customer.created", "customer.updated", "kyc.step.approved", "kyc.step.rejected",
-    "customer.beforeCreate", "customer.beforeUpdate",
+    "customer.beforeCreate", "customer.beforeUpdate", "interval", "timestamp",
 }
 
 # The seed's condition list (plus the additions) with type and providing triggers.
@@ -85,6 +85,7 @@ ACTION_TABLE = [
     ("operation.reject", "inline", [("message", "string", True)]),
     ("sink.respond", "inline", [("status", "integer", False), ("headers", "map", False),
                                 ("body", "string", False)]),
+    ("event.emit", "inline", [("topic", "string", True), ("event", "string", False), ("record", "map", True)]),
 ]
 
 
@@ -160,6 +161,7 @@ def test_inline_actions_are_bound_to_their_modes():
     assert ACTIONS["record.set"].triggers == hooks
     assert ACTIONS["operation.reject"].triggers == hooks
     assert ACTIONS["sink.respond"].triggers == {"sink.request"}
+    assert ACTIONS["event.emit"].triggers == {"manual", "interval", "timestamp", "sink.request", "email.received"}
 
 
 @pytest.mark.parametrize("kind", ["notify.manager", "webhook.send", "email.send"])

@@ -325,6 +325,8 @@ VALID_ACTIONS = [
     ("record.set", "account.beforeCreate", {"field": "leverage", "value": 100}),
     ("operation.reject", "customer.beforeCreate", {"message": "country {{customer.country}} is closed"}),
     ("sink.respond", "sink.request", {"status": 201, "headers": {"X-A": "b"}, "body": "ok"}),
+    ("event.emit", "sink.request", {"topic": "kyc.step.push",
+                                    "record": {"customer_id": "{{request.body.customer_id}}"}}),
 ]
 WRONG_TYPES = {"string": 5, "integer": "5", "map": "k=v"}
 
@@ -689,3 +691,15 @@ def test_check_rule_refuses_a_non_map():
     with pytest.raises(ValidationFailed) as caught:
         check_rule("rule")
     assert caught.value.details == [{"path": "rule", "message": "must be a map"}]
+
+
+@pytest.mark.parametrize(("topic", "ok"), [("kyc.step.push", True), ("trade.push", True),
+                                           ("customer.push", False), ("nope", False)])
+def test_event_emit_feeds_only_event_topics(topic, ok):
+    rule = act("event.emit", {"topic": topic, "record": {"customer_id": 1}}, "sink.request")
+    assert clean(rule) is ok or error_paths(rule) == ["actions[0].params.topic"]
+
+
+def test_scheduled_rules_may_sweep_customers():
+    rule = make_rule("interval", conditions=[{"field": "customer.kyc_status", "op": "==", "value": "pending"}])
+    assert clean(rule)
