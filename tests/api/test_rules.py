@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.conftest import deposit_rule
 
 
@@ -125,3 +127,67 @@ def test_json_clients_get_the_same_rule_commands(api):
     reply = api.call("MngAddWorkflowRule", {"rule": deposit_rule()}, as_json=True)
     assert reply["success"] is True
     assert reply["body"]["rule"]["version"] == 1
+
+
+DEPOSIT_EVENT = {"topic": "trade.push", "payload": {"event": "EV_RECORD_ADD", "record": {
+    "order": 1, "login": 1001, "cmd": "OP_BALANCE_IN", "profit": 2000.0}}}
+
+
+def _reference(api):
+    api.body("MngUpsertGroup", {"record": {"group": "real\\alpha", "brand": "alpha", "currency": "USD"}})
+    api.body("MngUpsertAccount", {"record": {"login": 1001, "group": "real\\alpha"}})
+
+
+def test_dry_run_of_a_stored_rule_explains_the_match_and_changes_nothing(api):
+    _reference(api)
+    rule = api.body("MngAddWorkflowRule", {"rule": deposit_rule()})["rule"]
+    body = api.body("MngTestWorkflowRule", {"id": rule["id"], "event": DEPOSIT_EVENT})
+    assert body["matched"] is True
+    assert body["brand"] == "alpha"
+    assert body["conditions"] == [{"field": "amount_usd", "op": ">=", "value": 1000, "actual": 2000.0,
+                                   "result": True}]
+    assert body["actions"][0]["params"]["message"] == "deposit by 1001"
+    assert api.body("MngGetWorkflowRunLog")["runs"] == []
+    assert api.body("MngGetWorkflowRule", {"id": rule["id"]})["rule"] == rule
+
+
+def test_dry_run_of_an_inline_rule_says_why_it_does_not_match(api):
+    _reference(api)
+    small = {**DEPOSIT_EVENT, "payload": {**DEPOSIT_EVENT["payload"], "record": {
+        **DEPOSIT_EVENT["payload"]["record"], "profit": 10.0}}}
+    body = api.body("MngTestWorkflowRule", {"rule": deposit_rule(), "event": small})
+    assert body["matched"] is False
+    assert body["conditions"][0]["result"] is False
+    assert body["actions"] == []
+    body = api.body("MngTestWorkflowRule", {"rule": deposit_rule(trigger="trade.opened"), "event": small})
+    assert "trigger mismatch" in body["reason"]
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"event": DEPOSIT_EVENT}, "rule"),
+        ({"rule": deposit_rule()}, "event"),
+        ({"rule": deposit_rule(), "event": {"payload": {}}}, "event.topic"),
+        ({"rule": deposit_rule(), "event": {"topic": "trade.push"}}, "event.payload"),
+        ({"rule": deposit_rule(), "event": {"topic": "nope.push", "payload": {}}}, "event"),
+        ({"rule": deposit_rule(), "event": {"topic": "trade.push", "payload": {
+            "event": "EV_RECORD_ADD", "record": {"order": 1, "login": "1001", "cmd": "OP_BUY"}}}}, "event"),
+    ],
+)
+def test_dry_run_refuses_what_it_cannot_test_with_the_reason(api, params, path):
+    error = api.error("MngTestWorkflowRule", params)
+    assert error["code"] == "VALIDATION_FAILED"
+    assert error["details"][0]["path"] == path
+
+
+def test_dry_run_names_the_malformed_field_of_the_event(api):
+    bad = {"topic": "trade.push", "payload": {"event": "EV_RECORD_ADD", "record": {
+        "order": 1, "login": "1001", "cmd": "OP_BUY"}}}
+    error = api.error("MngTestWorkflowRule", {"rule": deposit_rule(), "event": bad})
+    assert "record.login" in error["text"]
+
+
+def test_dry_run_of_an_invalid_inline_rule_is_validation_failed(api):
+    error = api.error("MngTestWorkflowRule", {"rule": deposit_rule(trigger="nope"), "event": DEPOSIT_EVENT})
+    assert (error["code"], error["details"][0]["path"]) == ("VALIDATION_FAILED", "trigger")
