@@ -62,7 +62,12 @@ class Ingress:
             self._dedup.load(ids, last_seq)
         self._owns_context = context is None
         self._context = context if context is not None else zmq.Context()
-        self._sock = self._open(settings)
+        try:
+            self._sock = self._open(settings)
+        except zmq.ZMQError:
+            if self._owns_context:
+                self._context.term()
+            raise
 
     def _open(self, settings: Settings) -> zmq.Socket:
         sock = self._context.socket(zmq.SUB)

@@ -28,7 +28,12 @@ class Outbound:
                  linger_ms: int = 500) -> None:
         self._owns_context = context is None
         self._context = context if context is not None else zmq.Context()
-        self._sock = open_xpub(self._context, endpoint, True, hwm, linger_ms)
+        try:
+            self._sock = open_xpub(self._context, endpoint, True, hwm, linger_ms)
+        except zmq.ZMQError:
+            if self._owns_context:
+                self._context.term()
+            raise
         self.bound_endpoint = last_endpoint(self._sock)
         self._subs = SubscriptionCounter()
         self._lock = threading.Lock()

@@ -41,7 +41,12 @@ class Publisher:
         self.source = source
         self._owns_context = context is None
         self._context = context if context is not None else zmq.Context()
-        self._sock = open_xpub(self._context, endpoint, bind, hwm, linger_ms)
+        try:
+            self._sock = open_xpub(self._context, endpoint, bind, hwm, linger_ms)
+        except zmq.ZMQError:
+            if self._owns_context:
+                self._context.term()
+            raise
         self.endpoint = last_endpoint(self._sock) if bind else endpoint
         self._next_seq = first_seq
         self._subs = SubscriptionCounter()

@@ -85,3 +85,8 @@ def test_send_after_close_is_a_no_op(context):
     out = Outbound("tcp://127.0.0.1:0", context=context, linger_ms=0)
     out.close()
     out.send("notify.manager", {"manager_id": 1})
+
+
+def test_a_port_already_in_use_raises_and_leaks_nothing(outbound):
+    with pytest.raises(zmq.ZMQError):
+        Outbound(outbound.bound_endpoint, linger_ms=0)
