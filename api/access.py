@@ -7,7 +7,7 @@ records; an unscoped token sees every brand. The decisions per command are in ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -101,7 +101,7 @@ def scope_filter(principal: Principal, requested: str | None) -> str | None:
 
 
 def filter_visible(principal: Principal, records: Iterable[Mapping[str, Any]],
-                   brand_of: Any = None) -> list[Any]:
+                   brand_of: Callable[[Mapping[str, Any]], str | None] | None = None) -> list[Any]:
     """Records a principal may see; ``brand_of(record)`` defaults to ``record["brand"]``."""
     get = brand_of or (lambda r: r.get("brand"))
     return [r for r in records if can_see(principal, get(r))]

@@ -53,7 +53,8 @@ class ApiServer:
         self._completed: collections.deque[tuple[list[bytes], bool, dict[str, Any]]] = collections.deque()
         self._poller = zmq.Poller()
         self._poller.register(self._sock, zmq.POLLIN)
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._wake_fd = self._wake_r.fileno()  # zmq.Poller reports plain sockets by fd
+        self._poller.register(self._wake_fd, zmq.POLLIN)
         self._closed = False
         self.pending = 0  # replies still waiting for their Future
 
@@ -62,7 +63,7 @@ class ApiServer:
     def poll_once(self, timeout_ms: int) -> int:
         """Wait up to ``timeout_ms`` for work; serve what is there. Returns replies sent."""
         ready = dict(self._poller.poll(timeout_ms))
-        if self._wake_r.fileno() in ready or self._wake_r in ready:
+        if self._wake_fd in ready:
             self._drain_wake()
         sent = self._send_completed()
         if self._sock in ready:
