@@ -154,3 +154,61 @@ class WebhookDone:
     status: int | None
     error: str | None
     ms: float
+
+
+# -- automation modes (seed 002) -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BeforeRequest:
+    """A system is about to write ``record``; the reply gets ``{"record", "changed"}`` or an error."""
+
+    resource: str
+    operation: str
+    record: Mapping[str, Any]
+    reply: Future
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRequest:
+    """Run a ``manual`` rule now; the reply gets ``{"run", "trace"}`` once the run is logged."""
+
+    rule: Mapping[str, Any]
+    input: Mapping[str, Any]
+    caller: str
+    reply: Future
+
+
+@dataclass(frozen=True, slots=True)
+class SinkRequest:
+    """A verified sink request (``workflow.sinks.request_view``); the reply gets the response map."""
+
+    request: Mapping[str, Any]
+    reply: Future
+    wait: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MailEvent:
+    """A mail received (SMTP listener) or sent (``email.send``): runs the trigger's rules."""
+
+    trigger: str
+    mail: Mapping[str, Any]
+    brand: str | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One scheduler step at ``now_ms``; the reply gets the fired ``(rule_id, due_ms)`` pairs."""
+
+    now_ms: int
+    reply: Future | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDone:
+    """A mail left for the relay (or failed) on the pool; back on the e-mail actor's thread."""
+
+    job: RunJob
+    mail: Mapping[str, Any]
+    error: str | None
+    ms: float
