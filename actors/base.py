@@ -22,22 +22,30 @@ log = logging.getLogger("brokerflow.actors")
 class ActorStats:
     """Counters one actor updates and the monitor reads (plain ints: safe under the GIL)."""
 
-    __slots__ = ("name", "kind", "processed", "failed", "busy_ms", "pending", "gauges", "_inbox")
+    __slots__ = ("name", "kind", "processed", "failed", "busy_ms", "pending", "active", "gauges", "_inbox")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name, self.kind = name, kind
         self.processed = self.failed = 0
         self.busy_ms = 0.0
         self.pending = 0  # work accepted but outside the mailbox (e.g. webhooks on the pool)
+        self.active = False  # a message is being handled right now (its mailbox may be empty)
         self.gauges: dict[str, int] = {}  # actor-specific figures (e.g. "active"); replaced whole, never mutated
         self._inbox: Any = None
 
+    def mailbox(self) -> int:
+        return self._inbox.qsize() if self._inbox is not None else 0
+
+    def busy(self) -> bool:
+        """Queued, being handled, or accepted and still running elsewhere (drain waits for it)."""
+        return bool(self.active or self.pending or self.mailbox())
+
     def snapshot(self) -> dict[str, Any]:
-        mailbox = self._inbox.qsize() if self._inbox is not None else 0
+        """PROTOCOL section 3's actor entry plus ``mean_ms`` and the actor's own gauges."""
         mean = self.busy_ms / self.processed if self.processed else 0.0
-        return {"name": self.name, "kind": self.kind, "mailbox": mailbox,
+        return {"name": self.name, "kind": self.kind, "mailbox": self.mailbox(),
                 "processed": self.processed, "failed": self.failed, "mean_ms": round(mean, 3),
-                "pending": self.pending, **self.gauges}
+                **self.gauges}
 
 
 class StatsRegistry:
@@ -58,6 +66,10 @@ class StatsRegistry:
     def snapshot(self) -> list[dict[str, Any]]:
         return [cell.snapshot() for cell in sorted(self._cells.values(), key=lambda c: c.name)]
 
+    def busy(self) -> bool:
+        """Is any actor's work queued, in hand or in flight?"""
+        return any(cell.busy() for cell in list(self._cells.values()))
+
 
 class SafeActor(pykka.ThreadingActor):
     """Dispatches messages by type to ``handlers`` and never lets one failure stop the actor."""
@@ -75,6 +87,7 @@ class SafeActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         started = time.perf_counter()
+        self.cell.active = True
         try:
             handler = self.handlers.get(type(message))
             if handler is None:
@@ -88,8 +101,18 @@ class SafeActor(pykka.ThreadingActor):
                 reply.set_exception(exc)
             return None
         finally:
-            self.cell.processed += getattr(message, "size", 1)
+            self.cell.processed += _size(message)
             self.cell.busy_ms += (time.perf_counter() - started) * 1000.0
+            self.cell.active = False
 
     def inbox_empty(self) -> bool:
         return self.actor_inbox.empty()
+
+
+def _size(message: Any) -> int:
+    """How many items a message carries (a batch counts its events); garbage counts as one."""
+    try:
+        size = getattr(message, "size", 1)
+    except Exception:  # noqa: BLE001 - a hostile message must not break the counting
+        return 1
+    return size if isinstance(size, int) and not isinstance(size, bool) else 1

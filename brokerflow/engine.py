@@ -170,7 +170,7 @@ class Engine:
 
     def busy(self) -> bool:
         """Is anything still queued or in flight anywhere in the pipeline?"""
-        return any(cell["mailbox"] or cell.get("pending") for cell in self.stats_registry.snapshot())
+        return self.stats_registry.busy()
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until every queued event and action is done (polled: the actors are busy)."""
