@@ -26,6 +26,7 @@ from actors.router import RouterActor, RouterCounters
 from actors.rules import RuleActor, RunIds
 from actors.runlog import RunCounters, RunLogActor
 from actors.webhook import WebhookActor
+from brokerflow.automation import Automation
 from brokerflow.settings import Settings
 from bus.ingress import Ingress
 from bus.outbound import Outbound
@@ -61,7 +62,7 @@ class Engine:
         self.api_server: Any = None
         self.http: Any = None
         self.services: Any = None
-        self.extensions: list[Any] = []
+        self.extensions: list[Any] = [Automation()]  # seed 002's modes: brokerflow/automation.py
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -200,6 +201,7 @@ class Engine:
             extension.stop_input()
         if self.ingress is not None:
             self._join("ingress")
+            self._drain_ingress()
         if not self.drain(max(0.5, budget - 2.0)):
             log.warning("stop: work still in flight after %.1fs; the run log keeps what finished", budget)
         try:
@@ -227,3 +229,17 @@ class Engine:
         for thread in self._threads:
             if thread.name == f"brokerflow-{name}":
                 thread.join(timeout=5)
+
+    def _drain_ingress(self, max_polls: int = 50) -> None:
+        """Take what the SUB socket already holds: delivered events are finished, not dropped.
+
+        Runs only once the ingress thread has ended (the socket then belongs to this thread).
+        """
+        if any(t.name == "brokerflow-ingress" and t.is_alive() for t in self._threads):
+            return
+        try:
+            for _ in range(max_polls):
+                if not self.ingress.poll_once(0):
+                    break
+        except Exception:  # noqa: BLE001 - stopping goes on
+            log.exception("stop: draining the ingress failed")
