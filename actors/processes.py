@@ -128,10 +128,11 @@ class ProcessWorker(SafeActor):
         try:
             self._apply(message)
         except BrokerflowError as exc:  # the caller's mistake (unknown event, ended process): answered
+            self._show()
             if not message.reply.done():
                 message.reply.set_exception(exc)
         finally:
-            self._show()
+            self._show()  # also after an unexpected error (SafeActor counts and answers it)
 
     def on_sweep(self, message: Sweep) -> None:
         self._passivate(message.now_ms)
@@ -147,6 +148,7 @@ class ProcessWorker(SafeActor):
         elif message.cmd in CHANGING:
             self.repo.save(step.state)
         self._keep(message.pid, step.state, now)
+        self._show()  # before the reply: a caller reading the stats next sees this command in them
         message.reply.set_result(step.body)
         if step.actions:
             self._run_actions(step.state, step.actions, now)
