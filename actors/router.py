@@ -8,8 +8,9 @@ context once, and tells each brand's rule actor one ``Evaluate`` carrying all of
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Callable
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from actors.base import SafeActor, StatsRegistry
@@ -22,6 +23,53 @@ from workflow.triggers import map_trigger
 log = logging.getLogger("brokerflow.router")
 
 _KEYS = {"group": "group", "account": "login", "customer": "id", "manager": "id", "rate": "currency"}
+ECHO_WINDOW_MS = 60_000
+ECHO_CUSTOMERS = 100_000
+
+
+def is_internal(event: Event) -> bool:
+    """An echo of our own change (``actors.customer``): already stored, never persisted again."""
+    return bool(event.extra.get("internal"))
+
+
+class EchoMemory:
+    """Changes our actions made, so the CRM's echo of one is known for what it is.
+
+    A customer change goes out as ``customer.changed``; a CRM that applies it pushes the
+    customer back on the bus as a plain depth-0 ``customer.push``. Left at depth 0, that echo
+    would start the causal chain again and a rule pair that flips a field would never stop.
+    So each internal echo leaves ``(changes, depth)`` here, and the first bus push of that
+    customer within ``ECHO_WINDOW_MS`` that carries the same values takes that depth (and
+    uses the entry up). Bounded: at most ``ECHO_CUSTOMERS`` customers, oldest forgotten.
+    """
+
+    def __init__(self, window_ms: int = ECHO_WINDOW_MS, customers: int = ECHO_CUSTOMERS) -> None:
+        self.window_ms, self.customers = window_ms, customers
+        self._changes: OrderedDict[Any, list[tuple[Mapping[str, Any], int, int]]] = OrderedDict()
+
+    def remember(self, event: Event) -> None:
+        changes = event.extra.get("changes")
+        customer_id = event.record.get("id")
+        if not changes or customer_id is None:
+            return
+        entries = self._changes.pop(customer_id, [])
+        entries.append((dict(changes), event.depth, event.received_ms + self.window_ms))
+        self._changes[customer_id] = entries[-16:]
+        while len(self._changes) > self.customers:
+            self._changes.popitem(last=False)
+
+    def depth_of(self, event: Event) -> int | None:
+        """The causal depth of a bus push that echoes one of our changes, else None."""
+        entries = self._changes.get(event.record.get("id"))
+        if not entries:
+            return None
+        now, record = event.received_ms, event.record
+        entries[:] = [entry for entry in entries if entry[2] >= now]
+        for index, (changes, depth, _expires) in enumerate(entries):
+            if all(key in record and record[key] == value for key, value in changes.items()):
+                del entries[index]
+                return depth
+        return None
 
 
 class RouterCounters:
@@ -47,6 +95,7 @@ class RouterActor(SafeActor):
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
         self.counters, self.depth_limit = counters, depth_limit
         self.brand_actors: dict[str, Any] = {}
+        self.echoes = EchoMemory()
         self.handlers = {EventBatch: self.on_events, ReferenceUpdate: self.on_reference,
                          ReloadRules: self.on_reload}
 
@@ -77,14 +126,14 @@ class RouterActor(SafeActor):
         if event.event == "EV_RECORD_DELETE":
             return  # removed after its rules ran: account:deleted rules still see the account
         merged = self.refs.apply(kind, event.record)
-        if event.depth == 0:  # echoes of our own changes are already stored
+        if not is_internal(event):  # echoes of our own changes are already stored
             persist[kind].append(merged)
 
     def _remove_reference(self, event: Event) -> None:
         kind = REFERENCE_TOPICS[event.topic]
         key = event.record.get(_KEYS[kind])
         self.refs.remove(kind, key)
-        if event.depth == 0:
+        if not is_internal(event):
             self.reference_repo.delete(kind, key)
 
     # -- events ------------------------------------------------------------------------------
@@ -93,16 +142,38 @@ class RouterActor(SafeActor):
         per_brand: dict[str, list[Candidate]] = defaultdict(list)
         for event in message.events:
             try:
-                self._route(event, persist, per_brand)
+                self._route(self._causal(event), persist, per_brand)
             except Exception:  # noqa: BLE001 - one bad event must not cost the batch
                 self.cell.failed += 1
-                log.exception("router failed on %s event %s", event.topic, event.key)
-        for kind, records in persist.items():
-            self.reference_repo.upsert_many(kind, records)
+                log.exception("router failed on %s event %s", getattr(event, "topic", None),
+                              getattr(event, "key", None))
+        self._persist(persist)
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:
                 ref.tell(Evaluate(tuple(items)))
+
+    def _persist(self, persist: dict[str, list[dict]]) -> None:
+        """Store the batch's reference pushes; a failure is logged, the events still run."""
+        for kind, records in persist.items():
+            try:
+                self.reference_repo.upsert_many(kind, records)
+            except Exception:  # noqa: BLE001 - the replica has them; storage catches up on the next push
+                self.cell.failed += 1
+                log.exception("router could not store %d %s record(s); the replica has them", len(records), kind)
+
+    def _causal(self, event: Event) -> Event:
+        """The event at its causal depth: internal echoes carry it, CRM echoes are recognised."""
+        if event.topic != "customer.push":
+            return event
+        if is_internal(event):
+            self.echoes.remember(event)
+            return event
+        depth = self.echoes.depth_of(event)
+        if depth is None or depth <= event.depth:
+            return event
+        log.debug("customer.push %s echoes our change: causal depth %d", event.key, depth)
+        return replace(event, depth=depth)
 
     def _route(self, event: Event, persist: dict[str, list[dict]],
                per_brand: dict[str, list[Candidate]]) -> None:
