@@ -7,6 +7,7 @@ it and a rule that keeps changing customers stops at the loop bound.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from actors.pipeline import Pipeline
 from brokerflow.errors import ActionFailed
 from workflow.events import Event
 from workflow.reference import ReferenceData
+
+log = logging.getLogger("brokerflow.customer")
 
 FIELD_OF = {"customer.set_risk_level": "risk_level", "customer.set_status": "status"}
 
@@ -29,8 +32,22 @@ class CustomerActor(ActionActor):
                  echo: Callable[[list[Event]], None]) -> None:
         super().__init__("customer", stats, pipeline, now_ms)
         self.refs, self.repo, self.outbound, self.echo = refs, reference_repo, outbound, echo
-        self.known: dict[int, dict[str, Any]] = {}  # values this actor wrote, ahead of the replica
+        # Values written but not yet in the replica, keyed by customer: (the replica record they
+        # were written over, the values). Once the router replaces that record (our echo, or a
+        # newer push) the replica is the truth again and the entry is dropped.
+        self.known: dict[int, tuple[Mapping[str, Any] | None, dict[str, Any]]] = {}
         self.changes: list[tuple[RunJob, int, dict[str, Any]]] = []
+
+    def current(self, customer_id: int) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
+        """The replica's record and the customer as this actor knows it (its own writes on top)."""
+        record = self.refs.customers.get(customer_id)
+        entry = self.known.get(customer_id)
+        if entry is None:
+            return record, dict(record or {})
+        if entry[0] is not record:
+            del self.known[customer_id]
+            return record, dict(record or {})
+        return record, {**(record or {}), **entry[1]}
 
     def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
         action_type = job.next_action["type"]
@@ -39,10 +56,12 @@ class CustomerActor(ActionActor):
         customer_id = job.context.get("_customer_id")
         if customer_id is None:
             raise ActionFailed(f"{action_type} needs a linked customer; this event has none")
-        current = {**self.refs.customers.get(customer_id, {}), **self.known.get(customer_id, {})}
+        record, current = self.current(customer_id)
+        if record is None:
+            raise ActionFailed(f"{action_type}: customer {customer_id} is not known")
         if current.get(field) == value:
             return {"changed": False}
-        self.known.setdefault(customer_id, {})[field] = value
+        self.known.setdefault(customer_id, (record, {}))[1][field] = value
         self.changes.append((job, customer_id, {field: value}))
         return {"changed": True}
 
@@ -53,14 +72,24 @@ class CustomerActor(ActionActor):
         merged: dict[int, dict[str, Any]] = {}
         for _, customer_id, change in changes:
             merged.setdefault(customer_id, {"id": customer_id}).update(change)
-        stored = {record["id"]: record for record in
-                  (self.repo.upsert("customer", record) for record in merged.values())}
-        echoes = []
+        try:
+            stored = {record["id"]: record for record in
+                      (self.repo.upsert("customer", record) for record in merged.values())}
+        except Exception:
+            for customer_id in merged:
+                self.known.pop(customer_id, None)  # not written: the replica stays the truth
+            raise
         now = self.now_ms()
+        echoes = [Event("customer.push", "EV_RECORD_UPDATE", stored[customer_id], source="brokerflow",
+                        id=f"run:{job.run_id}:{job.next_index}", ts_ms=now, received_ms=now,
+                        depth=job.depth + 1, extra={"internal": True, "changes": change})
+                  for job, customer_id, change in changes]
+        # The echo goes to the router before the change goes out, so a CRM's echo of it
+        # (caused by customer.changed) always finds the router knowing the change's depth.
+        try:
+            self.echo(echoes)
+        except Exception:  # noqa: BLE001 - stored already; only the customer.updated rules miss it
+            log.exception("customer: %d change(s) stored but not echoed to the router", len(echoes))
         for job, customer_id, change in changes:
             self.outbound.send("customer.changed", {"customer_id": customer_id, "changes": change,
                                                     "rule_id": job.rule_id, "run_id": job.run_id})
-            echoes.append(Event("customer.push", "EV_RECORD_UPDATE", stored[customer_id],
-                                source="brokerflow", id=f"run:{job.run_id}:{job.next_index}",
-                                ts_ms=now, received_ms=now, depth=job.depth + 1))
-        self.echo(echoes)
