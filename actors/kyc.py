@@ -48,6 +48,8 @@ class KycActor(ActionActor):
         customer_id = job.context.get("_customer_id")
         if customer_id is None:
             raise ActionFailed(f"{action_type} needs a linked customer; this event has none")
+        if customer_id not in self.refs.customers:
+            raise ActionFailed(f"{action_type}: customer {customer_id} is not known")
         profile = self.profile(customer_id, job.brand)
         if action_type == "kyc.require_step":
             template = self.refs.templates.get((job.brand, params.get("step_code")))
@@ -71,7 +73,8 @@ class KycActor(ActionActor):
             try:
                 self.repo.save_profile(profile)
             except Exception:
-                self.profiles.pop(customer_id, None)  # reload the stored truth next time
+                for unsaved in dirty:  # reload the stored truth next time (saved ones reload harmlessly)
+                    self.profiles.pop(unsaved, None)
                 raise
             self.outbound.send("kyc.changed", {
                 "customer_id": customer_id, "required_level": profile.get("required_level"),
