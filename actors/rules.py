@@ -39,10 +39,11 @@ class RunIds:
 
 def start_job(rule: CompiledRule, candidate: Candidate, run_id: int, now_ms: int,
               status: str = "running", error: str | None = None) -> RunJob:
+    """A run of ``rule``; one that is over already (skipped) logs its actions as skipped."""
     return RunJob(
         run_id=run_id, rule_id=rule.id, rule_version=rule.version, brand=rule.brand,
         trigger=candidate.trigger, event_id=candidate.event_id,
-        actions=rule.actions if status == "running" else (), context=candidate.context,
+        actions=rule.actions, context=candidate.context,
         started_ms=now_ms, depth=candidate.depth, status=status, error=error,
         extra={"run_as": rule.run_as} if rule.run_as is not None else {},
     )
