@@ -37,6 +37,15 @@ def build_request(job: RunJob, params: Mapping[str, Any]) -> WebhookRequest:
     )
 
 
+def host_of(job: RunJob) -> str:
+    """The per-host queue a job waits in; an unparsable URL queues under '' (the sender refuses it)."""
+    url = (job.next_action.get("params") or {}).get("url", "")
+    try:
+        return (urlsplit(str(url)).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 class WebhookActor(SafeActor):
     kind = "webhook"
 
@@ -55,7 +64,14 @@ class WebhookActor(SafeActor):
 
     def on_jobs(self, message: JobBatch) -> None:
         for job in message.jobs:
-            host = urlsplit(str((job.next_action.get("params") or {}).get("url", ""))).hostname or ""
+            try:
+                host = host_of(job)
+            except Exception as exc:  # noqa: BLE001 - a broken job fails alone, the batch goes on
+                self.cell.failed += 1
+                log.exception("webhook: job %s cannot be sent", getattr(job, "run_id", None))
+                if isinstance(job, RunJob) and job.next_action is not None:
+                    self.pipeline.dispatch([job.with_result("failed", 0.0, f"internal error: {type(exc).__name__}")])
+                continue
             self.waiting[host].append(job)
             self.cell.pending += 1
             self._pump(host)
