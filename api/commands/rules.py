@@ -15,8 +15,10 @@ from api.commands._registry import CommandContext, command
 from api.commands._render import with_iso_times
 from api.envelope import Reply, message
 from brokerflow.errors import MalformedEvent, ValidationFailed
+from workflow.catalog import MODE_TRIGGERS
 from workflow.dryrun import dry_run
 from workflow.events import parse_event
+from workflow.mode_dryrun import dry_run_mode
 from workflow.validation import check_rule, validate_rule
 
 # What a caller may set; the rest (id, version, audit fields) is the store's.
@@ -137,6 +139,9 @@ def _require_event_brand(principal: Principal, brand: str | None) -> None:
 @command("MngTestWorkflowRule")
 def test_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     rule = _rule_to_test(ctx, params)
+    spec = params.get("event")
+    if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # seed 002: workflow.mode_dryrun
+        return dry_run_mode(rule, spec["topic"], spec.get("payload"), ctx.services.refs)
     event = _event(ctx, params)
     refs = ctx.services.refs
     _require_event_brand(ctx.principal, refs.brand_of(event))
