@@ -189,6 +189,52 @@ def _tour(engine: Any, webhook_url: str, publisher_cls: Any) -> int:
         profile = api.call("MngGetKycProfile", {"customer_id": 501})["profile"]
         print(f"\nKYC profile of customer 501: required level {profile['required_level']}, steps "
               + ", ".join(s["step_code"] for s in profile["steps"]))
+        _automation_tour(engine, api)
         print("\nStats:\n" + format_stats(api.call("MngGetStats")))
     stop_sub.set()
     return 0
+
+
+def _automation_tour(engine: Any, api: ApiClient) -> None:
+    """Seed 002 in two steps: a before-hook changes a record about to be written, and a KYC
+    provider's callback on a signed sink URL becomes a KYC step approval (docs/automation.md)."""
+    import requests
+
+    from workflow.sinks import signed_path
+
+    print("\nAutomation modes (seed 002):")
+    api.call("MngAddWorkflowRule", {"rule": {
+        "name": "New customers from CY start at medium risk", "brand": "alpha", "trigger": "customer.beforeCreate",
+        "conditions": [{"field": "customer.country", "op": "==", "value": "CY"}],
+        "actions": [{"type": "record.set", "params": {"field": "risk_level", "value": "medium"}}]}})
+    record = {"id": 503, "brand": "alpha", "email": "cy@example.com", "country": "CY", "risk_level": "low"}
+    body = api.call("Before", {"resource": "customer", "operation": "create", "record": record})
+    print(f"  before-hook: the CRM asks before creating customer 503 -> risk_level "
+          f"{body['record']['risk_level']!r} (changed: {body['changed']})")
+    api.call("MngAddWorkflowRule", {"rule": {
+        "name": "KYC provider callback", "brand": "alpha", "trigger": "sink.request", "run_as": 7,
+        "conditions": [{"field": "request.route", "op": "==", "value": "kyc/callback"},
+                       {"field": "request.body.answer", "op": "==", "value": "GREEN"}],
+        "actions": [{"type": "event.emit", "params": {"topic": "kyc.step.push", "record": {
+                        "customer_id": "{{request.body.customer_id}}", "step_code": "{{request.body.step}}",
+                        "level": 1, "status": "approved"}}},
+                    {"type": "sink.respond", "params": {"status": 200, "body": "OK"}}]}})
+    path = signed_path(engine.secret, "kyc/callback", "POST")
+    callback = {"customer_id": 501, "step": "ID", "answer": "GREEN"}
+    reply = requests.post(engine.http.url + path, json=callback, timeout=10)
+    print(f"  sink: the KYC provider POSTs {json.dumps(callback)} to {path[:40]}... -> {reply.status_code} "
+          f"{reply.text}")
+    tampered = requests.post(engine.http.url + path.replace("kyc/callback", "kyc/callbacks"), json=callback,
+                             timeout=10)
+    print(f"  sink: the same signature on another route -> {tampered.status_code} (nothing runs)")
+
+    def steps() -> list[dict[str, Any]]:
+        return api.call("MngGetKycProfile", {"customer_id": 501})["profile"]["steps"]
+
+    _wait(lambda: any(s["step_code"] == "ID" and s["status"] == "approved" for s in steps()))
+    print("  KYC profile of customer 501 now: " + ", ".join(f"{s['step_code']}={s['status']}" for s in steps()))
+    engine.drain(5.0)
+    for run in reversed(api.call("MngGetWorkflowRunLog", {"limit": 10})["runs"]):
+        if run["trigger"] in ("customer.beforeCreate", "sink.request"):
+            actions = ", ".join(f"{a['type']}={a['status']}" for a in run["actions"])
+            print(f"  run {run['id']}: {run['trigger']} -> {run['status']} [{actions}]")
