@@ -51,6 +51,7 @@ class Engine:
         self.settings = settings
         self.stats_registry = StatsRegistry()
         self.router_counters = RouterCounters()
+        self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
         self.started_ms = now_ms()
         self.store: Store | None = None
         self.refs = ReferenceData()
