@@ -164,7 +164,8 @@ class Engine:
 
     # -- monitoring --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        bus = dict(self.ingress.stats()) if self.ingress else {}
+        bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(("received", "malformed",
+                                                                             "duplicates", "gaps"), 0)
         bus.update(self.router_counters.snapshot())
         return {"actors": self.stats_registry.snapshot(), "bus": bus,
                 "runs": self.run_counters.snapshot(),
