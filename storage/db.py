@@ -8,6 +8,7 @@ same code path; only the parameter placeholder and the write-lock statement diff
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import peewee
@@ -15,12 +16,12 @@ from playhouse import db_url
 
 from brokerflow.errors import BadRequest
 
-SQLITE_PRAGMAS = (
-    ("journal_mode", "wal"),
+SQLITE_PRAGMAS = (  # per connection; WAL is a property of the file, set once by _use_wal
     ("busy_timeout", 5000),
     ("foreign_keys", 1),
     ("synchronous", "NORMAL"),
 )
+WAL_TIMEOUT_S = 5.0
 SCHEMES = {"sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql"}
 
 
@@ -37,7 +38,10 @@ def backend_of_url(url: str) -> str:
 
 
 def open_database(url: str) -> peewee.Database:
-    """A peewee database for ``url`` (not yet connected; each thread connects on first use)."""
+    """A peewee database for ``url``; each thread connects on first use.
+
+    SQLite: the calling thread connects at once to put the file in WAL mode.
+    """
     backend = backend_of_url(url)
     options: dict = {}
     if backend == "sqlite":
@@ -50,9 +54,32 @@ def open_database(url: str) -> peewee.Database:
             )
         options["pragmas"] = SQLITE_PRAGMAS
     try:
-        return db_url.connect(url, **options)
+        db = db_url.connect(url, **options)
     except (ValueError, RuntimeError) as exc:
         raise BadRequest(f"bad database URL: {exc}", details=[{"path": "db", "message": str(exc)}]) from exc
+    if backend == "sqlite":
+        _use_wal(db)
+    return db
+
+
+def _use_wal(db: peewee.SqliteDatabase) -> None:
+    """Switch the file to WAL (it stays so), retrying while another connection is switching it.
+
+    SQLite answers "database is locked" at once, without the busy timeout, when two
+    connections change the journal mode of a new file at the same moment.
+    """
+    deadline = time.monotonic() + WAL_TIMEOUT_S
+    while True:
+        try:
+            mode = db.pragma("journal_mode", "wal")
+            break
+        except peewee.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # a retry interval, not a wait for an outcome
+    if str(mode).lower() != "wal":
+        raise BadRequest(f"SQLite refused WAL mode (journal_mode is {mode!r})",
+                         details=[{"path": "db", "message": "WAL not available"}])
 
 
 def backend_of(db: peewee.Database) -> str:

@@ -1,0 +1,83 @@
+"""Schema migrations: fresh databases, the upgrade path with data, concurrent starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from brokerflow.errors import BadRequest
+from storage import SCHEMA_VERSION, open_store
+from storage.db import open_database
+from storage.migrations import MIGRATIONS, migrate, schema_version
+from storage.models import Models
+from tests.storage.conftest import run_threads
+
+
+@pytest.fixture
+def raw(db_url):
+    """The bare database and its models, without a store (so nothing is migrated yet)."""
+    db = open_database(db_url)
+    yield db, Models(db)
+    db.close()
+
+
+def test_a_fresh_database_is_migrated_to_the_latest_version(raw):
+    db, models = raw
+    assert schema_version(db, models) == 0
+    assert migrate(db, models) == list(range(1, SCHEMA_VERSION + 1))
+    assert schema_version(db, models) == SCHEMA_VERSION == len(MIGRATIONS) >= 2
+    assert {"rules", "runs", "meta", "schedule_claims", "flows", "processes"} <= set(db.get_tables())
+
+
+def test_migrating_again_applies_nothing(raw):
+    db, models = raw
+    migrate(db, models)
+    assert migrate(db, models) == []
+
+
+def _make_version_1(db, models) -> None:
+    """A database as version 1 of the schema left it: runs without run_as and the event index."""
+    migrate(db, models, target=1)
+    db.execute_sql('DROP INDEX "run_event_id"')
+    db.execute_sql('ALTER TABLE "runs" DROP COLUMN "run_as"')
+    assert "run_as" not in {c.name for c in db.get_columns("runs")}
+    p = db.param
+    db.execute_sql(
+        'INSERT INTO "runs" ("id", "rule_id", "rule_version", "brand", "trigger", "event_id", "status", '
+        f'"error", "actions", "started_at", "finished_at") VALUES ({", ".join([p] * 11)})',
+        (1, 4, 2, "alpha", "deposit.created", "ev-1", "failed", "HTTP 500", '[{"type":"webhook.send"}]', 10, 12),
+    )
+
+
+def test_a_version_1_database_keeps_its_data_when_migrated(raw, db_url):
+    db, models = raw
+    _make_version_1(db, models)
+    assert schema_version(db, models) == 1
+    db.close()
+
+    with open_store(db_url) as store:
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
+        assert store.runs.list() == [{
+            "id": 1, "rule_id": 4, "rule_version": 2, "brand": "alpha", "trigger": "deposit.created",
+            "event_id": "ev-1", "status": "failed", "error": "HTTP 500", "actions": [{"type": "webhook.send"}],
+            "started_at": 10, "finished_at": 12,
+        }]
+        store.runs.write_many([{"id": 2, "status": "success", "actions": [], "run_as": 9}])
+        assert store.runs.list(limit=1)[0]["run_as"] == 9
+        assert "run_event_id" in {index.name for index in store.db.get_indexes("runs")}
+
+
+def test_a_database_newer_than_the_code_is_refused(raw, db_url):
+    db, models = raw
+    migrate(db, models)
+    models.MetaEntry.update(value=str(SCHEMA_VERSION + 1)).where(models.MetaEntry.key == "schema_version").execute()
+    db.close()
+    with pytest.raises(BadRequest, match="newer"):
+        open_store(db_url)
+
+
+def test_engines_starting_together_on_an_empty_database_migrate_it_once(db_url):
+    def start(_index: int) -> int:
+        with open_store(db_url) as store:
+            return int(store.meta.get("schema_version"))
+
+    assert run_threads(4, start) == [SCHEMA_VERSION] * 4

@@ -1,0 +1,108 @@
+"""The run log: id blocks across threads, the batch write, newest-first pages, counters."""
+
+from __future__ import annotations
+
+import pytest
+
+from brokerflow.errors import ValidationFailed
+from tests.storage.conftest import run_threads
+
+
+def make_run(run_id: int, **changes) -> dict:
+    run = {
+        "id": run_id, "rule_id": 1, "rule_version": 3, "brand": "alpha", "trigger": "deposit.created",
+        "event_id": f"ev-{run_id}", "status": "success",
+        "actions": [{"type": "notify.manager", "status": "success", "ms": 2}],
+        "started_at": 1_000 + run_id, "finished_at": 1_002 + run_id,
+    }
+    run.update(changes)
+    return run
+
+
+def test_allocate_ids_hands_out_consecutive_ranges(store):
+    assert store.runs.allocate_ids(5) == range(1, 6)
+    assert store.runs.allocate_ids(1) == range(6, 7)
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, "3", True])
+def test_allocate_ids_wants_a_positive_count(store, n):
+    with pytest.raises(ValidationFailed):
+        store.runs.allocate_ids(n)
+
+
+def test_concurrent_allocations_from_four_threads_are_disjoint(store):
+    def work(_index: int) -> list[range]:
+        return [store.runs.allocate_ids(7) for _ in range(25)]
+
+    results = run_threads(4, work, store)
+    ids = [i for ranges in results for block in ranges for i in block]
+    assert len(ids) == len(set(ids)) == 4 * 25 * 7
+
+
+def test_write_many_then_list_gives_the_protocol_shape_newest_first(store):
+    ids = store.runs.allocate_ids(3)
+    store.runs.write_many([make_run(i) for i in ids])
+    runs = store.runs.list()
+    assert [run["id"] for run in runs] == [3, 2, 1]
+    assert runs[-1] == make_run(1)  # no "error"/"run_as" keys when they are not set
+
+
+def test_optional_error_and_run_as_are_kept(store):
+    store.runs.write_many([make_run(1, status="failed", error="HTTP 500", run_as=7)])
+    (run,) = store.runs.list()
+    assert (run["error"], run["run_as"], run["status"]) == ("HTTP 500", 7, "failed")
+
+
+def test_a_retried_batch_is_written_once(store):
+    batch = [make_run(i) for i in range(1, 4)]
+    store.runs.write_many(batch)
+    store.runs.write_many(batch + [make_run(4)])
+    assert [run["id"] for run in store.runs.list()] == [4, 3, 2, 1]
+
+
+def test_a_run_without_id_or_status_is_a_validation_error(store):
+    with pytest.raises(ValidationFailed) as info:
+        store.runs.write_many([make_run(1), {"status": "success"}])
+    assert info.value.details[0]["path"] == "runs[1].id"
+    assert store.runs.list() == []  # nothing of the batch was written
+
+
+def test_write_many_of_nothing_is_fine(store):
+    assert store.runs.write_many([]) == 0
+
+
+def test_list_filters_and_pages_backwards(store):
+    store.runs.write_many([
+        make_run(i, rule_id=1 + i % 2, brand="alpha" if i <= 6 else "beta",
+                 status="skipped" if i % 3 == 0 else "success")
+        for i in range(1, 11)
+    ])
+    ids = lambda **kw: [run["id"] for run in store.runs.list(**kw)]  # noqa: E731
+    assert ids(rule_id=1) == [10, 8, 6, 4, 2]
+    assert ids(brand="beta") == [10, 9, 8, 7]
+    assert ids(status="skipped") == [9, 6, 3]
+    assert ids(limit=3) == [10, 9, 8]
+    assert ids(limit=3, before_id=8) == [7, 6, 5]
+    assert ids(brands={"alpha"}, limit=2) == [6, 5]
+    assert ids(brands=set()) == []
+    assert ids(rule_id=2, brand="alpha", status="success", before_id=5) == [1]
+
+
+def test_limit_defaults_to_100_and_is_capped_at_1000(store):
+    store.runs.write_many([make_run(i) for i in range(1, 1102)])
+    assert len(store.runs.list()) == 100
+    assert len(store.runs.list(limit=5000)) == 1000
+
+
+@pytest.mark.parametrize("limit", [0, -5, "10", None])
+def test_a_bad_limit_is_a_validation_error(store, limit):
+    with pytest.raises(ValidationFailed) as info:
+        store.runs.list(limit=limit)
+    assert info.value.details[0]["path"] == "limit"
+
+
+def test_counts_cover_the_whole_log(store):
+    assert store.runs.counts() == {"logged": 0, "success": 0, "failed": 0, "skipped": 0}
+    statuses = ["success"] * 3 + ["failed"] * 2 + ["skipped"]
+    store.runs.write_many([make_run(i, status=s) for i, s in enumerate(statuses, start=1)])
+    assert store.runs.counts() == {"logged": 6, "success": 3, "failed": 2, "skipped": 1}
