@@ -33,11 +33,10 @@ def _create_tables(db: peewee.Database, models: Models) -> None:
 
 
 def _runs_run_as(db: peewee.Database, models: Models) -> None:
-    """2: runs record the manager a deferred/sink run acts for; runs are found by event id."""
+    """2: a run records the manager a deferred or sink run acts for (PROTOCOL section 6)."""
     columns = {column.name for column in db.get_columns("runs")}
     if "run_as" not in columns:
         db.execute_sql('ALTER TABLE "runs" ADD COLUMN "run_as" BIGINT')
-    models.Run._schema.create_indexes(safe=True)
 
 
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (_create_tables, _runs_run_as)

@@ -23,9 +23,12 @@ from peewee import (
     TextField,
 )
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 
 def dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text (one shared encoder: ``json.dumps`` with options builds one per call)."""
+    return _ENCODER.encode(value)
 
 
 class JSONText(TextField):
@@ -71,7 +74,7 @@ class Run(_Template):
     rule_version = IntegerField(null=True)
     brand = TextField(null=True, index=True)
     trigger = TextField(null=True)
-    event_id = TextField(null=True, index=True)  # index since schema 2
+    event_id = TextField(null=True)
     status = TextField(index=True)
     error = TextField(null=True)
     actions = JSONText()
