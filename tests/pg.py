@@ -19,8 +19,10 @@ def fresh_schema_url(url: str) -> Iterator[str]:
     try:
         with conn.cursor() as cur:
             cur.execute(f'CREATE SCHEMA "{schema}"')
+        # libpq's "options" sets search_path for the session; playhouse.db_url passes the query
+        # parameter through to psycopg2.connect unchanged (tests/storage/test_db.py checks it).
         query = dict(parse_qsl(parts.query))
-        query["options"] = f"-csearch_path={schema}"
+        query["options"] = f"{query.get('options', '')} -csearch_path={schema}".strip()
         yield urlunsplit(parts._replace(query=urlencode(query)))
     finally:
         with conn.cursor() as cur:

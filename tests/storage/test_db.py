@@ -87,3 +87,14 @@ def test_two_stores_on_two_databases_do_not_interfere(store, other_db_url):
         assert other.reference.all("rate") == [{"currency": "EUR", "usd": 1.1}]
         assert first_ids == other_ids == range(1, 11)  # each database has its own counter
 
+
+
+def test_the_postgresql_test_url_puts_the_store_in_its_own_schema(store, db_url):
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    schema = store.db.execute_sql("SELECT current_schema()").fetchone()[0]
+    assert schema.startswith("t_") and f"search_path%3D{schema}" in db_url
+    tables = store.db.execute_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    ).fetchall()
+    assert "rules" in {name for (name,) in tables}
