@@ -95,7 +95,7 @@ class Engine:
         self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers)
         pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
                                                         settings.webhook_workers))
-        run_ids = self.run_ids = RunIds(store.runs)
+        run_ids = self.run_ids = RunIds(store.runs, block=10_000)
 
         def brand_actor(brand: str) -> Any:
             return RuleActor.start(brand, stats, pipeline, run_ids, now_ms)
