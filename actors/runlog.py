@@ -13,6 +13,7 @@ from typing import Any
 
 from actors.base import SafeActor, StatsRegistry
 from actors.messages import Flush, RunJob, RunsFinished
+from brokerflow.errors import BrokerflowError
 
 log = logging.getLogger("brokerflow.runlog")
 
@@ -65,7 +66,12 @@ class RunLogActor(SafeActor):
 
     def on_finished(self, message: RunsFinished) -> None:
         now = self.now_ms()
-        self.pending.extend((run_record(job, now), job) for job in message.jobs)
+        for job in message.jobs:
+            try:
+                self.pending.append((run_record(job, now), job))
+            except Exception:  # noqa: BLE001 - one broken job must not cost the others
+                self.cell.failed += 1
+                log.exception("runlog: a finished job could not be recorded: %r", type(job).__name__)
         if len(self.pending) >= self.batch_rows or self.inbox_empty():
             self.flush()
 
@@ -78,27 +84,65 @@ class RunLogActor(SafeActor):
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        records = [record for record, _ in batch]
         try:
-            self.runs_repo.write_many(records)
+            self.runs_repo.write_many([record for record, _ in batch])
+            written = batch
         except Exception:
-            # Keep the runs for the next flush rather than lose them; past the cap the
-            # oldest are given up (and their waiters told) so memory stays bounded.
-            self.pending = batch + self.pending
-            overflow = len(self.pending) - MAX_PENDING
-            if overflow > 0:
-                dropped, self.pending = self.pending[:overflow], self.pending[overflow:]
-                log.error("run log unavailable: %d runs dropped", len(dropped))
-                for _, job in dropped:
-                    if job.reply is not None and not job.reply.done():
-                        job.reply.set_exception(RuntimeError("run log unavailable"))
-            raise
-        for record, job in batch:
+            written = self._write_one_by_one(batch)
+        for record, job in written:
             self.counters.add(record["status"])
             if job.reply is not None and not job.reply.done():
                 job.reply.set_result(record)
-        if self.on_logged is not None:
-            self.on_logged(records)
+        if written and self.on_logged is not None:
+            self.on_logged([record for record, _ in written])
+
+    def _write_one_by_one(self, batch: list[tuple[dict[str, Any], RunJob]]) -> list[tuple[dict[str, Any], RunJob]]:
+        """After a failed batch: write each run alone to tell a poison run from a storage outage.
+
+        Runs refused for what they are (a validation or type error), or failing while others of
+        the batch are written, can never be stored: they are dropped (logged, counted, their
+        waiters told) so they never block the log. Otherwise the storage is down: the runs are
+        kept for the next flush and the error is raised.
+        """
+        written, failed = [], []
+        for item in batch:
+            try:
+                self.runs_repo.write_many([item[0]])
+                written.append(item)
+            except Exception as exc:  # noqa: BLE001 - sorted out below
+                failed.append((item, exc))
+        kept = []
+        for (record, job), exc in failed:
+            if written or self._is_poison(exc):
+                self.cell.failed += 1
+                log.error("runlog: run %s cannot be stored and is dropped: %s", record.get("id"), exc)
+                self._tell(job, exc)
+            else:
+                kept.append(((record, job), exc))
+        if kept:
+            self._keep([item for item, _ in kept])
+            raise kept[0][1]
+        return written
+
+    @staticmethod
+    def _is_poison(exc: Exception) -> bool:
+        """A run storage refuses for what it is (not for being unavailable)."""
+        return isinstance(exc, (BrokerflowError, TypeError, ValueError))
+
+    def _keep(self, failed: list[tuple[dict[str, Any], RunJob]]) -> None:
+        """Keep runs for the next flush; past the cap the oldest are given up so memory stays bounded."""
+        self.pending = failed + self.pending
+        overflow = len(self.pending) - MAX_PENDING
+        if overflow > 0:
+            dropped, self.pending = self.pending[:overflow], self.pending[overflow:]
+            log.error("run log unavailable: %d runs dropped", len(dropped))
+            for _, job in dropped:
+                self._tell(job, RuntimeError("run log unavailable"))
+
+    @staticmethod
+    def _tell(job: RunJob, exc: BaseException) -> None:
+        if job.reply is not None and not job.reply.done():
+            job.reply.set_exception(exc)
 
     def on_stop(self) -> None:
         try:
