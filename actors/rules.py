@@ -67,10 +67,15 @@ class RuleActor(SafeActor):
         jobs: list[RunJob] = []
         now = self.now_ms()
         for candidate in message.items:
-            for rule in self.ruleset.for_trigger(candidate.trigger):
-                job = self._evaluate(rule, candidate, now)
-                if job is not None:
-                    jobs.append(job)
+            try:
+                for rule in self.ruleset.for_trigger(candidate.trigger):
+                    job = self._evaluate(rule, candidate, now)
+                    if job is not None:
+                        jobs.append(job)
+            except Exception:  # noqa: BLE001 - one broken candidate must not cost the batch
+                self.cell.failed += 1
+                log.exception("%s: candidate %s could not be evaluated", self.name,
+                              getattr(candidate, "event_id", None))
         if jobs:
             self.pipeline.dispatch(jobs)
 
