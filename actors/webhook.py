@@ -99,8 +99,10 @@ class WebhookActor(SafeActor):
             log.warning("webhook of run %s finished after the engine stopped", job.run_id)
 
     def on_done(self, message: WebhookDone) -> None:
+        if self.inflight.get(message.host, 0) <= 0:
+            raise ValueError(f"webhook: a result for host {message.host!r} that has nothing in flight")
         self.inflight[message.host] -= 1
-        self.cell.pending -= 1
+        self.cell.pending = max(0, self.cell.pending - 1)
         if self.inflight[message.host] <= 0:
             self.inflight.pop(message.host, None)
         detail = {"http_status": message.status} if message.status is not None else {}
