@@ -1,0 +1,36 @@
+"""A brand's rule actor: a broken candidate or rule set is counted; the next evaluation runs."""
+
+from __future__ import annotations
+
+from actors.messages import Candidate, Evaluate, ReloadRules
+from actors.rules import RuleActor
+from tests.actors.conftest import cell, logged, now_ms
+
+RULE = {"id": 1, "version": 1, "name": "big", "brand": "alpha", "trigger": "deposit.created", "status": "active",
+        "conditions": [{"field": "amount_usd", "op": ">=", "value": 100}], "actions": []}
+
+
+def candidate(amount, event_id="e1", missing=None):
+    return Candidate("deposit.created", event_id, {"brand": "alpha", "amount_usd": amount,
+                                                   "_missing": missing or {}}, 0)
+
+
+def test_garbage_and_a_broken_candidate_are_counted_and_the_rest_evaluated(stats, pipeline, run_ids, store):
+    actor = RuleActor.start("alpha", stats, pipeline, run_ids, now_ms)
+    actor.tell(ReloadRules({"alpha": (RULE,)}))
+    actor.tell("garbage")
+    actor.tell(ReloadRules({"alpha": ("not a rule",)}))  # fails: the loaded rule set stays
+    broken = Candidate("deposit.created", "bad", None, 0)  # type: ignore[arg-type]
+    actor.tell(Evaluate((broken, candidate(150, "good"), candidate(5, "small"))))
+    runs = logged(pipeline, store, 1)
+    assert [(run["event_id"], run["status"]) for run in runs] == [("good", "success")]
+    assert cell(stats, "rules:alpha")["failed"] == 3
+
+
+def test_a_condition_without_data_gives_a_skipped_run_that_says_why(stats, pipeline, run_ids, store):
+    actor = RuleActor.start("alpha", stats, pipeline, run_ids, now_ms)
+    actor.tell(ReloadRules({"alpha": (dict(RULE, actions=[{"type": "notify.manager", "params": {"message": "m"}}]),)}))
+    actor.tell(Evaluate((candidate(None, missing={"amount_usd": "amount_usd unknown: no USD rate for JPY"}),)))
+    [run] = logged(pipeline, store, 1)
+    assert (run["status"], run["error"]) == ("skipped", "amount_usd unknown: no USD rate for JPY")
+    assert run["actions"] == [{"type": "notify.manager", "status": "skipped", "ms": 0.0}]
