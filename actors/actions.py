@@ -44,6 +44,7 @@ class ActionActor(SafeActor):
         try:
             self.commit()
         except Exception as exc:  # noqa: BLE001 - the runs fail, the actor goes on
+            self.cell.failed += 1
             log.exception("%s: batch commit failed", self.name)
             error = f"{self.name} could not store its changes: {type(exc).__name__}"
             done = [_fail_last(job, error) if job.results[-1]["status"] == "success" else job
