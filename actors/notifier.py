@@ -26,8 +26,10 @@ class NotifierActor(ActionActor):
 
     def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
         customer = self.refs.customers.get(job.context.get("_customer_id"))
-        managers = self.refs.enabled_managers(job.brand) if job.brand else []
-        recipients = notify.recipients(params.get("manager_id"), customer, managers)
+        manager_id = params.get("manager_id")
+        # The brand's managers are looked up only when the chain gets to the broadcast.
+        recipients = notify.recipients(manager_id, customer, []) or notify.recipients(
+            manager_id, customer, self.refs.enabled_managers(job.brand) if job.brand else [])
         if not recipients:
             raise ActionFailed(f"no manager to notify: no manager_id, no customer manager and no "
                                f"enabled manager of brand {job.brand!r}")
