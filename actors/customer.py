@@ -21,6 +21,7 @@ from workflow.reference import ReferenceData
 
 log = logging.getLogger("brokerflow.customer")
 
+PRUNE_AT = 4096
 FIELD_OF = {"customer.set_risk_level": "risk_level", "customer.set_status": "status"}
 
 
@@ -37,6 +38,7 @@ class CustomerActor(ActionActor):
         # newer push) the replica is the truth again and the entry is dropped.
         self.known: dict[int, tuple[Mapping[str, Any] | None, dict[str, Any]]] = {}
         self.changes: list[tuple[RunJob, int, dict[str, Any]]] = []
+        self._prune_at = PRUNE_AT
 
     def current(self, customer_id: int) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
         """The replica's record and the customer as this actor knows it (its own writes on top)."""
@@ -93,3 +95,12 @@ class CustomerActor(ActionActor):
         for job, customer_id, change in changes:
             self.outbound.send("customer.changed", {"customer_id": customer_id, "changes": change,
                                                     "rule_id": job.rule_id, "run_id": job.run_id})
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget writes the replica has caught up with (amortized: only as the table doubles)."""
+        if len(self.known) < self._prune_at:
+            return
+        customers = self.refs.customers
+        self.known = {cid: entry for cid, entry in self.known.items() if customers.get(cid) is entry[0]}
+        self._prune_at = max(PRUNE_AT, 2 * len(self.known))
