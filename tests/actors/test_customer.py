@@ -39,3 +39,25 @@ def test_its_own_write_is_seen_until_the_replica_moves_on(stats, pipeline, store
     refs.apply("customer", {"id": 501, "risk_level": "low"})  # the CRM set it back
     actor.tell(JobBatch((make_job(run_ids, [RISK_HIGH]),)))
     assert logged(pipeline, store, 3)[0]["actions"][0]["changed"] is True
+
+
+def test_writes_the_replica_caught_up_with_are_forgotten(stats, pipeline, store, refs, run_ids, outbound,
+                                                         monkeypatch):
+    import actors.customer
+
+    monkeypatch.setattr(actors.customer, "PRUNE_AT", 2)
+    for customer_id in (601, 602, 603):
+        store.reference.upsert("customer", {"id": customer_id, "brand": "alpha"})
+        refs.apply("customer", {"id": customer_id, "brand": "alpha"})
+
+    def echo(events):  # the router's part: the echoed record replaces the replica's
+        for event in events:
+            refs.apply("customer", event.record)
+
+    actor = CustomerActor.start(stats, pipeline, now_ms, refs, store.reference, outbound, echo)
+    pipeline.register("customer", actor)
+    for customer_id in (601, 602, 603):
+        actor.tell(JobBatch((make_job(run_ids, [RISK_HIGH], customer_id=customer_id),)))
+    logged(pipeline, store, 3)
+    known = actor.proxy().known.get(timeout=5)
+    assert len(known) <= 1
