@@ -93,6 +93,9 @@ class RunRepository(Repository):
         """Newest first; ``before_id`` pages backwards, ``limit`` is capped at 1000."""
         if not is_int(limit) or limit < 1:
             raise invalid("limit", "must be a positive integer")
+        for name, value in (("rule_id", rule_id), ("before_id", before_id)):
+            if value is not None and not is_int(value):
+                raise invalid(name, "must be an integer")
         run = self._m.Run
         query = run.select().order_by(run.id.desc()).limit(min(limit, MAX_LIMIT))
         for column, value in ((run.rule_id, rule_id), (run.brand, brand), (run.status, status)):

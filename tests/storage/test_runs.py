@@ -94,11 +94,14 @@ def test_limit_defaults_to_100_and_is_capped_at_1000(store):
     assert len(store.runs.list(limit=5000)) == 1000
 
 
-@pytest.mark.parametrize("limit", [0, -5, "10", None])
-def test_a_bad_limit_is_a_validation_error(store, limit):
+@pytest.mark.parametrize(("params", "path"), [
+    ({"limit": 0}, "limit"), ({"limit": -5}, "limit"), ({"limit": "10"}, "limit"), ({"limit": None}, "limit"),
+    ({"rule_id": "abc"}, "rule_id"), ({"before_id": 1.5}, "before_id"),
+])
+def test_bad_list_parameters_are_validation_errors(store, params, path):
     with pytest.raises(ValidationFailed) as info:
-        store.runs.list(limit=limit)
-    assert info.value.details[0]["path"] == "limit"
+        store.runs.list(**params)
+    assert info.value.details[0]["path"] == path
 
 
 def test_counts_cover_the_whole_log(store):
