@@ -18,7 +18,7 @@ def test_a_slow_webhook_does_not_delay_a_notification_of_another_rule(runtime, r
     sent = time.monotonic()
     runtime.deposit(1001, 10)
     wait_until(runtime.notifications, timeout_s=SLOW_HANG_S)
-    assert time.monotonic() - sent < 1.0
+    assert time.monotonic() - sent < 1.5  # well under the hang, with room for a loaded machine
     assert runtime.wait_run(quick)["status"] == "success"
     assert runtime.runs(rule_id=slow["id"]) == [] and receiver.requests == []  # still hanging
     receiver.release.set()
