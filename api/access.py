@@ -7,7 +7,10 @@ records; an unscoped token sees every brand. The decisions per command are in ``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +21,8 @@ ADMIN = "SESSION_ADMIN"
 READ_ROLES: frozenset[str] = frozenset(ROLES)  # the seed's five session roles
 ADMIN_ONLY: frozenset[str] = frozenset({ADMIN})
 ANY_TOKEN = None  # roles value of commands any valid token may run (the Workflow Machine)
+PRINCIPAL_TTL_S = 5.0  # how long a revocation made outside this process may go unnoticed
+PRINCIPAL_CACHE_MAX = 1024  # tokens remembered at once (only valid ones get in)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,49 @@ class Principal:
     def actor(self) -> str:
         """How stored changes record who made them."""
         return self.name or f"token:{self.token_id}"
+
+
+class PrincipalCache:
+    """The principals of tokens that authenticated in the last ``ttl_s`` seconds.
+
+    Authenticating is a SHA-256 and a database read (~0.35 ms) on every request, on the API
+    thread that every client shares; most requests come with a token seen a moment ago. Keys
+    are the token's SHA-256 (the token itself is not kept); only valid tokens are remembered,
+    so a flood of wrong tokens can neither fill the cache nor be answered from it, and at most
+    ``max_entries`` are kept (the oldest go first).
+
+    Revocation: a token revoked through this process's store drops out at once (the caller
+    passes the store's revocation ``generation``; any change empties the answer); a token
+    revoked elsewhere (another process on the same database) keeps working here for at most
+    ``ttl_s``. Thread-safe: the ZeroMQ thread and the HTTP gateway's threads share one cache.
+    """
+
+    def __init__(self, ttl_s: float = PRINCIPAL_TTL_S, max_entries: int = PRINCIPAL_CACHE_MAX,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.max_entries, self._clock = ttl_s, max(1, max_entries), clock
+        self._entries: dict[bytes, tuple[Principal, float, Hashable]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def principal(self, token: str, generation: Hashable,
+                  load: Callable[[str], Principal | None]) -> Principal | None:
+        """The cached principal of ``token``, else ``load(token)`` (remembered when not None)."""
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[1] > now and entry[2] == generation:
+            return entry[0]
+        found = load(token)  # outside the lock: other tokens are not held up by this read
+        with self._lock:
+            self._entries.pop(key, None)
+            if found is not None:
+                self._entries[key] = (found, now + self.ttl_s, generation)
+                while len(self._entries) > self.max_entries:
+                    del self._entries[next(iter(self._entries))]
+        return found
 
 
 class Guarded(Protocol):

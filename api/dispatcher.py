@@ -3,6 +3,9 @@
 Both front doors (the ZeroMQ server and the HTTP gateway) go through here, so a command
 behaves the same whichever way it arrives. A handler may answer later with a ``Future``; the
 dispatcher then answers with a ``Future`` of the envelope and never waits itself.
+
+A token's principal is remembered for a few seconds (``access.PrincipalCache``): a revocation
+through this engine's store counts at once, one made by another process within 5 s.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from concurrent.futures import Future
 from typing import Any
 
 from api import access, envelope
-from api.access import Principal
+from api.access import Principal, PrincipalCache
 from api.commands import COMMANDS, Command, CommandContext
 from api.services import Services
 from brokerflow.errors import UnknownCommand
 
 
 class Dispatcher:
-    def __init__(self, services: Services, commands: Mapping[str, Command] | None = None) -> None:
+    def __init__(self, services: Services, commands: Mapping[str, Command] | None = None,
+                 principals: PrincipalCache | None = None) -> None:
         self.services = services
         self.commands = COMMANDS if commands is None else commands
+        self.principals = PrincipalCache() if principals is None else principals
 
     def handle(self, request: Mapping[str, Any]) -> dict[str, Any] | Future[dict[str, Any]]:
         """``request`` as ``framing.decode_request`` returns it: ``{"cmd", "token", "params"}``."""
@@ -43,6 +48,10 @@ class Dispatcher:
         """The token's principal, or ``None`` for a missing or unknown token."""
         if not token:
             return None
+        tokens = self.services.store.tokens
+        return self.principals.principal(token, tokens.revision, self._load)
+
+    def _load(self, token: str) -> Principal | None:
         record = self.services.store.tokens.authenticate(token)
         return Principal.from_token(record) if record else None
 

@@ -15,6 +15,10 @@ def token_hash(plain: str) -> str:
 
 
 class TokenRepository(Repository):
+    revision = 0
+    """Goes up with every revocation made through this store: whoever caches a token's
+    principal in this process (the API dispatcher) drops it as soon as the number changes."""
+
     def _record(self, row) -> dict:
         fields = ("id", "role", "brand", "name", "created_at")
         return {field: getattr(row, field) for field in fields}
@@ -49,6 +53,8 @@ class TokenRepository(Repository):
         if not is_int(token_id):
             return False
         with self._write():
-            return bool(
+            revoked = bool(
                 model.update(revoked=True).where((model.id == token_id) & (model.revoked == False)).execute()  # noqa: E712
             )
+        self.revision += 1  # after the commit: a cache that reloads now finds the token revoked
+        return revoked
