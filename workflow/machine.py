@@ -1,8 +1,9 @@
 """The Workflow Machine (PROTOCOL section 5, seed 001) as pure functions over plain data.
 
 Each command takes a ``ProcessState`` dict (``workflow.machine_state``) and returns a ``Step``:
-the new state (a copy; the argument is never mutated), the reply ``body`` and the state
-``actions`` entered on the way, ``[{"flow", "state", "actions": [...]}]``, for the caller to run.
+the new state (a copy that shares the unchanged history steps; the argument is never mutated),
+the reply ``body`` and the state ``actions`` entered on the way,
+``[{"flow", "state", "actions": [...]}]``, for the caller to run.
 No clock, ids or I/O here: ``now_ms`` and the new ``pid`` come in, flows come from a lookup.
 
 Semantics and the choices behind them:
@@ -34,7 +35,6 @@ Semantics and the choices behind them:
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,7 +101,7 @@ def _text(value: Any, what: str) -> str:
 def _live(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("status") != "active":
         raise ProcessEnded(f"process {state.get('pid')!r} has ended")
-    return copy.deepcopy(state)
+    return ms.working_copy(state)
 
 
 def _pin(flows: FlowLookup, state: dict[str, Any], name: str) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def _enter(run: _Run, target: str, event: str | None) -> dict[str, Any]:
     definition = ms.state_def(run.flows, frame)
     if definition.get("actions"):
         run.actions.append({"flow": frame["flow"], "state": target,
-                            "actions": copy.deepcopy(definition["actions"])})
+                            "actions": ms.clone_json(definition["actions"])})
     if definition.get("subflow"):
         return _start_child(run, definition["subflow"], event)
     if definition.get("final") is not True:

@@ -13,11 +13,15 @@
 
 A STEP keeps a copy of the stack as it was (``stack``), so ROLLBACK restores it exactly, across
 subflow boundaries. Only the functions here and in ``workflow.machine`` read these keys.
+
+A STEP is never changed in place once recorded: a new status replaces the step with a changed
+copy (``set_status``). So a command's working copy (``working_copy``) copies the containers
+it may change and shares the steps with the state it came from — a process with a long
+history is not copied whole at every command, and the state given is still never mutated.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +38,31 @@ def new_state(pid: str | int, now_ms: int) -> dict[str, Any]:
         "pid": pid, "status": "active", "input": {}, "stack": [], "history": [],
         "next_history": 1, "next_flow_id": 1, "flows": {}, "started_at": now_ms, "updated_at": now_ms,
     }
+
+
+def clone_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars): what ``copy.deepcopy`` does, ~10x faster."""
+    if isinstance(value, dict):
+        return {key: clone_json(item) if isinstance(item, (dict, list)) else item for key, item in value.items()}
+    if isinstance(value, list):
+        return [clone_json(item) if isinstance(item, (dict, list)) else item for item in value]
+    return value
+
+
+def copy_stack(stack: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Frames hold only scalars, so a copy of each frame is a deep copy of the stack."""
+    return [dict(frame) for frame in stack]
+
+
+def working_copy(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``state`` a command may change without touching ``state``.
+
+    Fresh: the top-level dict, ``input`` (its top level: a command merges into it), ``stack``
+    and its frames, ``flows`` and the ``history`` list. Shared: the steps (replaced, never
+    changed in place) and the values inside ``input`` (replaced by a merge, never changed).
+    """
+    return {**state, "input": dict(state["input"]), "stack": copy_stack(state["stack"]),
+            "history": list(state["history"]), "flows": dict(state["flows"])}
 
 
 def top(state: dict[str, Any]) -> dict[str, Any]:
@@ -76,18 +105,26 @@ def record_step(state: dict[str, Any], definition: dict[str, Any], event: str | 
     step = {
         "id": f"h{state['next_history']}", "flow": frame["flow"], "flowId": frame["flowId"],
         "state": frame["state"], "title": definition.get("title") or frame["state"],
-        "value": breadcrumb_value(event, data), "status": status, "input": copy.deepcopy(data),
-        "event": event, "at": now_ms, "stack": copy.deepcopy(state["stack"]),
+        "value": breadcrumb_value(event, data), "status": status, "input": clone_json(data),
+        "event": event, "at": now_ms, "stack": copy_stack(state["stack"]),
     }
     state["next_history"] += 1
     state["history"].append(step)
     return step
 
 
+def set_status(state: dict[str, Any], index: int, status: str) -> None:
+    """Give history step ``index`` a new status: a changed copy replaces it (steps may be shared)."""
+    step = state["history"][index]
+    if step["status"] != status:
+        state["history"][index] = {**step, "status": status}
+
+
 def close_active(state: dict[str, Any]) -> None:
-    for step in state["history"]:
-        if step["status"] == "active":
-            step["status"] = "done"
+    history = state["history"]
+    for index in range(len(history) - 1, -1, -1):  # the active step is almost always the last
+        if history[index]["status"] == "active":
+            set_status(state, index, "done")
 
 
 def find_step(state: dict[str, Any], step_id: str) -> tuple[int, dict[str, Any]]:
@@ -102,14 +139,14 @@ def rewind(state: dict[str, Any], step_id: str) -> None:
     index, target = find_step(state, step_id)
     if target["status"] == "rolled_back":
         raise NotFound(f"history step {step_id!r} was rolled back")
-    for later in state["history"][index + 1:]:
-        later["status"] = "rolled_back"
-    target["status"] = "active"
-    state["stack"] = copy.deepcopy(target["stack"])
+    for later in range(index + 1, len(state["history"])):
+        set_status(state, later, "rolled_back")
+    set_status(state, index, "active")
+    state["stack"] = copy_stack(target["stack"])
     state["input"] = {}
     for kept in state["history"][:index + 1]:
         if kept["status"] != "rolled_back":
-            state["input"].update(copy.deepcopy(kept["input"]))
+            state["input"].update(clone_json(kept["input"]))
 
 
 def end_process(state: dict[str, Any], now_ms: int, reason: str) -> None:
@@ -123,7 +160,7 @@ def breadcrumb(step: dict[str, Any]) -> dict[str, Any]:
 
 def step_detail(step: dict[str, Any]) -> dict[str, Any]:
     """HISTORY's ``body.step``: the breadcrumb, the input it received, its event and time."""
-    return {**breadcrumb(step), "input": copy.deepcopy(step["input"]), "event": step["event"],
+    return {**breadcrumb(step), "input": clone_json(step["input"]), "event": step["event"],
             "at": step["at"]}
 
 
@@ -131,9 +168,9 @@ def success_body(state: dict[str, Any], definition: dict[str, Any]) -> dict[str,
     frame = top(state)
     return {
         "result": "SUCCESS", "pid": state["pid"], "flow": frame["flow"], "state": frame["state"],
-        "output": copy.deepcopy(state["input"]),
+        "output": clone_json(state["input"]),
         "hints": {"boStepCode": definition.get("boStepCode"),
-                  "hints": copy.deepcopy(definition.get("hints", []))},
+                  "hints": clone_json(definition.get("hints", []))},
         "history": [breadcrumb(step) for step in state["history"]],
     }
 

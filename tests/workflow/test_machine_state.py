@@ -10,6 +10,7 @@ import pytest
 from brokerflow.errors import NotFound
 from tests.workflow.test_machine import BANK_URL, KYC, ONBOARDING, Process, entered, library
 from workflow.machine import history_step
+from workflow.machine_state import clone_json, set_status, working_copy
 
 
 @pytest.mark.parametrize(("value", "shown"), [("x", "x"), (5, "5"), (1.5, "1.5"), (True, "next"),
@@ -124,3 +125,46 @@ def test_rollback_to_the_current_step_changes_nothing_but_the_time() -> None:
     before = proc.run("next").state
     after = proc.send("ROLLBACK", "h2").state
     assert {**after, "updated_at": 0} == {**before, "updated_at": 0}
+
+
+@pytest.mark.parametrize("value", [None, 1, "x", [], {}, {"a": [1, {"b": [2.5, None]}], "c": True},
+                                   [[{"d": "e"}], []]])
+def test_clone_json_is_an_equal_copy_sharing_no_container(value: Any) -> None:
+    clone = clone_json(value)
+    assert clone == value == copy.deepcopy(value)
+    containers = [id(v) for v in _containers(value)]
+    assert not {id(v) for v in _containers(clone)} & set(containers)
+
+
+def _containers(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [value, *(c for item in value.values() for c in _containers(item))]
+    if isinstance(value, list):
+        return [value, *(c for item in value for c in _containers(item))]
+    return []
+
+
+def test_a_working_copy_shares_the_steps_and_set_status_replaces_a_step() -> None:
+    state = Process(library(), input={"nested": {"k": 1}}).run("next").state
+    work = working_copy(state)
+    assert work == state
+    assert all(a is b for a, b in zip(work["history"], state["history"], strict=True))
+    for key in ("input", "stack", "history", "flows"):
+        assert work[key] is not state[key]
+    assert not {id(frame) for frame in work["stack"]} & {id(frame) for frame in state["stack"]}
+    set_status(work, 0, "rolled_back")
+    assert (work["history"][0]["status"], state["history"][0]["status"]) == ("rolled_back", "done")
+    assert work["history"][1] is state["history"][1]
+
+
+def test_every_earlier_state_of_a_walk_stays_as_it_was() -> None:
+    """Steps are shared between successive states: no later command may change an earlier one."""
+    proc, kept = Process(library(), input={"s": {"deep": [1]}}), []
+    walk = [("EVENT", "next", {"a": {"b": 1}}), ("EVENT", "submit"), ("ROLLBACK", "h2"), ("EVENT", "submit"),
+            ("EXIT",), ("ROLLBACK", "h4"), ("EVENT", "send"), ("ABORT",)]
+    for command in walk:
+        kept.append((proc.state, copy.deepcopy(proc.state)))
+        proc.run(command)
+    assert proc.state["status"] == "ended"
+    for state, snapshot in kept:
+        assert state == snapshot
