@@ -39,9 +39,13 @@ class Deduplicator:
     def check(self, event: Event) -> Verdict:
         """Classify ``event`` and, unless it is a duplicate, remember it."""
         event_id = event.id
-        if event_id is not None and event_id in self._ids:
-            return "duplicate"
         source, seq = event.source, event.seq
+        if event_id is not None and event_id in self._ids:
+            # A resent id under a fresh seq still consumed that seq: advance, or the next
+            # event would report a gap that never happened.
+            if source is not None and seq is not None and seq > self._last_seq.get(source, seq - 1):
+                self._last_seq[source] = self._changed[source] = seq
+            return "duplicate"
         verdict: Verdict = "new"
         if source is not None and seq is not None:
             last = self._last_seq.get(source)

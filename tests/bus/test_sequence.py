@@ -90,3 +90,17 @@ def test_load_keeps_the_newest_ids_and_the_highest_seq():
     assert "a" not in d and "b" in d and "c" in d
     assert d.last_seq("s") == 20
     assert d.last_seq("t") == 3
+
+
+def test_a_resent_id_under_a_fresh_seq_advances_the_source_and_reports_no_false_gap():
+    from bus.sequence import Deduplicator
+    from workflow.events import Event
+
+    dedup = Deduplicator()
+    first = Event("rate.push", None, {"currency": "EUR", "usd": 1.1}, source="crm", seq=1, id="a")
+    resent = Event("rate.push", None, {"currency": "EUR", "usd": 1.1}, source="crm", seq=2, id="a")
+    following = Event("rate.push", None, {"currency": "EUR", "usd": 1.1}, source="crm", seq=3, id="b")
+    assert dedup.check(first) == "new"
+    assert dedup.check(resent) == "duplicate"
+    assert dedup.check(following) == "new"
+    assert dedup.last_seq("crm") == 3
