@@ -77,7 +77,7 @@ class Engine:
         self._start_services(store)
         self._start_ingress(store)
         log.info("brokerflow engine started: db=%s events=%s api=%s http=%s", store.backend,
-                 ",".join(self.ingress.bound_endpoints()), self.api_endpoint, settings.http or "off")
+                 ",".join(self.ingress.bound_endpoints()), self.api_endpoint, self.http.url if self.http else "off")
         return self
 
     def _start_actors(self, store: Store) -> None:
