@@ -93,20 +93,35 @@ def _type_ok(value: Any, kind: str) -> bool:
     return isinstance(value, bool)
 
 
+_PY_TYPES: dict[str, type | tuple[type, ...]] = {_INT: int, _NUM: (int, float), _STR: str, _BOOL: bool}
+# Per topic, (name, python types, kind, bool-is-not-a-number) for required and optional fields:
+# checked for every event on the ingress thread, so the table is built once.
+_COMPILED = {
+    topic: tuple(tuple((name, _PY_TYPES[kind], kind, kind in (_INT, _NUM)) for name, kind in part.items())
+                 for part in schema)
+    for topic, schema in RECORD_SCHEMAS.items()
+}
+
+
+def _wrong_type(topic: str, name: str, kind: str, value: Any) -> MalformedEvent:
+    return MalformedEvent(f"{topic}: record.{name} must be {kind}, got {type(value).__name__}")
+
+
 def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
-    required, optional = RECORD_SCHEMAS[topic]
+    required, optional = _COMPILED[topic]
     for key in record:
         if not isinstance(key, str):
             raise MalformedEvent(f"{topic}: record key {key!r} is not a string")
-    for name, kind in required.items():
-        if record.get(name) is None:
-            raise MalformedEvent(f"{topic}: record.{name} is missing")
-        if not _type_ok(record[name], kind):
-            raise MalformedEvent(f"{topic}: record.{name} must be {kind}, got {type(record[name]).__name__}")
-    for name, kind in optional.items():
+    for name, types, kind, numeric in required:
         value = record.get(name)
-        if value is not None and not _type_ok(value, kind):
-            raise MalformedEvent(f"{topic}: record.{name} must be {kind}, got {type(value).__name__}")
+        if value is None:
+            raise MalformedEvent(f"{topic}: record.{name} is missing")
+        if not isinstance(value, types) or (numeric and value.__class__ is bool):
+            raise _wrong_type(topic, name, kind, value)
+    for name, types, kind, numeric in optional:
+        value = record.get(name)
+        if value is not None and (not isinstance(value, types) or (numeric and value.__class__ is bool)):
+            raise _wrong_type(topic, name, kind, value)
     return dict(record)
 
 
