@@ -174,6 +174,15 @@ class EngineUnderTest:
             pass
         return 0.0
 
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return 0.0
+
     def stop(self) -> int:
         self.client.close()
         self.proc.terminate()
@@ -276,6 +285,20 @@ def measure_workflow(engine: EngineUnderTest, clients: int, seconds: float) -> d
             "p50_ms": round(_percentile(allv, 0.5), 2), "p99_ms": round(_percentile(allv, 0.99), 2)}
 
 
+def measure_soak(engine: EngineUnderTest, rate: int, seconds: float, folder: str) -> dict[str, Any]:
+    """RSS sampled every 10 s while events arrive at ``rate`` for ``seconds``: flat, or growing?"""
+    proc, _ = _spawn_publisher(engine.events, int(rate * seconds), rate, "bench-soak", "s-", folder)
+    samples = []
+    while proc.is_alive():
+        samples.append(engine.rss_mb())
+        proc.join(10)
+    backlog = engine.stats()
+    engine.wait_idle(0, timeout_s=600)
+    return {"rate": rate, "seconds": seconds, "rss_mb_first": samples[0] if samples else 0.0,
+            "rss_mb_last": samples[-1] if samples else 0.0, "rss_mb_max": max(samples, default=0.0),
+            "mailbox_at_end": sum(a["mailbox"] for a in backlog["actors"]), "samples": samples}
+
+
 def _table(result: dict[str, Any]) -> str:
     c, m = result["ceiling"], result["max_rate"]
     lines = [f"machine: {result['machine']}",
@@ -289,6 +312,10 @@ def _table(result: dict[str, Any]) -> str:
     for wm in result["workflow"]:
         lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
                      f"  p99 {wm['p99_ms']} ms")
+    soak = result.get("soak")
+    if soak:
+        lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "
+                     f"{soak['rss_mb_last']} MB (max {soak['rss_mb_max']}); backlog at end {soak['mailbox_at_end']}")
     return "\n".join(lines)
 
 
@@ -298,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixed-seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="1000,5000")
     parser.add_argument("--wm-seconds", type=float, default=5.0)
+    parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
+    parser.add_argument("--soak-rate", type=int, default=5000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -315,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             result["fixed_rates"] = [measure_fixed_rate(engine, int(rate), args.fixed_seconds, folder)
                                      for rate in args.rates.split(",") if rate]
             result["workflow"] = [measure_workflow(engine, clients, args.wm_seconds) for clients in (1, 8)]
+            if args.soak_seconds > 0:
+                result["soak"] = measure_soak(engine, args.soak_rate, args.soak_seconds, folder)
             result["peak_rss_mb"] = engine.peak_rss_mb()
         finally:
             result["stop_exit_code"] = engine.stop()
