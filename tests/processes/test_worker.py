@@ -190,3 +190,20 @@ def test_an_unknown_flow_version_is_not_found(store):
         cache("counter", 9)
     assert cache("counter")["version"] == 1
 
+
+
+def test_the_stored_state_follows_every_command_also_when_steps_are_replaced(pool, store):
+    """The worker encodes only the steps a command made: a ROLLBACK's replaced steps must be stored too."""
+    manager, _, _ = pool(workers=1)
+    pid = ask(manager, "START", name="counter")["pid"]
+    for index in range(4):
+        ask(manager, "EVENT", pid=pid, name="step", input={"value": index})
+    for cmd, params in (("ROLLBACK", {"name": "h2"}), ("EVENT", {"name": "step", "input": {"é": "ü"}}),
+                        ("ROLLBACK", {"name": "h2"}), ("HISTORY", {"name": "h1"}), ("EVENT", {"name": "step"})):
+        body = ask(manager, cmd, pid=pid, **params)
+        stored = store.processes.load(pid)
+        assert [{key: step[key] for key in crumb} for step, crumb in
+                zip(stored["history"], body["history"], strict=True)] == body["history"]
+    assert stored["input"] == {"value": 0}
+    assert ask(manager, "ABORT", pid=pid)["result"] == "END"
+    assert store.processes.load(pid)["status"] == "ended"

@@ -54,3 +54,13 @@ def test_processes_survive_a_restart(db_url):
         pid = first.processes.create({"status": "active", "stack": [{"flow": "f", "state": "docs"}]})
     with open_store(db_url) as second:
         assert second.processes.load(pid)["stack"] == [{"flow": "f", "state": "docs"}]
+
+
+def test_save_stores_the_text_a_caller_already_encoded(store):
+    store.processes.save({"pid": "p", "status": "active"}, '{"pid":"p","status":"active","history":[{"id":"h1"}]}')
+    assert store.processes.load("p") == {"pid": "p", "status": "active", "history": [{"id": "h1"}]}
+    store.processes.save({"pid": "p", "status": "ended"}, '{"pid":"p","status":"ended"}')
+    model = store.processes._m.Process
+    row = model.get(model.pid == "p")
+    assert (row.state, row.ended) == ({"pid": "p", "status": "ended"}, True)
+    assert model.select().where(model.ended == False).count() == 0  # noqa: E712

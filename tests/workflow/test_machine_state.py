@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from brokerflow.errors import NotFound
 from tests.workflow.test_machine import BANK_URL, KYC, ONBOARDING, Process, entered, library
 from workflow.machine import history_step
-from workflow.machine_state import clone_json, set_status, working_copy
+from workflow.machine_state import clone_json, set_status, state_json, working_copy
 
 
 @pytest.mark.parametrize(("value", "shown"), [("x", "x"), (5, "5"), (1.5, "1.5"), (True, "next"),
@@ -168,3 +169,20 @@ def test_every_earlier_state_of_a_walk_stays_as_it_was() -> None:
     assert proc.state["status"] == "ended"
     for state, snapshot in kept:
         assert state == snapshot
+
+
+def test_state_json_reuses_the_texts_of_the_steps_it_has_seen_and_only_those() -> None:
+    proc, texts = Process(library(), input={"name": "Zoë"}), []
+    walk = [("EVENT", "next", {"value": 1.5}), ("EVENT", "back"), ("ROLLBACK", "h2"), ("EVENT", "submit"),
+            ("EXIT",), ("ABORT",)]
+    for command in walk:
+        before = {id(step) for step in proc.state["history"]}
+        proc.run(command)
+        text, new_texts = state_json(proc.state, texts)
+        assert text == state_json(proc.state)[0]
+        assert json.loads(text) == proc.state
+        reused = [pair for pair, old in zip(new_texts, texts, strict=False) if pair is old]
+        assert all(id(step) in before for step, _ in reused)
+        texts = new_texts
+    assert state_json({"pid": 1}) == ('{"pid":1}', [])
+    assert state_json({"history": []}) == ('{"history":[]}', [])
