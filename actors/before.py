@@ -29,7 +29,7 @@ from actors.modes import ModeRules, new_job
 from actors.pipeline import Pipeline
 from actors.rules import RunIds
 from brokerflow.errors import ActionFailed, BrokerflowError, Rejected
-from workflow.modes import apply_results, check_record, hook_brand, hook_context, hook_trigger
+from workflow.modes import apply_results, check_record, hook_brand, hook_context, hook_trigger, stored_record
 from workflow.reference import ReferenceData
 
 log = logging.getLogger("brokerflow.before")
@@ -50,9 +50,10 @@ class BeforeHooks:
         trigger = hook_trigger(resource, operation)
         brand = hook_brand(resource, record, self.refs)
         deadline = time.monotonic() + self.budget_ms / 1000.0
+        stored = stored_record(resource, operation, record, self.refs)
         current = dict(record)
         for rule in self.rules.for_trigger(trigger, brand):
-            ctx = hook_context(resource, current, brand)
+            ctx = hook_context(resource, current, brand, stored)
             if not rule.predicate(ctx):
                 continue
             run = self._run_rule(rule, trigger, ctx, deadline)

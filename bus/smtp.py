@@ -13,6 +13,7 @@ import email
 import email.policy
 import logging
 import smtplib
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -109,14 +110,27 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+class _BoundController(Controller):
+    """aiosmtpd's threaded controller serving a socket bound up front: a port in use fails at
+    once (not after the controller's ready timeout) and port 0 picks a free port."""
+
+    def __init__(self, handler: Any, host: str, port: int, **kwargs: Any) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.create_server((host, port), family=family)
+        super().__init__(handler, hostname=host, port=self.sock.getsockname()[1], **kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self.sock, ssl=self.ssl_context)
+
+
 class SmtpListener:
     """aiosmtpd on its own thread; ``on_mail`` runs on that thread and must only hand off."""
 
     def __init__(self, endpoint: str, on_mail: Callable[[Mapping[str, Any]], None],
                  max_bytes: int = 1_048_576) -> None:
         host, port = split_endpoint(endpoint)
-        self.controller = Controller(_Handler(on_mail), hostname=host, port=port,
-                                     data_size_limit=max_bytes, ready_timeout=5.0)
+        self.controller = _BoundController(_Handler(on_mail), host, port, data_size_limit=max_bytes,
+                                           ready_timeout=5.0)
 
     @property
     def endpoint(self) -> str:
@@ -131,3 +145,4 @@ class SmtpListener:
             self.controller.stop()
         except (AssertionError, RuntimeError):  # never started, or already stopped
             pass
+        self.controller.sock.close()

@@ -16,7 +16,15 @@ from typing import Any
 from workflow.catalog import ACTIONS, BEFORE_TRIGGERS, EMAIL_TRIGGERS, SCHEDULED_TRIGGERS
 from workflow.conditions import compile_conditions, explain
 from workflow.dryrun import render_action
-from workflow.modes import email_context, hook_brand, hook_context, is_sweep, manual_context, schedule_context
+from workflow.modes import (
+    email_context,
+    hook_brand,
+    hook_context,
+    is_sweep,
+    manual_context,
+    schedule_context,
+    stored_record,
+)
 from workflow.reference import ReferenceData
 from workflow.sinks import request_context, request_view
 
@@ -58,7 +66,8 @@ def mode_context(rule: Mapping[str, Any], trigger: str, payload: Any,
         brand = hook_brand(resource, data, refs)
         reason = None if brand == rule.get("brand") else \
             f"brand mismatch: the record is of brand {brand}, the rule of brand {rule.get('brand')}"
-        return hook_context(resource, data, brand), reason, {}
+        stored = stored_record(resource, trigger.rsplit("before", 1)[1].lower(), data, refs)
+        return hook_context(resource, data, brand, stored), reason, {}
     if trigger == "manual":
         return manual_context(brand, data, "dry-run"), None, {}
     if trigger == "sink.request":

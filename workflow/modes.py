@@ -79,12 +79,24 @@ def hook_brand(resource: str, record: Mapping[str, Any], refs: ReferenceData) ->
     return group.get("brand")
 
 
-def hook_context(resource: str, record: Mapping[str, Any], brand: str | None) -> dict[str, Any]:
-    """``customer.*`` or ``account.*`` of the incoming record (as changed by earlier rules)."""
-    ctx = record_context(resource, record)
+def stored_record(resource: str, operation: str, record: Mapping[str, Any],
+                  refs: ReferenceData) -> Mapping[str, Any] | None:
+    """The replica's copy of the record an update is about to overwrite (None for a create)."""
+    if operation != "update":
+        return None
+    table = refs.customers if resource == "customer" else refs.accounts
+    return table.get(record.get(HOOK_KEYS[resource]))
+
+
+def hook_context(resource: str, record: Mapping[str, Any], brand: str | None,
+                 stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``customer.*`` or ``account.*`` of the incoming record (as changed by earlier rules); for an
+    update, fields the record does not carry are read from the stored one."""
+    view = {**stored, **record} if stored else record
+    ctx = record_context(resource, view)
     ctx["brand"] = brand
     ctx["_missing"] = {}
-    ctx["_customer_id"] = record.get("id") if resource == "customer" else record.get("customer_id")
+    ctx["_customer_id"] = view.get("id") if resource == "customer" else view.get("customer_id")
     return ctx
 
 

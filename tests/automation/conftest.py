@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from brokerflow.client import ApiClient
 from brokerflow.engine import Engine
 from brokerflow.settings import Settings
-from tests.conftest import free_port, wait_until
+from bus.smtp import SmtpListener
+from tests.conftest import wait_until
 
 SECRET = "test-sink-secret"
 REFERENCE: dict[str, list[dict[str, Any]]] = {
@@ -138,10 +138,11 @@ class Auto:
 @pytest.fixture
 def relay() -> Iterator[tuple[RelayHandler, str]]:
     handler = RelayHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, f"127.0.0.1:{controller.port}"
-    controller.stop()
+    listener = SmtpListener("127.0.0.1:0", lambda _mail: None)
+    listener.controller.handler = handler  # the relay keeps raw messages, not parsed ones
+    listener.start()
+    yield handler, listener.endpoint
+    listener.stop()
 
 
 @pytest.fixture
@@ -159,7 +160,7 @@ def auto_settings(db_url: str, relay_endpoint: str | None = None, **changes: Any
     base = Settings(db_url=db_url, events_bind=("tcp://127.0.0.1:0",), api_bind="tcp://127.0.0.1:0",
                     pub_bind="tcp://127.0.0.1:0", http="127.0.0.1:0", webhook_allow=("127.0.0.0/8",),
                     process_workers=1, stop_timeout_s=5.0, scheduler_interval_s=0, secret=SECRET,
-                    smtp_relay=relay_endpoint, smtp_listen=f"127.0.0.1:{free_port()}")
+                    smtp_relay=relay_endpoint, smtp_listen="127.0.0.1:0")
     return base.with_(**changes)
 
 

@@ -77,6 +77,17 @@ def test_an_action_error_cancels_the_operation_but_earlier_side_effects_stay(aut
     assert notes[0]["message"] == "customer 501 changing"
 
 
+def test_an_update_hook_reads_fields_the_record_does_not_carry_from_the_stored_one(auto):
+    auto.add_rule(trigger="customer.beforeUpdate",
+                  conditions=[{"field": "customer.kyc_status", "op": "==", "value": "pending"}],
+                  actions=[{"type": "operation.reject",
+                            "params": {"message": "{{customer.email}}: finish KYC before changing the e-mail"}}])
+    with pytest.raises(Rejected, match="new@example.com: finish KYC"):
+        before(auto, {"id": 501, "email": "new@example.com"}, operation="update")
+    assert before(auto, {"id": 502, "email": "new@example.com"}, operation="update") == \
+        {"record": {"id": 502, "email": "new@example.com"}, "changed": False}
+
+
 def test_the_changed_record_is_validated_again(auto):
     auto.add_rule(trigger="customer.beforeCreate",
                   actions=[{"type": "record.set", "params": {"field": "kyc_current_level", "value": "two"}}])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 from email.message import EmailMessage
 
-from bus.smtp import split_endpoint
+import pytest
+
+from bus.smtp import SmtpListener, split_endpoint
 from tests.conftest import wait_until
 
 
@@ -27,7 +30,7 @@ def test_a_received_mail_runs_its_email_received_rule(auto):
     other_brand = auto.add_rule(trigger="email.received", brand="beta",
                                 conditions=[{"field": "email.to", "op": "contains", "value": "@beta.example"}],
                                 actions=[{"type": "notify.manager", "params": {"message": "beta mail"}}])
-    send_mail(auto.settings.smtp_listen, "support@alpha.example", "Withdrawal request", "Please send my money.")
+    send_mail(auto.automation.listener.endpoint, "support@alpha.example", "Withdrawal request", "Please send my money.")
     run = auto.wait_runs(1, rule_id=rule["id"])[0]
     assert (run["trigger"], run["status"]) == ("email.received", "success")
     assert wait_until(auto.notifications)[0]["message"] == "mail from client@example.com: Withdrawal request"
@@ -62,12 +65,21 @@ def test_email_send_without_a_relay_fails_the_run(make_auto):
 
 
 def test_a_relay_that_is_down_fails_the_run_with_a_short_reason(make_auto):
-    from tests.conftest import free_port
-
-    auto = make_auto(smtp_relay=f"127.0.0.1:{free_port()}")
-    rule = auto.add_rule(trigger="manual", actions=[{"type": "email.send", "params": {"to": "a@b.c", "subject": "s"}}])
-    body = auto.admin.call("MngExecWorkflowRule", {"id": rule["id"], "input": {}})
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        auto = make_auto(smtp_relay=f"127.0.0.1:{closed.getsockname()[1]}")
+        rule = auto.add_rule(trigger="manual",
+                             actions=[{"type": "email.send", "params": {"to": "a@b.c", "subject": "s"}}])
+        body = auto.admin.call("MngExecWorkflowRule", {"id": rule["id"], "input": {}})
     assert body["run"]["status"] == "failed" and "unreachable" in body["run"]["error"]
+
+
+def test_a_listener_on_a_port_in_use_fails_at_once():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            SmtpListener(f"127.0.0.1:{taken.getsockname()[1]}", lambda _mail: None)
 
 
 def test_a_rule_mailing_on_email_sent_stops_at_the_loop_bound(auto):
