@@ -141,6 +141,10 @@ def test_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     rule = _rule_to_test(ctx, params)
     spec = params.get("event")
     if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # seed 002: workflow.mode_dryrun
+        payload = spec.get("payload")
+        record = payload.get("record", payload) if isinstance(payload, dict) else None
+        if isinstance(record, dict) and isinstance(record.get("brand"), str):
+            _require_event_brand(ctx.principal, record["brand"])
         return dry_run_mode(rule, spec["topic"], spec.get("payload"), ctx.services.refs)
     event = _event(ctx, params)
     refs = ctx.services.refs

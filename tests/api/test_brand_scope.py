@@ -161,3 +161,13 @@ def test_exec_and_before_hooks_stay_in_the_brand(scoped):
     hook = {"resource": "customer", "operation": "create"}
     assert scoped.body("Before", {**hook, "record": {"id": 5, "brand": "alpha"}}, token=token)
     _denied(scoped, "Before", {**hook, "record": {"id": 6, "brand": "beta"}}, token)
+
+
+def test_a_mode_dry_run_with_another_brands_record_is_denied(scoped):
+    rule = {"name": "hook", "brand": "alpha", "trigger": "customer.beforeCreate",
+            "conditions": [{"field": "customer.country", "op": "==", "value": "CY"}],
+            "actions": [{"type": "record.set", "params": {"field": "risk_level", "value": "low"}}]}
+    own = {"topic": "customer.beforeCreate", "payload": {"record": {"id": 9, "brand": "alpha", "country": "CY"}}}
+    other = {"topic": "customer.beforeCreate", "payload": {"record": {"id": 9, "brand": "beta", "country": "CY"}}}
+    assert scoped.body("MngTestWorkflowRule", {"rule": rule, "event": own}, token=scoped.scoped_reader)
+    _denied(scoped, "MngTestWorkflowRule", {"rule": rule, "event": other}, scoped.scoped_reader)
