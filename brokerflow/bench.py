@@ -165,23 +165,21 @@ class EngineUnderTest:
                 return runs
             before = page[-1]["id"]
 
-    def peak_rss_mb(self) -> float:
+    def _status_mb(self, field: str) -> float:
+        """A memory figure of the serve process from /proc (0.0 where there is none)."""
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return round(int(line.split()[1]) / 1024, 1)
         except OSError:
             pass
         return 0.0
 
+    def peak_rss_mb(self) -> float:
+        return self._status_mb("VmHWM")
+
     def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            pass
-        return 0.0
+        return self._status_mb("VmRSS")
 
     def stop(self) -> int:
         self.client.close()
