@@ -34,7 +34,7 @@ from actors.rules import RunIds
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound
 from workflow import machine
 from workflow.context import mapping_context
-from workflow.machine_state import StepTexts, state_json
+from workflow.machine_state import NO_TEXTS, StepTexts, state_json
 
 log = logging.getLogger("brokerflow.processes")
 
@@ -141,7 +141,7 @@ class ProcessWorker(SafeActor):
 
     def _apply(self, message: ProcessCommand) -> None:
         now = self.now_ms()
-        state, texts = (None, []) if message.cmd in CREATING else self._activate(message.pid)
+        state, texts = (None, NO_TEXTS) if message.cmd in CREATING else self._activate(message.pid)
         step = machine.apply_command(self.flows, state, message.cmd, message.name, message.input,
                                      message.pid, now)
         if message.cmd in CREATING:
@@ -163,7 +163,7 @@ class ProcessWorker(SafeActor):
         state = self.repo.load(pid)
         if state is not None:
             self.activations += 1
-        return state, []
+        return state, NO_TEXTS
 
     def _keep(self, pid: str, state: dict[str, Any], now: int, texts: StepTexts) -> None:
         """Hold a live process as the most recently used; let an ended one go at once."""

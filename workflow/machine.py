@@ -53,6 +53,7 @@ from workflow.machine_state import FlowLookup
 
 COMMANDS = ("START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT", "HISTORY", "AVAILABLE_EVENTS")
 EXIT_EVENT = "exit"
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(allow_nan=...) builds one per call
 MAX_HOPS = 64  # states entered by one command before it is declared a loop
 
 
@@ -87,7 +88,7 @@ def as_input(data: Any) -> dict[str, Any]:
     if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
         raise BadRequest("input must be a map with string keys")
     try:
-        return json.loads(json.dumps(data, allow_nan=False))
+        return json.loads(_STRICT_JSON.encode(data))
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"input must be JSON data: {exc}") from None
 
@@ -175,13 +176,20 @@ def _begin(flows: FlowLookup, name: str, data: dict[str, Any], pid: Any, now_ms:
 
 def start(flows: FlowLookup, name: str, input: Any, pid: Any, now_ms: int) -> Step:
     """START: a new process in flow ``name`` at its initial state."""
-    run = _begin(flows, name, as_input(input), pid, now_ms)
+    return _start(flows, name, as_input(input), pid, now_ms)
+
+
+def _start(flows: FlowLookup, name: str, data: dict[str, Any], pid: Any, now_ms: int) -> Step:
+    run = _begin(flows, name, data, pid, now_ms)
     return run.step(_enter(run, ms.top(run.state)["state"], None))
 
 
 def restore(flows: FlowLookup, name: str, input: Any, pid: Any, now_ms: int) -> Step:
     """RESTORE: like START, but entering ``input["state"]`` instead of the initial state."""
-    data = as_input(input)
+    return _restore(flows, name, as_input(input), pid, now_ms)
+
+
+def _restore(flows: FlowLookup, name: str, data: dict[str, Any], pid: Any, now_ms: int) -> Step:
     target = data.pop("state", None)
     if not isinstance(target, str) or not target:
         raise ValidationFailed("input.state is required", details=[
@@ -195,7 +203,10 @@ def restore(flows: FlowLookup, name: str, input: Any, pid: Any, now_ms: int) -> 
 def event(flows: FlowLookup, state: dict[str, Any], event_name: str, input: Any, now_ms: int) -> Step:
     """EVENT: take the current state's transition for ``event_name``."""
     _text(event_name, "name (the event)")
-    data = as_input(input)
+    return _event(flows, state, event_name, as_input(input), now_ms)
+
+
+def _event(flows: FlowLookup, state: dict[str, Any], event_name: str, data: dict[str, Any], now_ms: int) -> Step:
     run = _Run(flows, _live(state), data, now_ms)
     frame = ms.top(run.state)
     target = (ms.state_def(flows, frame).get("on") or {}).get(event_name)
@@ -267,7 +278,7 @@ def _required(value: Any, what: str) -> Any:
 
 
 _BY_STATE = {
-    "EVENT": lambda f, s, n, i, t: event(f, s, _required(n, "name"), i, t),
+    "EVENT": lambda f, s, n, i, t: _event(f, s, _text(_required(n, "name"), "name (the event)"), i, t),
     "ROLLBACK": lambda f, s, n, i, t: rollback(f, s, _required(n, "name"), t),
     "EXIT": lambda f, s, n, i, t: exit(f, s, t),
     "ABORT": lambda f, s, n, i, t: abort(s, t),
@@ -281,10 +292,10 @@ def apply_command(flows: FlowLookup, state: dict[str, Any] | None, cmd: str, nam
     """One entry point for the eight commands; ``state`` is None only for START/RESTORE."""
     if cmd not in COMMANDS:
         raise UnknownCommand(f"unknown workflow command {cmd!r}")
-    data = as_input(input)
+    data = as_input(input)  # once: the commands below take it as checked
     _required(pid, "pid")
     if cmd in ("START", "RESTORE"):
-        return (start if cmd == "START" else restore)(flows, _required(name, "name"), data, pid, now_ms)
+        return (_start if cmd == "START" else _restore)(flows, _required(name, "name"), data, pid, now_ms)
     if state is None:
         raise NotFound(f"process {pid!r} not found")
     return _BY_STATE[cmd](flows, state, name, data, now_ms)

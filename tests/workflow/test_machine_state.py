@@ -172,17 +172,19 @@ def test_every_earlier_state_of_a_walk_stays_as_it_was() -> None:
 
 
 def test_state_json_reuses_the_texts_of_the_steps_it_has_seen_and_only_those() -> None:
-    proc, texts = Process(library(), input={"name": "Zoë"}), []
+    proc = Process(library(), input={"name": "Zoë"})
+    _, known = state_json(proc.state)
     walk = [("EVENT", "next", {"value": 1.5}), ("EVENT", "back"), ("ROLLBACK", "h2"), ("EVENT", "submit"),
             ("EXIT",), ("ABORT",)]
     for command in walk:
-        before = {id(step) for step in proc.state["history"]}
         proc.run(command)
-        text, new_texts = state_json(proc.state, texts)
+        text, texts = state_json(proc.state, known)
         assert text == state_json(proc.state)[0]
         assert json.loads(text) == proc.state
-        reused = [pair for pair, old in zip(new_texts, texts, strict=False) if pair is old]
-        assert all(id(step) in before for step, _ in reused)
-        texts = new_texts
-    assert state_json({"pid": 1}) == ('{"pid":1}', [])
-    assert state_json({"history": []}) == ('{"history":[]}', [])
+        assert texts.steps == proc.state["history"] and texts.steps is not proc.state["history"]
+        for index, step in enumerate(texts.steps):
+            same = index < len(known.steps) and known.steps[index] is step
+            assert (texts.texts[index] is known.texts[index]) if same else json.loads(texts.texts[index]) == step
+        known = texts
+    assert state_json({"pid": 1}) == ('{"pid":1}', ((), ()))
+    assert state_json({"history": []}) == ('{"history":[]}', ([], []))
