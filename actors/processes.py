@@ -132,8 +132,9 @@ class ProcessWorker(SafeActor):
             self._show()
             if not message.reply.done():
                 message.reply.set_exception(exc)
-        finally:
-            self._show()  # also after an unexpected error (SafeActor counts and answers it)
+        except Exception:
+            self._show()  # SafeActor counts and answers the unexpected error
+            raise
 
     def on_sweep(self, message: Sweep) -> None:
         self._passivate(message.now_ms)

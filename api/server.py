@@ -8,7 +8,8 @@ completes.
 
 Only the server thread touches the ROUTER socket. A completing Future (on whatever thread)
 queues its reply and writes one byte to a socketpair the poller also watches, which wakes
-the loop to send it.
+the loop to send it — unless a wake-up is already on its way (``_wake_armed``), so a burst of
+replies costs one wake-up, not one each.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ApiServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._completed: collections.deque[tuple[list[bytes], bool, dict[str, Any]]] = collections.deque()
+        self._wake_armed = False  # a wake byte was written and the loop has not taken the replies yet
         self._poller = zmq.Poller()
         self._poller.register(self._sock, zmq.POLLIN)
         self._wake_fd = self._wake_r.fileno()  # zmq.Poller reports plain sockets by fd
@@ -65,14 +67,17 @@ class ApiServer:
         ready = dict(self._poller.poll(timeout_ms))
         if self._wake_fd in ready:
             self._drain_wake()
+            # Disarmed after the drain and before taking the replies: a reply queued from here on
+            # writes a new byte; one queued before it is taken below. Disarming first would let a
+            # byte written in between be drained while the flag stays set: a lost wake-up.
+            self._wake_armed = False
         sent = self._send_completed()
         if self._sock in ready:
-            for _ in range(READ_BATCH):
-                try:
-                    frames = self._sock.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
+            sock = self._sock
+            for _ in range(READ_BATCH):  # EVENTS, not recv until zmq.Again: an exception per poll costs
+                if not sock.get(zmq.EVENTS) & zmq.POLLIN:
                     break
-                sent += self._serve(frames)
+                sent += self._serve(sock.recv_multipart(zmq.NOBLOCK))
         return sent + self._send_completed()
 
     def run(self, stop_event: threading.Event, timeout_ms: int = 100) -> None:
@@ -123,15 +128,18 @@ class ApiServer:
         except BaseException as exc:  # the dispatcher's Futures carry envelopes, but be safe
             reply = envelope.failure(exc)
         self._completed.append((routing, as_json, reply))
+        if self._wake_armed:
+            return  # the loop has a wake byte to come to and takes this reply with the others
+        self._wake_armed = True
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):
             pass  # already awake (buffer full) or closed
 
     def _drain_wake(self) -> None:
+        """One read: the poller said there are bytes; any left over just wake the next poll."""
         try:
-            while self._wake_r.recv(4096):
-                pass
+            self._wake_r.recv(4096)
         except (BlockingIOError, OSError):
             pass
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from concurrent.futures import Future
 
 import msgpack
@@ -180,3 +181,45 @@ def test_many_requests_in_flight_from_many_clients_all_complete(serve):
         threading.Thread(target=fut.set_result, args=({"n": n},)).start()
     for n, client in enumerate(clients):
         assert msgpack.unpackb(client.sock.recv()) == {"success": True, "body": {"n": n}}
+
+
+def test_replies_completed_in_bursts_on_other_threads_wake_the_loop_every_time():
+    """One wake byte serves a burst of replies; a reply completed after the loop took the
+    others must still wake it (with a long poll timeout a lost wake-up would stall 3 s)."""
+    pending: list[Future] = []
+    later = Command("Later", lambda ctx, params: pending.append(Future()) or pending[-1], None, auth=False)
+    context = zmq.Context()
+    server = ApiServer("tcp://127.0.0.1:0", _dispatcher({"Later": later}), MAX_FRAME_BYTES, context=context)
+    clients = []
+    try:
+        for _ in range(16):
+            sock = context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(server.endpoint)
+            clients.append(sock)
+        for round_ in range(20):
+            pending.clear()
+            for sock in clients:
+                sock.send_multipart([b"", msgpack.packb({"cmd": "Later", "params": {}})])
+            while len(pending) < len(clients):
+                server.poll_once(1000)
+            gate = threading.Barrier(len(pending))
+            threads = [threading.Thread(target=lambda f=fut, n=n, g=gate: (g.wait(5), f.set_result({"n": n})))
+                       for n, fut in enumerate(pending)]
+            for thread in threads:
+                thread.start()
+            sent, started = 0, time.monotonic()
+            while sent < len(clients):
+                sent += server.poll_once(3000)
+                assert time.monotonic() - started < 2.5, f"a reply waited for the poll timeout (round {round_})"
+            for thread in threads:
+                thread.join(5)
+            for sock in clients:
+                assert sock.poll(2000)
+                sock.recv_multipart()
+            assert server.pending == 0
+    finally:
+        for sock in clients:
+            sock.close()
+        server.close()
+        context.term()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from brokerflow.errors import Conflict, ValidationFailed
 from storage import open_store
+from storage.repositories.processes import GroupCommit
+from tests.conftest import wait_until
 
 
 def test_create_assigns_a_pid_when_the_state_has_none(store):
@@ -64,3 +68,84 @@ def test_save_stores_the_text_a_caller_already_encoded(store):
     row = model.get(model.pid == "p")
     assert (row.state, row.ended) == ({"pid": "p", "status": "ended"}, True)
     assert model.select().where(model.ended == False).count() == 0  # noqa: E712
+
+
+def _savers(commits, rows):
+    """One thread per row, all calling ``commits.save``; returns (threads, errors by row)."""
+    errors: dict = {}
+
+    def save(row):
+        try:
+            commits.save(row)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            errors[row] = exc
+
+    threads = [threading.Thread(target=save, args=(row,)) for row in rows]
+    for thread in threads:
+        thread.start()
+    return threads, errors
+
+
+def test_saves_queued_behind_a_running_write_are_written_together():
+    release, batches = threading.Event(), []
+
+    def write(rows):
+        batches.append(list(rows))
+        if len(batches) == 1:
+            release.wait(10)
+
+    commits = GroupCommit(write)
+    first, _ = _savers(commits, [("a",)])
+    wait_until(lambda: batches)
+    rest, errors = _savers(commits, [(name,) for name in "bcdefgh"])
+    wait_until(lambda: len(commits._queue) == 8)
+    release.set()
+    for thread in first + rest:
+        thread.join(10)
+    assert batches[0] == [("a",)]
+    assert sorted(batches[1]) == [(name,) for name in "bcdefgh"] and len(batches) == 2
+    assert errors == {} and commits.batches == 2 and not commits._queue
+
+
+def test_a_bad_row_in_a_batch_fails_only_its_own_saver():
+    release, written = threading.Event(), []
+
+    def write(rows):
+        if rows == [("first",)]:
+            release.wait(10)
+        if ("bad",) in rows:
+            raise ValueError("bad row")
+        written.extend(rows)
+
+    commits = GroupCommit(write)
+    first, _ = _savers(commits, [("first",)])
+    wait_until(lambda: len(commits._queue) == 1)
+    rest, errors = _savers(commits, [("ok1",), ("bad",), ("ok2",)])
+    wait_until(lambda: len(commits._queue) == 4)
+    release.set()
+    for thread in first + rest:
+        thread.join(10)
+    assert sorted(written) == [("first",), ("ok1",), ("ok2",)]
+    assert list(errors) == [("bad",)] and isinstance(errors[("bad",)], ValueError)
+
+
+def test_concurrent_saves_of_many_processes_all_persist_in_fewer_transactions(store):
+    def work(worker: int) -> None:
+        for step in range(30):
+            store.processes.save({"pid": f"w{worker}", "status": "active", "step": step})
+
+    threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [store.processes.load(f"w{worker}")["step"] for worker in range(8)] == [29] * 8
+    assert store.processes.commits.batches <= 8 * 30
+
+
+def test_a_save_inside_the_callers_transaction_is_part_of_it(store):
+    with store.db.atomic() as transaction:
+        store.processes.save({"pid": "in-tx", "status": "active"})
+        transaction.rollback()
+    assert store.processes.load("in-tx") is None
+    assert store.processes.commits.batches == 0
