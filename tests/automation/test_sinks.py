@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from brokerflow.errors import NotFound
 from tests.automation.conftest import SECRET
 from tests.conftest import wait_until
 from workflow.sinks import sign, signed_path
@@ -73,6 +74,15 @@ def test_a_url_signed_for_any_method_and_a_base64_signature_are_accepted(auto):
     assert requests.put(f"{auto.http}/sink/ping?__sign={b64}", timeout=10).status_code == 200
 
 
+def _profile_with_steps(auto, customer_id):
+    """The KYC actor creates the profile asynchronously: NOT_FOUND until then means 'not yet'."""
+    try:
+        profile = auto.admin.call("MngGetKycProfile", {"customer_id": customer_id})["profile"]
+    except NotFound:
+        return None
+    return profile if profile["steps"] else None
+
+
 def test_a_kyc_provider_callback_becomes_a_kyc_step_approval(auto):
     callback = auto.add_rule(
         name="KYC provider callback", trigger="sink.request", run_as=7,
@@ -91,8 +101,7 @@ def test_a_kyc_provider_callback_becomes_a_kyc_step_approval(auto):
     assert (reply.status_code, reply.json(), reply.headers["Content-Type"]) == (200, {"ok": True}, "application/json")
     assert auto.wait_runs(1, rule_id=callback["id"])[0]["status"] == "success"
     assert auto.wait_runs(1, rule_id=approved["id"])[0]["status"] == "success"
-    profile = wait_until(lambda: (lambda p: p if p["steps"] else None)(
-        auto.admin.call("MngGetKycProfile", {"customer_id": 501})["profile"]))
+    profile = wait_until(lambda: _profile_with_steps(auto, 501))
     assert [(s["step_code"], s["status"]) for s in profile["steps"]] == [("ID", "approved")]
     assert wait_until(auto.notifications)[0]["message"] == "ID approved for ana@example.com"
 
