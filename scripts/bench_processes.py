@@ -9,6 +9,10 @@ share one GIL) and its own set of pids, sending EVENTs round-robin over them, on
 (REQ waits for each reply). Histories stay short (``--events / --pids`` steps per pid) because
 every step persists the whole state. A short warm-up per client is not counted.
 
+Beside EVENT/s it reports the engine's CPU time per EVENT over the timed phase (from /proc, so
+Linux only): on a machine shared with other work, or with the clients on the same cores, that
+figure moves far less than EVENT/s and shows whether a change made the engine cheaper.
+
 Prints a table and one JSON line; never asserts.
 
     python scripts/bench_processes.py [--events 3000] [--pids 100] [--clients 1,8]
@@ -23,6 +27,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +74,45 @@ def start_pids(client: ApiClient, count: int) -> tuple[list[str], float]:
     return pids, count / max(1e-9, time.perf_counter() - began)
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system clock ticks of a process so far (0 where /proc has none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class CpuSampler:
+    """Samples a process's CPU ticks every ``interval_s`` so a window can be cut out afterwards."""
+
+    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
+        self.pid, self.interval_s = pid, interval_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.perf_counter(), cpu_ticks(self.pid)))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def seconds_between(self, began: float, ended: float) -> float:
+        """CPU seconds spent from the last sample at or before ``began`` to the first at or after ``ended``."""
+        before = [ticks for at, ticks in self.samples if at <= began] or [self.samples[0][1]]
+        after = [ticks for at, ticks in self.samples if at >= ended] or [self.samples[-1][1]]
+        return (after[0] - before[-1]) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(engine: EngineUnderTest, clients: int, events: int, pids_per_client: int) -> dict[str, Any]:
     """``clients`` concurrent clients, each ``events`` EVENTs over its own ``pids_per_client`` pids."""
     pid_sets, start_rates = [], []
@@ -77,17 +121,19 @@ def measure(engine: EngineUnderTest, clients: int, events: int, pids_per_client:
         pid_sets.append(pids)
         start_rates.append(rate)
     start_at = time.time() + 1.0 + 0.2 * clients
-    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+    with CpuSampler(engine.proc.pid) as cpu, multiprocessing.get_context("spawn").Pool(clients) as pool:
         results = pool.starmap(run_client, [(engine.api, engine.token, pid_sets[i], events, start_at)
                                             for i in range(clients)])
+    began, ended = min(r["began"] for r in results), max(r["ended"] for r in results)
     latencies = [ms for result in results for ms in result["latencies"]]
-    wall_s = max(r["ended"] for r in results) - min(r["began"] for r in results)
+    wall_s = ended - began  # perf_counter is CLOCK_MONOTONIC, one clock for every process
     slowest_s = max(r["ended"] - r["began"] for r in results)
     commands = len(latencies)
     return {"clients": clients, "commands": commands, "errors": sum(r["errors"] for r in results),
             "per_s": round(commands / max(1e-9, slowest_s)), "seconds": round(slowest_s, 2),
             "wall_s": round(wall_s, 2), "p50_ms": round(percentile(latencies, 0.5), 3),
             "p99_ms": round(percentile(latencies, 0.99), 3), "max_ms": round(max(latencies, default=0), 3),
+            "engine_cpu_us_per_event": round(cpu.seconds_between(began, ended) * 1e6 / max(1, commands)),
             "steps_per_pid": (events + WARMUP_EVENTS) // pids_per_client + 1,
             "start_per_s": round(sum(start_rates) / len(start_rates))}
 
@@ -115,7 +161,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{row['clients']} client(s): {row['per_s']:>7,} EVENT/s  p50 {row['p50_ms']} ms  "
                      f"p99 {row['p99_ms']} ms  max {row['max_ms']} ms  ({row['commands']} EVENTs, "
                      f"{row['errors']} errors, ~{row['steps_per_pid']} steps/pid; START {row['start_per_s']}/s "
-                     f"from 1 client)")
+                     f"from 1 client; engine CPU {row['engine_cpu_us_per_event']} us/EVENT)")
     gauges = result["process_workers"]
     lines.append(f"process workers: processed {gauges['processed']}, failed {gauges['failed']}, "
                  f"active {gauges['active']}; engine threads {result['engine_threads']}, "
