@@ -8,6 +8,7 @@ listening instead of sleeping and hoping.
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 
@@ -67,3 +68,27 @@ class SubscriptionCounter:
                     return True
             if left_ms <= 0:
                 return False
+
+
+class XpubOwner:
+    """What the publisher library and the outbound bus share once their XPUB socket is open.
+
+    Subclasses set ``_sock``, ``_lock``, ``_subs``, ``_context`` and ``_owns_context``.
+    """
+
+    _sock: zmq.Socket
+    _lock: threading.Lock
+    _subs: SubscriptionCounter
+    _context: zmq.Context
+    _owns_context: bool
+
+    def wait_subscribed(self, timeout_s: float = 5.0, subscribers: int = 1) -> bool:
+        """Block until ``subscribers`` subscriptions have reached this socket; False on timeout."""
+        return self._subs.wait(self._sock, subscribers, timeout_s, lock=self._lock)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._sock.closed:
+                self._sock.close()
+        if self._owns_context and not self._context.closed:
+            self._context.term()

@@ -14,14 +14,14 @@ from typing import Any
 
 import zmq
 
-from bus._xpub import SubscriptionCounter, last_endpoint, open_xpub
+from bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 from bus.codec import encode
 
 # Subscription messages queue up on an XPUB until read; read them now and then.
 _DRAIN_EVERY = 1024
 
 
-class Outbound:
+class Outbound(XpubOwner):
     """Thread-safe ``send(topic, payload)`` on one bound PUB socket."""
 
     def __init__(self, endpoint: str, context: zmq.Context | None = None, hwm: int = 1_000_000,
@@ -54,13 +54,3 @@ class Outbound:
     def sent(self) -> int:
         return self._sent
 
-    def wait_subscribed(self, timeout_s: float = 5.0, subscribers: int = 1) -> bool:
-        """Block until ``subscribers`` subscriptions have arrived; False on timeout."""
-        return self._subs.wait(self._sock, subscribers, timeout_s, lock=self._lock)
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._sock.closed:
-                self._sock.close()
-        if self._owns_context and not self._context.closed:
-            self._context.term()

@@ -30,10 +30,10 @@ from typing import Any
 import msgpack
 import zmq
 
-from bus._xpub import SubscriptionCounter, last_endpoint, open_xpub
+from bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 
 
-class Publisher:
+class Publisher(XpubOwner):
     """A PUB (XPUB) socket that numbers events per source; ``publish`` is thread-safe."""
 
     def __init__(self, endpoint: str, source: str, bind: bool = False, first_seq: int = 1,
@@ -77,17 +77,6 @@ class Publisher:
         """Send frames as they are (tests use it for malformed messages); no seq is used."""
         with self._lock:
             self._sock.send_multipart(frames)
-
-    def wait_subscribed(self, timeout_s: float = 5.0, subscribers: int = 1) -> bool:
-        """Block until ``subscribers`` subscriptions have reached this socket; False on timeout."""
-        return self._subs.wait(self._sock, subscribers, timeout_s, lock=self._lock)
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._sock.closed:
-                self._sock.close()
-        if self._owns_context and not self._context.closed:
-            self._context.term()
 
     def __enter__(self) -> Publisher:
         return self
