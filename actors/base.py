@@ -4,6 +4,13 @@ pykka stops an actor whose ``tell`` handler raises, and one poisoned message mus
 the engine, so ``on_receive`` catches per message, logs it with context, counts it and goes on.
 Replies travel as a ``concurrent.futures.Future`` inside the message (``reply``), so a failure
 reaches the one caller that waits for it and nobody else.
+
+Batches coalesce in the mailbox: when an actor takes a batch message (``EventBatch``,
+``Evaluate``, ``JobBatch``, ``RunsFinished``) and more batches of the same kind wait right
+behind it, it takes them too and handles them as one. A stage that falls behind thus works on
+ever larger batches and sends its successors fewer, larger messages, instead of paying a
+message hop per small batch; a stage that keeps up sees its batches one by one (no added
+latency). Only contiguous messages of one kind merge, so the order of the mailbox holds.
 """
 
 from __future__ import annotations
@@ -16,17 +23,21 @@ from typing import Any
 
 import pykka
 
+from actors.messages import Evaluate, EventBatch, JobBatch, RunsFinished
+
 log = logging.getLogger("brokerflow.actors")
 
 
 class ActorStats:
     """Counters one actor updates and the monitor reads (plain ints: safe under the GIL)."""
 
-    __slots__ = ("name", "kind", "processed", "failed", "busy_ms", "pending", "active", "gauges", "_inbox")
+    __slots__ = ("name", "kind", "processed", "messages", "failed", "busy_ms", "pending", "active", "gauges",
+                 "_inbox")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name, self.kind = name, kind
         self.processed = self.failed = 0
+        self.messages = 0  # messages handled; processed / messages is the mean batch size
         self.busy_ms = 0.0
         self.pending = 0  # work accepted but outside the mailbox (e.g. webhooks on the pool)
         self.active = False  # a message is being handled right now (its mailbox may be empty)
@@ -44,7 +55,8 @@ class ActorStats:
         """PROTOCOL section 3's actor entry plus ``mean_ms`` and the actor's own gauges."""
         mean = self.busy_ms / self.processed if self.processed else 0.0
         return {"name": self.name, "kind": self.kind, "mailbox": self.mailbox(),
-                "processed": self.processed, "failed": self.failed, "mean_ms": round(mean, 3),
+                "processed": self.processed, "messages": self.messages, "failed": self.failed,
+                "mean_ms": round(mean, 3),
                 **self.gauges}
 
 
@@ -71,6 +83,44 @@ class StatsRegistry:
         return any(cell.busy() for cell in list(self._cells.values()))
 
 
+# Batch kinds that merge in a mailbox (each has one tuple field), and the most items one merged
+# batch carries, so one message never holds an actor for long.
+COALESCING = (EventBatch, Evaluate, JobBatch, RunsFinished)
+COALESCE_MAX_ITEMS = 5000
+
+
+def coalesce(first: Any, inbox: Any, limit: int = COALESCE_MAX_ITEMS) -> Any:
+    """``first`` merged with the same-kind batches waiting at the head of ``inbox``.
+
+    ``inbox`` is the actor's own ``queue.Queue`` of pykka envelopes: only this actor takes from
+    it, other threads only append, so what is at the head under the queue's lock is ours to take.
+    An envelope waiting for a reply (an ``ask``) is never merged.
+    """
+    kind = type(first)
+    items = _items(first)
+    if len(items) >= limit:
+        return first
+    merged = None
+    with inbox.mutex:
+        waiting = inbox.queue
+        while waiting:
+            head = waiting[0]
+            if type(head.message) is not kind or head.reply_to is not None:
+                break
+            more = _items(head.message)
+            if merged is not None and len(merged) + len(more) > limit:
+                break
+            waiting.popleft()
+            if merged is None:
+                merged = list(items)
+            merged.extend(more)
+    return first if merged is None else kind(tuple(merged))
+
+
+def _items(batch: Any) -> tuple:
+    return batch.events if type(batch) is EventBatch else batch.items if type(batch) is Evaluate else batch.jobs
+
+
 class SafeActor(pykka.ThreadingActor):
     """Dispatches messages by type to ``handlers`` and never lets one failure stop the actor."""
 
@@ -88,6 +138,8 @@ class SafeActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         started = time.perf_counter()
         self.cell.active = True
+        if type(message) in COALESCING:
+            message = coalesce(message, self.actor_inbox)
         try:
             handler = self.handlers.get(type(message))
             if handler is None:
@@ -102,6 +154,7 @@ class SafeActor(pykka.ThreadingActor):
             return None
         finally:
             self.cell.processed += _size(message)
+            self.cell.messages += 1
             self.cell.busy_ms += (time.perf_counter() - started) * 1000.0
             self.cell.active = False
 
