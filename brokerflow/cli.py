@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from brokerflow import __version__
+from brokerflow import __version__, gcpolicy
 from brokerflow.settings import DEFAULT_API_BIND, Settings
 
 log = logging.getLogger("brokerflow")
@@ -105,6 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, dump_stats)
     engine.start()
+    gcpolicy.apply(engine.settings.gc_gen0)
     try:
         while not stop.wait(0.5):
             pass

@@ -40,6 +40,7 @@ class Settings:
     process_workers: int = 8
     loop_depth_limit: int = 3
     stop_timeout_s: float = 8.0
+    gc_gen0: int = 50_000  # brokerflow.gcpolicy; 0 keeps CPython's defaults
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:
@@ -66,6 +67,8 @@ class Settings:
             values["http"] = env["BROKERFLOW_HTTP"] or None
         if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):
             values["http"] = None
+        if "BROKERFLOW_GC_GEN0" in env:
+            values["gc_gen0"] = int(env["BROKERFLOW_GC_GEN0"])
         if "EVENTBUS_SCHEDULER_INTERVAL" in env:
             values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
