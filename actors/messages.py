@@ -1,10 +1,10 @@
-"""Every message that travels between actors: immutable, one module, so the traffic is readable."""
+"""Every message that travels between actors: immutable (``RunJob`` by convention), one module."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from workflow.events import Event
@@ -57,12 +57,19 @@ class Evaluate:
         return len(self.items)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunJob:
     """One run of one rule (or of a state's actions), carried action by action (routing slip).
 
     Each action actor performs ``actions[next_index]``, appends its result and passes the job
     on; a failed action ends the run and the remaining actions are recorded as skipped.
+
+    Not frozen, unlike the other messages: a frozen dataclass sets each of its 16 fields
+    through ``object.__setattr__`` (~4 µs a job, every run pays it once per action hop). It is
+    still used as a value: ``with_result`` returns a new job and leaves this one as it was,
+    because an actor may keep the job it was handed past that call (the customer actor reads
+    ``next_index`` of the job it performed at commit time to name its echo). Nobody assigns
+    to a job's fields; ``dataclasses.replace`` makes a changed copy.
     """
 
     run_id: int
@@ -88,20 +95,29 @@ class RunJob:
 
     @property
     def next_action(self) -> Mapping[str, Any] | None:
-        if self.status != "running" or self.next_index >= len(self.actions):
+        if self.status != "running" or len(self.results) >= len(self.actions):
             return None
-        return self.actions[self.next_index]
+        return self.actions[len(self.results)]
 
     def with_result(self, status: str, ms: float, error: str | None = None,
                     **detail: Any) -> RunJob:
-        action = self.actions[self.next_index]
-        result: dict[str, Any] = {"type": action.get("type"), "status": status, "ms": round(ms, 3)}
+        """This job with the next action's result appended; a failure ends the run."""
+        results = self.results
+        result: dict[str, Any] = {"type": self.actions[len(results)].get("type"), "status": status,
+                                  "ms": round(ms, 3)}
         if error:
             result["error"] = error
-        result.update(detail)
+        if detail:
+            result.update(detail)
         if status == "failed":
-            return replace(self, results=self.results + (result,), status="failed", error=error)
-        return replace(self, results=self.results + (result,))
+            return self._with(results + (result,), "failed", error)
+        return self._with(results + (result,), self.status, self.error)
+
+    def _with(self, results: tuple[Mapping[str, Any], ...], status: str, error: str | None) -> RunJob:
+        """A copy with new progress; positional, in field order (3x faster than ``replace``)."""
+        return RunJob(self.run_id, self.rule_id, self.rule_version, self.brand, self.trigger, self.event_id,
+                      self.actions, self.context, self.started_ms, self.depth, results, status, error,
+                      self.reply, self.origin, self.extra)
 
 
 @dataclass(frozen=True, slots=True)
