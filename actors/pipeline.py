@@ -7,7 +7,6 @@ are the cost that batching removes (see the performance notes).
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,15 +16,16 @@ from workflow.catalog import ACTIONS
 log = logging.getLogger("brokerflow.actors")
 
 RUNLOG = "runlog"
+UNKNOWN = "unknown"
+EXECUTORS: dict[str, str] = {kind: spec.executor for kind, spec in ACTIONS.items()}
 
 
 def executor_of(job: RunJob) -> str:
     """The actor kind for the job's next action, or ``runlog`` when the run is over."""
-    action = job.next_action
-    if action is None:
+    results, actions = job.results, job.actions
+    if job.status != "running" or len(results) >= len(actions):
         return RUNLOG
-    spec = ACTIONS.get(action.get("type", ""))
-    return spec.executor if spec is not None else "unknown"
+    return EXECUTORS.get(actions[len(results)].get("type", ""), UNKNOWN)
 
 
 class Pipeline:
@@ -38,18 +38,26 @@ class Pipeline:
         self.refs[executor] = ref
 
     def dispatch(self, jobs: Iterable[RunJob]) -> None:
-        groups: dict[str, list[RunJob]] = defaultdict(list)
-        for job in jobs:
-            target = executor_of(job)
-            if target != RUNLOG and target not in self.refs:
+        refs = self.refs
+        groups: dict[str, list[RunJob]] = {}
+        for job in jobs:  # executor_of, inlined: this loop runs once per job and action hop
+            results, actions = job.results, job.actions
+            if job.status != "running" or len(results) >= len(actions):
+                target = RUNLOG
+            else:
+                target = EXECUTORS.get(actions[len(results)].get("type", ""), UNKNOWN)
+            if target not in refs and target != RUNLOG:
                 job = job.with_result("failed", 0.0, f"no executor for action {job.next_action.get('type')!r}"
                                       f" in this context")
                 target = RUNLOG
-            groups[target].append(job)
+            group = groups.get(target)
+            if group is None:
+                groups[target] = [job]
+            else:
+                group.append(job)
         for target, group in groups.items():
-            ref = self.refs.get(target)
+            ref = refs.get(target)
             if ref is None:
                 log.error("no %s actor: %d finished runs dropped", target, len(group))
                 continue
-            message = RunsFinished(tuple(group)) if target == RUNLOG else JobBatch(tuple(group))
-            ref.tell(message)
+            ref.tell(RunsFinished(tuple(group)) if target == RUNLOG else JobBatch(tuple(group)))

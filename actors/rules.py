@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from actors.base import SafeActor, StatsRegistry
@@ -20,9 +21,17 @@ from workflow.ruleset import CompiledRule, RuleSet
 
 log = logging.getLogger("brokerflow.rules")
 
+NO_EXTRA: MappingProxyType = MappingProxyType({})  # shared by every rule run without run_as
+
 
 class RunIds:
-    """Run ids handed out from blocks reserved in storage: unique across engines, cheap per run."""
+    """Run ids handed out from blocks reserved in storage: unique across engines, cheap per run.
+
+    Several actors share one instance. Taking the next id of the current block needs no lock:
+    ``next()`` on a range iterator is one C call, atomic under the GIL. Only the thread that
+    finds the block used up takes the lock, and reserves a new block unless another thread
+    did so meanwhile.
+    """
 
     def __init__(self, runs_repo: Any, block: int = 1000) -> None:
         self.runs_repo, self.block = runs_repo, block
@@ -30,23 +39,25 @@ class RunIds:
         self._ids = iter(())
 
     def next(self) -> int:
+        run_id = next(self._ids, None)
+        return self._refill() if run_id is None else run_id
+
+    def _refill(self) -> int:
         with self._lock:
-            for run_id in self._ids:
+            run_id = next(self._ids, None)  # another thread may have reserved a block meanwhile
+            if run_id is not None:
                 return run_id
-            self._ids = iter(self.runs_repo.allocate_ids(self.block))
-            return next(self._ids)
+            self._ids = ids = iter(self.runs_repo.allocate_ids(self.block))
+            return next(ids)
 
 
 def start_job(rule: CompiledRule, candidate: Candidate, run_id: int, now_ms: int,
               status: str = "running", error: str | None = None) -> RunJob:
     """A run of ``rule``; one that is over already (skipped) logs its actions as skipped."""
-    return RunJob(
-        run_id=run_id, rule_id=rule.id, rule_version=rule.version, brand=rule.brand,
-        trigger=candidate.trigger, event_id=candidate.event_id,
-        actions=rule.actions, context=candidate.context,
-        started_ms=now_ms, depth=candidate.depth, status=status, error=error,
-        extra={"run_as": rule.run_as} if rule.run_as is not None else {},
-    )
+    run_as = rule.run_as
+    return RunJob(run_id, rule.id, rule.version, rule.brand, candidate.trigger, candidate.event_id,
+                  rule.actions, candidate.context, now_ms, candidate.depth, (), status, error, None, "rule",
+                  NO_EXTRA if run_as is None else {"run_as": run_as})
 
 
 class RuleActor(SafeActor):
@@ -64,14 +75,30 @@ class RuleActor(SafeActor):
         log.info("brand %s: %d active rules loaded", self.brand, len(self.ruleset))
 
     def on_evaluate(self, message: Evaluate) -> None:
+        """Every candidate against its trigger's rules; the loop is the rule actor's hot path.
+
+        A rule costs one predicate call; ``missing_reason`` is asked only when the predicate
+        is false and the context knows of missing data.
+        """
         jobs: list[RunJob] = []
         now = self.now_ms()
+        for_trigger, next_id = self.ruleset.for_trigger, self.run_ids.next
         for candidate in message.items:
             try:
-                for rule in self.ruleset.for_trigger(candidate.trigger):
-                    job = self._evaluate(rule, candidate, now)
-                    if job is not None:
-                        jobs.append(job)
+                ctx = candidate.context
+                missing = ctx.get("_missing")
+                for rule in for_trigger(candidate.trigger):
+                    try:
+                        holds = rule.predicate(ctx)
+                    except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the others
+                        jobs.append(self._broken(rule, candidate, now, exc))
+                        continue
+                    if holds:
+                        jobs.append(start_job(rule, candidate, next_id(), now))
+                    elif missing:
+                        reason = missing_reason(rule.rule.get("conditions", []), ctx)
+                        if reason is not None:
+                            jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
             except Exception:  # noqa: BLE001 - one broken candidate must not cost the batch
                 self.cell.failed += 1
                 log.exception("%s: candidate %s could not be evaluated", self.name,
@@ -79,16 +106,8 @@ class RuleActor(SafeActor):
         if jobs:
             self.pipeline.dispatch(jobs)
 
-    def _evaluate(self, rule: CompiledRule, candidate: Candidate, now: int) -> RunJob | None:
-        try:
-            if rule.predicate(candidate.context):
-                return start_job(rule, candidate, self.run_ids.next(), now)
-        except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the others
-            self.cell.failed += 1
-            log.exception("rule %s failed to evaluate on event %s", rule.id, candidate.event_id)
-            return start_job(rule, candidate, self.run_ids.next(), now, "failed",
-                             f"condition evaluation failed: {type(exc).__name__}")
-        reason = missing_reason(rule.rule.get("conditions", []), candidate.context)
-        if reason is not None:
-            return start_job(rule, candidate, self.run_ids.next(), now, "skipped", reason)
-        return None
+    def _broken(self, rule: CompiledRule, candidate: Candidate, now: int, exc: Exception) -> RunJob:
+        self.cell.failed += 1
+        log.exception("rule %s failed to evaluate on event %s", rule.id, candidate.event_id)
+        return start_job(rule, candidate, self.run_ids.next(), now, "failed",
+                         f"condition evaluation failed: {type(exc).__name__}")
