@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 import zlib
 from collections import OrderedDict
@@ -41,6 +42,7 @@ log = logging.getLogger("brokerflow.processes")
 CHANGING = frozenset({"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT"})
 CREATING = frozenset({"START", "RESTORE"})
 MAX_SWEEP_INTERVAL_S = 5.0
+KIND = "process"  # the stats kind of the workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +114,29 @@ def action_context(state: dict[str, Any]) -> dict[str, Any]:
             "_event_id": state.get("pid")}
 
 
-class ProcessWorker(SafeActor):
-    kind = "process"
+class ProcessShard:
+    """The processes of one worker: their live states, counters and the code that applies a command.
+
+    Its actor thread applies the commands told to it; the management API's loop thread applies
+    its own commands here directly (``run_inline``), which saves the two thread hand-offs per
+    command (API -> worker -> API) that cost more than the machine itself under one GIL.
+    ``lock`` serializes the two, so a pid's commands still apply one at a time: in arrival
+    order for each front door.
+    """
 
     def __init__(self, index: int, stats: StatsRegistry, flows: FlowCache, repo: Any, pipeline: Pipeline,
                  run_ids: RunIds, now_ms: Callable[[], int], live_cap: int, idle_s: float) -> None:
-        super().__init__(f"process-worker:{index}", stats)
+        self.name = f"process-worker:{index}"
+        self.cell = stats.cell(self.name, KIND)
         self.flows, self.repo, self.pipeline, self.run_ids = flows, repo, pipeline, run_ids
         self.now_ms, self.live_cap, self.idle_ms = now_ms, max(1, live_cap), int(idle_s * 1000)
         self.active: OrderedDict[str, tuple[dict[str, Any], int, StepTexts]] = OrderedDict()
         self.activations = self.passivations = 0
-        self.handlers = {ProcessCommand: self.on_command, Sweep: self.on_sweep}
+        self.lock = threading.Lock()
         self._show()
 
-    def on_command(self, message: ProcessCommand) -> None:
+    def command(self, message: ProcessCommand) -> None:
+        """Apply one command (hold ``lock``); a refused one is answered, an unexpected error raised."""
         try:
             self._apply(message)
         except BrokerflowError as exc:  # the caller's mistake (unknown event, ended process): answered
@@ -133,11 +144,29 @@ class ProcessWorker(SafeActor):
             if not message.reply.done():
                 message.reply.set_exception(exc)
         except Exception:
-            self._show()  # SafeActor counts and answers the unexpected error
+            self._show()  # the caller counts and answers the unexpected error
             raise
 
-    def on_sweep(self, message: Sweep) -> None:
-        self._passivate(message.now_ms)
+    def run_inline(self, message: ProcessCommand) -> None:
+        """Apply ``message`` on the calling thread, counted and isolated as the actor would."""
+        started = time.perf_counter()
+        cell = self.cell
+        with self.lock:
+            try:
+                self.command(message)
+            except Exception as exc:  # noqa: BLE001 - isolation, as SafeActor gives the actor path
+                cell.failed += 1
+                log.exception("%s failed on %s", self.name, type(message).__name__)
+                if not message.reply.done():
+                    message.reply.set_exception(exc)
+            finally:
+                cell.processed += 1
+                if hasattr(cell, "messages"):
+                    cell.messages += 1
+                cell.busy_ms += (time.perf_counter() - started) * 1000.0
+
+    def sweep(self, now_ms: int) -> None:
+        self._passivate(now_ms)
         self._show()
 
     def _apply(self, message: ProcessCommand) -> None:
@@ -205,28 +234,66 @@ class ProcessWorker(SafeActor):
             self.pipeline.dispatch(jobs)
 
 
+
+
+class ProcessWorker(SafeActor):
+    """The thread of one shard: applies the commands told to it and the sweeps."""
+
+    kind = KIND
+
+    def __init__(self, shard: ProcessShard, stats: StatsRegistry) -> None:
+        super().__init__(shard.name, stats)
+        self.shard = shard
+        self.handlers = {ProcessCommand: self.on_command, Sweep: self.on_sweep}
+
+    def on_command(self, message: ProcessCommand) -> None:
+        with self.shard.lock:
+            self.shard.command(message)
+
+    def on_sweep(self, message: Sweep) -> None:
+        with self.shard.lock:
+            self.shard.sweep(message.now_ms)
+
+
 class ProcessManager:
     """The front of the pool: picks the worker for a pid; the Services' process handler."""
 
     def __init__(self, workers: list[Any], flows: FlowCache, now_ms: Callable[[], int] | None = None,
-                 sweep_interval_s: float = MAX_SWEEP_INTERVAL_S) -> None:
-        self.workers, self.flows = workers, flows
+                 sweep_interval_s: float = MAX_SWEEP_INTERVAL_S, shards: list[ProcessShard] | None = None) -> None:
+        self.workers, self.flows, self.shards = workers, flows, shards or []
         self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
 
     def worker_for(self, pid: str) -> Any:
-        return self.workers[zlib.crc32(pid.encode()) % len(self.workers)]
+        return self.workers[self._index(pid)]
 
-    def handle(self, cmd: str, params: dict[str, Any], _principal: Any) -> Future:
+    def _index(self, pid: str) -> int:
+        return zlib.crc32(pid.encode()) % len(self.workers)
+
+    def handle(self, cmd: str, params: dict[str, Any], _principal: Any, inline: bool = False) -> Future:
+        """The command's reply; ``inline``: apply it on the calling thread (done on return).
+
+        Only a thread that is the one front door of its callers (the management API's loop)
+        should ask for ``inline``: it then waits for each command, so its commands keep their
+        order, and it skips the hand-off to the worker thread and back.
+        """
         reply: Future = Future()
         pid = uuid.uuid4().hex if cmd in CREATING else params.get("pid")
         if not isinstance(pid, str) or not pid:
             reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
             return reply
+        index = self._index(pid)
+        worker = self.workers[index]
+        command = ProcessCommand(cmd, pid, params.get("name"), params.get("input"), reply)
+        if inline and index < len(self.shards) and worker.is_alive():
+            self.shards[index].run_inline(command)
+            return reply
         try:
-            self.worker_for(pid).tell(ProcessCommand(cmd, pid, params.get("name"), params.get("input"), reply))
+            worker.tell(command)
         except pykka.ActorDeadError:
             reply.set_exception(Internal("the process workers are stopped (the engine is shutting down)"))
         return reply
+
+    handle.runs_inline = True  # type: ignore[attr-defined]  # Services may pass inline=True
 
     def sweep(self, now_ms: int) -> None:
         """Ask every worker to passivate what has been idle too long (one step of the sweeper)."""
@@ -253,6 +320,7 @@ def start_process_pool(count: int, stats: StatsRegistry, flows: FlowCache, repo:
                        idle_s: float) -> ProcessManager:
     """``count`` workers sharing ``live_cap`` live processes; the engine runs ``run_sweeper``."""
     per_worker = max(1, live_cap // max(1, count))
-    workers = [ProcessWorker.start(index, stats, flows, repo, pipeline, run_ids, now_ms, per_worker, idle_s)
-               for index in range(count)]
-    return ProcessManager(workers, flows, now_ms, sweep_interval_s(idle_s))
+    shards = [ProcessShard(index, stats, flows, repo, pipeline, run_ids, now_ms, per_worker, idle_s)
+              for index in range(count)]
+    workers = [ProcessWorker.start(shard, stats) for shard in shards]
+    return ProcessManager(workers, flows, now_ms, sweep_interval_s(idle_s), shards)

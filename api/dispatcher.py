@@ -28,19 +28,25 @@ class Dispatcher:
         self.commands = COMMANDS if commands is None else commands
         self.principals = PrincipalCache() if principals is None else principals
 
-    def handle(self, request: Mapping[str, Any]) -> dict[str, Any] | Future[dict[str, Any]]:
-        """``request`` as ``framing.decode_request`` returns it: ``{"cmd", "token", "params"}``."""
+    def handle(self, request: Mapping[str, Any], inline: bool = False) -> dict[str, Any] | Future[dict[str, Any]]:
+        """``request`` as ``framing.decode_request`` returns it: ``{"cmd", "token", "params"}``.
+
+        ``inline``: the caller is the management API's loop (see ``CommandContext.inline``). A
+        handler's Future that is already done is answered at once, without a second Future.
+        """
         try:
             command = self.commands.get(request.get("cmd"))
             if command is None:
                 raise UnknownCommand(f"unknown command {str(request.get('cmd'))[:64]!r}")
             principal = self.authenticate(request.get("token")) if command.auth else None
             access.check(principal, command)
-            context = CommandContext(principal, self.services)
+            context = CommandContext(principal, self.services, inline)
             result = command.handler(context, dict(request.get("params") or {}))
         except Exception as exc:  # every failure becomes an envelope; failure() logs the unexpected
             return envelope.failure(exc)
         if isinstance(result, Future):
+            if result.done():
+                return _envelope_of(result)
             return _envelope_future(result)
         return envelope.wrap(result)
 
@@ -56,16 +62,20 @@ class Dispatcher:
         return Principal.from_token(record) if record else None
 
 
+def _envelope_of(done: Future[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return envelope.wrap(done.result())
+    except BaseException as exc:  # includes CancelledError
+        return envelope.failure(exc)
+
+
 def _envelope_future(result: Future[dict[str, Any]]) -> Future[dict[str, Any]]:
     """A Future of the envelope that completes when the handler's Future does."""
     out: Future[dict[str, Any]] = Future()
     out.set_running_or_notify_cancel()
 
     def done(fut: Future[dict[str, Any]]) -> None:
-        try:
-            out.set_result(envelope.wrap(fut.result()))
-        except BaseException as exc:  # includes CancelledError
-            out.set_result(envelope.failure(exc))
+        out.set_result(_envelope_of(fut))
 
     result.add_done_callback(done)
     return out

@@ -112,7 +112,7 @@ class ApiServer:
             if len(body) != 1:
                 raise BadRequest(f"expected one frame after the routing envelope, got {len(body)}")
             request, as_json = decode_request(frame, self._max_frame_bytes)
-            reply = self._dispatcher.handle(request)
+            reply = self._dispatcher.handle(request, inline=True)
         except Exception as exc:
             reply = envelope.failure(exc)
         if isinstance(reply, Future):

@@ -87,8 +87,13 @@ class Services:
             "uptime_s": round(max(0, self.now_ms() - self.started_ms) / 1000, 3),
         }
 
-    def process(self, cmd: str, params: dict[str, Any], principal: Principal) -> Future[dict[str, Any]]:
-        return self._required(self.process_handler, "the Workflow Machine")(cmd, params, principal)
+    def process(self, cmd: str, params: dict[str, Any], principal: Principal,
+                inline: bool = False) -> Future[dict[str, Any]]:
+        """``inline``: the caller may run the command on its own thread, if the handler can."""
+        handler = self._required(self.process_handler, "the Workflow Machine")
+        if inline and getattr(handler, "runs_inline", False):
+            return handler(cmd, params, principal, inline=True)
+        return handler(cmd, params, principal)
 
     def before(self, resource: str, operation: str, record: dict[str, Any],
                principal: Principal) -> dict[str, Any] | Future[dict[str, Any]]:

@@ -16,10 +16,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class CommandContext:
-    """What a handler gets besides its params: the caller (``None`` for Ping) and the services."""
+    """What a handler gets besides its params: the caller (``None`` for Ping) and the services.
+
+    ``inline``: the caller is the management API's loop, which may run a process command on
+    its own thread (``Services.process``) instead of handing it to a worker and back.
+    """
 
     principal: Principal | None
     services: Services
+    inline: bool = False
 
 
 Handler = Callable[[CommandContext, dict[str, Any]], "dict[str, Any] | Future[dict[str, Any]]"]
