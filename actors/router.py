@@ -15,7 +15,7 @@ from typing import Any
 
 from actors.base import SafeActor, StatsRegistry
 from actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
-from workflow.context import build_context
+from workflow.context import routed_context
 from workflow.events import REFERENCE_TOPICS, Event
 from workflow.reference import ReferenceData
 from workflow.triggers import map_trigger
@@ -142,7 +142,7 @@ class RouterActor(SafeActor):
         per_brand: dict[str, list[Candidate]] = defaultdict(list)
         for event in message.events:
             try:
-                self._route(self._causal(event), persist, per_brand)
+                self._route(event if event.topic != "customer.push" else self._causal(event), persist, per_brand)
             except Exception:  # noqa: BLE001 - one bad event must not cost the batch
                 self.cell.failed += 1
                 log.exception("router failed on %s event %s", getattr(event, "topic", None),
@@ -189,15 +189,14 @@ class RouterActor(SafeActor):
             log.warning("loop bound: %s event %s at causal depth %d > %d; its rules do not run",
                         trigger, event.key, event.depth, self.depth_limit)
             return
-        brand = self.refs.brand_of(event)
-        if trigger.startswith("kyc.step."):
+        brand, context = routed_context(trigger, event, self.refs)
+        if event.topic == "kyc.step.push":  # its triggers are the kyc.step.* ones
             self._kyc_update(event, brand)
-        if brand is None:
+        if context is None:
             self.counters.skipped_no_brand += 1
             log.warning("no brand resolved for %s event %s: workflow skipped", trigger, event.key)
         else:
-            context = build_context(trigger, event, self.refs)
-            per_brand[brand].append(Candidate(trigger, event.key, context, event.depth))
+            per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth))
         if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
             self._remove_reference(event)
 

@@ -29,6 +29,8 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
 _TRADE_TOPICS = ("trade.push",)
 # Kinds whose records the context builder flattens to ``<kind>.<field>`` keys (cached per record).
 _FLAT_KINDS = {"account": ("accounts", "login", "account."), "customer": ("customers", "id", "customer.")}
+# Trade links cached per login; past this many the cache starts over (bounds memory, amortized).
+TRADE_CACHE_MAX = 50_000
 
 
 class Links(NamedTuple):
@@ -38,6 +40,28 @@ class Links(NamedTuple):
     account: Record | None
     group: Record | None
     customer: Record | None
+
+
+_NO_LINKS = Links(None, None, None, None)
+
+
+class TradeLinks(NamedTuple):
+    """A login's links, cached until the account, its group or its customer is replaced.
+
+    ``group_key``/``customer_id`` are where ``group``/``customer`` were found, so one lookup
+    each tells whether the entry still holds the stored records; ``currency`` is the group's
+    upper-case currency when it is a usable code. ``contexts`` is the context builder's
+    scratch space for this login (``workflow.context``): it lives and dies with the entry.
+    """
+
+    account: Record
+    group_key: Any
+    group: Record | None
+    customer_id: Any
+    customer: Record | None
+    links: Links
+    currency: str | None
+    contexts: dict[Any, Record]
 
 
 def _table_of(kind: str) -> tuple[str, tuple[str, ...]]:
@@ -65,7 +89,8 @@ class ReferenceData:
         self.managers: dict[int, Record] = {}
         self.rates: dict[str, Record] = {}
         self.templates: dict[tuple[str, str], Record] = {}
-        self._flat: dict[str, dict[Any, tuple[Record, Record]]] = {kind: {} for kind in _FLAT_KINDS}
+        # Derived views, never data: per kind (record, flat view); under "trade", TradeLinks by login.
+        self._flat: dict[str, dict[Any, Any]] = {kind: {} for kind in (*_FLAT_KINDS, "trade")}
 
     # -- writes (router only) ----------------------------------------------------------------
     @staticmethod
@@ -95,6 +120,8 @@ class ReferenceData:
         key = _normalize_key(kind, key)
         getattr(self, attr).pop(key, None)
         self._flat.get(kind, {}).pop(key, None)
+        if kind == "account":
+            self._flat["trade"].pop(key, None)
 
     def load(self, kind: str, records: Iterable[Mapping[str, Any]]) -> None:
         """Replace the whole table of ``kind`` (start-up from storage) in one assignment."""
@@ -106,13 +133,16 @@ class ReferenceData:
         setattr(self, attr, table)
         if kind in self._flat:
             self._flat[kind] = {}
+        if kind in ("account", "group", "customer"):
+            self._flat["trade"] = {}
 
     # -- event links -------------------------------------------------------------------------
     def resolve(self, event: Event) -> Links:
         """Brand, account, group and customer of an event, looked up once."""
         topic, record = event.topic, event.record
         if topic in _TRADE_TOPICS:
-            return self._account_links(self.accounts.get(record.get("login")))
+            trade = self.trade_links(record.get("login"))
+            return _NO_LINKS if trade is None else trade.links
         if topic == "account.push":
             stored = self.accounts.get(record.get("login"))
             return self._account_links({**stored, **record} if stored else record)
@@ -128,11 +158,42 @@ class ReferenceData:
 
     def _account_links(self, account: Record | None) -> Links:
         if account is None:
-            return Links(None, None, None, None)
+            return _NO_LINKS
         group = self.groups.get(account.get("group"))
         customer_id = account.get("customer_id")
         customer = self.customers.get(customer_id) if customer_id is not None else None
         return Links(group.get("brand") if group else None, account, group, customer)
+
+    def trade_links(self, login: Any) -> TradeLinks | None:
+        """The links of a trade of ``login`` (None for an unknown account), cached per login.
+
+        Every trade needs them, and the flattened views are most of a context's cost. An entry
+        is reused only while the account, its group and its customer are still the stored
+        record objects (records are replaced, never mutated), so any write, removal or reload
+        is seen by the next trade; rates are not cached (``trade_amount_usd`` reads them).
+        """
+        account = self.accounts.get(login)
+        if account is None:
+            return None
+        hit = self._flat["trade"].get(login)
+        if (hit is not None and hit.account is account and self.groups.get(hit.group_key) is hit.group
+                and self.customers.get(hit.customer_id) is hit.customer):
+            return hit
+        return self._trade_entry(login, account)
+
+    def _trade_entry(self, login: Any, account: Record) -> TradeLinks:
+        group_key, customer_id = account.get("group"), account.get("customer_id")
+        group = self.groups.get(group_key)
+        customer = self.customers.get(customer_id) if customer_id is not None else None
+        currency = group.get("currency") if group else None
+        entry = TradeLinks(account, group_key, group, customer_id, customer,
+                           Links(group.get("brand") if group else None, account, group, customer),
+                           currency.upper() if isinstance(currency, str) and currency else None, {})
+        trades = self._flat["trade"]
+        if len(trades) >= TRADE_CACHE_MAX:
+            trades = self._flat["trade"] = {}
+        trades[login] = entry
+        return entry
 
     def brand_of(self, event: Event) -> str | None:
         """Trade/account: login -> account.group -> group.brand; customer/KYC: the customer's brand."""
@@ -175,6 +236,22 @@ class ReferenceData:
         if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd <= 0:
             return None
         return usd
+
+    def trade_amount_usd(self, record: Mapping[str, Any], trade: TradeLinks | None) -> tuple[float | None, str | None]:
+        """``amount_usd`` of a trade by its cached links: the common cases inline, the rest as there."""
+        given = record.get("amount_usd")
+        if given is not None:
+            return given, None
+        profit = record.get("profit")
+        code = trade.currency if trade is not None else None
+        if profit is not None and code is not None:
+            if code == "USD":
+                return abs(profit) * 1, None
+            rate = self.rates.get(code)
+            usd = rate.get("usd") if rate else None
+            if (usd.__class__ is float or usd.__class__ is int) and usd > 0:
+                return abs(profit) * usd, None
+        return self.amount_usd(record, trade.group if trade is not None else None)
 
     def amount_usd(self, record: Mapping[str, Any],
                    group: Mapping[str, Any] | None) -> tuple[float | None, str | None]:
