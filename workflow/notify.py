@@ -12,7 +12,9 @@ from typing import Any
 
 def manager_id_of(value: Any) -> int | None:
     """A usable manager id: a positive int (or digit string from a JSON editor), else None."""
-    if isinstance(value, bool):
+    if type(value) is int:  # the usual case, answered before the general checks
+        return value if value > 0 else None
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
