@@ -1,4 +1,8 @@
-"""``notify.manager``: resolve recipients with the seed's fallback, store and publish."""
+"""``notify.manager``: resolve recipients with the seed's fallback, store and publish.
+
+Most events notify someone, so the per-notification work is kept to a tuple in ``perform`` and,
+per batch, one storage statement and one locked run of sends in ``commit``.
+"""
 
 from __future__ import annotations
 
@@ -22,29 +26,30 @@ class NotifierActor(ActionActor):
                  refs: ReferenceData, notifications_repo: Any, outbound: Any) -> None:
         super().__init__("notifier", stats, pipeline, now_ms)
         self.refs, self.repo, self.outbound = refs, notifications_repo, outbound
-        self.buffer: list[dict[str, Any]] = []
+        # Rows in the repository's column order: manager_id, message, rule_id, run_id, brand, created_at.
+        self.buffer: list[tuple[Any, ...]] = []
 
     def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
-        customer = self.refs.customers.get(job.context.get("_customer_id"))
+        context = job.context
+        customer = self.refs.customers.get(context.get("_customer_id"))
         manager_id = params.get("manager_id")
         # The brand's managers are looked up only when the chain gets to the broadcast.
-        recipients = notify.recipients(manager_id, customer, []) or notify.recipients(
+        recipients = notify.recipients(manager_id, customer, ()) or notify.recipients(
             manager_id, customer, self.refs.enabled_managers(job.brand) if job.brand else [])
         if not recipients:
             raise ActionFailed(f"no manager to notify: no manager_id, no customer manager and no "
                                f"enabled manager of brand {job.brand!r}")
-        message = render(str(params.get("message", "")), job.context)
-        now = self.now_ms()
-        for manager_id in recipients:
-            self.buffer.append({"manager_id": manager_id, "message": message, "rule_id": job.rule_id,
-                                "run_id": job.run_id, "brand": job.brand, "created_at": now})
+        message = params.get("message", "")
+        message = render(message if type(message) is str else str(message), context)
+        now, rule_id, run_id, brand = self.now_ms(), job.rule_id, job.run_id, job.brand
+        self.buffer.extend([(manager_id, message, rule_id, run_id, brand, now) for manager_id in recipients])
         return {"recipients": recipients}
 
     def commit(self) -> None:
         if not self.buffer:
             return
         batch, self.buffer = self.buffer, []
-        self.repo.add_many(batch)
-        for note in batch:
-            self.outbound.send("notify.manager", {key: note[key] for key in
-                                                  ("manager_id", "message", "rule_id", "run_id", "brand")})
+        self.repo.add_rows(batch)
+        self.outbound.send_many("notify.manager", [
+            {"manager_id": manager_id, "message": message, "rule_id": rule_id, "run_id": run_id, "brand": brand}
+            for manager_id, message, rule_id, run_id, brand, _ in batch])
