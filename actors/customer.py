@@ -42,14 +42,19 @@ class CustomerActor(ActionActor):
 
     def current(self, customer_id: int) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
         """The replica's record and the customer as this actor knows it (its own writes on top)."""
+        record, written = self._written(customer_id)
+        return record, {**(record or {}), **(written or {})}
+
+    def _written(self, customer_id: int) -> tuple[Mapping[str, Any] | None, dict[str, Any] | None]:
+        """The replica's record and this actor's writes over it (None once the replica moved on)."""
         record = self.refs.customers.get(customer_id)
         entry = self.known.get(customer_id)
         if entry is None:
-            return record, dict(record or {})
+            return record, None
         if entry[0] is not record:
             del self.known[customer_id]
-            return record, dict(record or {})
-        return record, {**(record or {}), **entry[1]}
+            return record, None
+        return record, entry[1]
 
     def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
         action_type = job.next_action["type"]
@@ -58,12 +63,17 @@ class CustomerActor(ActionActor):
         customer_id = job.context.get("_customer_id")
         if customer_id is None:
             raise ActionFailed(f"{action_type} needs a linked customer; this event has none")
-        record, current = self.current(customer_id)
+        # Most actions set what the customer already has: compare in place, copy nothing.
+        record, written = self._written(customer_id)
         if record is None:
             raise ActionFailed(f"{action_type}: customer {customer_id} is not known")
-        if current.get(field) == value:
+        current = written[field] if written is not None and field in written else record.get(field)
+        if current == value:
             return {"changed": False}
-        self.known.setdefault(customer_id, (record, {}))[1][field] = value
+        if written is None:
+            self.known[customer_id] = (record, {field: value})
+        else:
+            written[field] = value
         self.changes.append((job, customer_id, {field: value}))
         return {"changed": True}
 
@@ -74,9 +84,8 @@ class CustomerActor(ActionActor):
         merged: dict[int, dict[str, Any]] = {}
         for _, customer_id, change in changes:
             merged.setdefault(customer_id, {"id": customer_id}).update(change)
-        try:
-            stored = {record["id"]: record for record in
-                      (self.repo.upsert("customer", record) for record in merged.values())}
+        try:  # one transaction: all of the batch's changes are stored, or none
+            stored = {record["id"]: record for record in self.repo.upsert_many("customer", list(merged.values()))}
         except Exception:
             for customer_id in merged:
                 self.known.pop(customer_id, None)  # not written: the replica stays the truth
@@ -92,9 +101,9 @@ class CustomerActor(ActionActor):
             self.echo(echoes)
         except Exception:  # noqa: BLE001 - stored already; only the customer.updated rules miss it
             log.exception("customer: %d change(s) stored but not echoed to the router", len(echoes))
-        for job, customer_id, change in changes:
-            self.outbound.send("customer.changed", {"customer_id": customer_id, "changes": change,
-                                                    "rule_id": job.rule_id, "run_id": job.run_id})
+        self.outbound.send_many("customer.changed", [
+            {"customer_id": customer_id, "changes": change, "rule_id": job.rule_id, "run_id": job.run_id}
+            for job, customer_id, change in changes])
         self._prune()
 
     def _prune(self) -> None:
