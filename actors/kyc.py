@@ -57,9 +57,11 @@ class KycActor(ActionActor):
                 raise ActionFailed(f"no KYC step template {params.get('step_code')!r} "
                                    f"for brand {job.brand!r}")
             updated, changed = kyc.require_step(profile, template, params.get("level"), params.get("reason"))
-        else:
+        elif kyc.raises_level(profile, params["level"]):  # the brand's templates only when raising
             templates = self.refs.active_templates(job.brand)
             updated, changed = kyc.raise_level(profile, params["level"], templates, params.get("reason"))
+        else:
+            updated, changed = profile, False
         if changed:
             self.profiles[customer_id] = updated
             self.dirty[customer_id] = (updated, job)
@@ -69,17 +71,17 @@ class KycActor(ActionActor):
         if not self.dirty:
             return
         dirty, self.dirty = self.dirty, {}
-        for customer_id, (profile, job) in dirty.items():
-            try:
-                self.repo.save_profile(profile)
-            except Exception:
-                for unsaved in dirty:  # reload the stored truth next time (saved ones reload harmlessly)
-                    self.profiles.pop(unsaved, None)
-                raise
-            self.outbound.send("kyc.changed", {
-                "customer_id": customer_id, "required_level": profile.get("required_level"),
-                "steps": profile.get("steps", []),
-                "rule_id": job.rule_id if job else None, "run_id": job.run_id if job else None})
+        try:  # one transaction: every changed profile is stored, or none
+            self.repo.save_profiles([profile for profile, _ in dirty.values()])
+        except Exception:
+            for unsaved in dirty:  # reload the stored truth next time
+                self.profiles.pop(unsaved, None)
+            raise
+        self.outbound.send_many("kyc.changed", [{
+            "customer_id": customer_id, "required_level": profile.get("required_level"),
+            "steps": profile.get("steps", []),
+            "rule_id": job.rule_id if job else None, "run_id": job.run_id if job else None}
+            for customer_id, (profile, job) in dirty.items()])
 
     def on_step_update(self, message: KycStepUpdate) -> None:
         profile = self.profile(message.customer_id, message.brand)

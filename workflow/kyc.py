@@ -1,11 +1,13 @@
 """KYC manager decisions (seed ``kyc.require_step`` / ``kyc.set_required_level``), as pure functions.
 
 A profile is plain data: ``{"customer_id", "brand", "required_level", "current_level",
-"steps": [{"step_code", "level", "status", "reason"}]}``. Every function returns a new profile
-and whether anything changed (so the caller stores and publishes only real changes); the input
-profile is never mutated. A step attached by a rule starts as ``required``; the bus reports
-``approved``/``rejected``. ``current_level`` is the highest level L such that every step with
-level <= L is approved (0 when there is none). Levels start at 1.
+"steps": [{"step_code", "level", "status", "reason"}]}``. Every function returns the profile
+and whether anything changed (so the caller stores and publishes only real changes): a new
+profile when it changed, the input itself when not (most actions change nothing, and copying
+every step for that was the actor's main cost); the input profile is never mutated. A step
+attached by a rule starts as ``required``; the bus reports ``approved``/``rejected``.
+``current_level`` is the highest level L such that every step with level <= L is approved (0 when
+there is none). Levels start at 1.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def _new_step(template: Mapping[str, Any], level: int | None, reason: str | None
             "reason": reason}
 
 
-def require_step(profile: Mapping[str, Any], template: Mapping[str, Any] | None, level: int | None,
+def require_step(profile: Profile, template: Mapping[str, Any] | None, level: int | None,
                  reason: str | None, step_code: str | None = None) -> tuple[Profile, bool]:
     """Attach the template's step (once: an existing step with that code is reused as it is).
 
@@ -77,9 +79,9 @@ def require_step(profile: Mapping[str, Any], template: Mapping[str, Any] | None,
     code = template.get("step_code")
     if template.get("active", True) is False:
         raise ActionFailed(f"KYC step template {code!r} is not active")
+    if _has_step(profile.get("steps") or (), code):
+        return profile, False
     steps = _steps(profile)
-    if _has_step(steps, code):
-        return dict(profile), False
     steps.append(_new_step(template, level, reason))
     return _with_steps(profile, steps), True
 
@@ -90,13 +92,18 @@ def _attachable(template: Mapping[str, Any], brand: str | None, level: int) -> b
             and _level(template.get("level")) <= level)
 
 
-def raise_level(profile: Mapping[str, Any], level: int, templates: Iterable[Mapping[str, Any]],
+def raises_level(profile: Mapping[str, Any], level: Any) -> bool:
+    """Would ``raise_level`` change the profile? (So a caller can skip gathering templates.)"""
+    return _level(level) > _level(profile.get("required_level"))
+
+
+def raise_level(profile: Profile, level: int, templates: Iterable[Mapping[str, Any]],
                 reason: str | None) -> tuple[Profile, bool]:
     """Raise the required level (never lower it) and attach the brand's active required templates
     with ``template.level <= level`` that the profile does not hold yet."""
     level = _level(level)
-    if level <= _level(profile.get("required_level")):
-        return dict(profile), False
+    if not raises_level(profile, level):
+        return profile, False
     steps = _steps(profile)
     brand = profile.get("brand")
     ordered = sorted(templates, key=lambda t: (_level(t.get("level")), str(t.get("step_code"))))
@@ -106,7 +113,7 @@ def raise_level(profile: Mapping[str, Any], level: int, templates: Iterable[Mapp
     return _with_steps(profile, steps, required_level=level), True
 
 
-def apply_step_status(profile: Mapping[str, Any], step_code: str, level: int | None,
+def apply_step_status(profile: Profile, step_code: str, level: int | None,
                       status: str) -> tuple[Profile, bool]:
     """Record a step's ``approved``/``rejected`` status from the bus (other statuses are ignored).
 
@@ -114,12 +121,12 @@ def apply_step_status(profile: Mapping[str, Any], step_code: str, level: int | N
     required it still counts towards ``current_level``.
     """
     if status not in FINAL_STATUSES:
-        return dict(profile), False
+        return profile, False
     steps = _steps(profile)
     for step in steps:
         if step.get("step_code") == step_code:
             if step.get("status") == status:
-                return dict(profile), False
+                return profile, False
             step["status"] = status
             if step.get("level") is None and level is not None:
                 step["level"] = level

@@ -36,18 +36,26 @@ class KycRepository(Repository):
 
     def save_profile(self, profile: dict) -> dict:
         """Insert or replace the customer's profile; returns it as stored."""
-        _check(profile)
+        return self.save_profiles([profile])[0]
+
+    def save_profiles(self, profiles: list[dict]) -> list[dict]:
+        """``save_profile`` for a batch in one transaction: all are stored, or none (in order)."""
+        stored = [_stored(_check(profile)) for profile in profiles]
         model = self._m.KycProfile
-        stored = {
-            "customer_id": profile["customer_id"],
-            "brand": profile.get("brand"),
-            "required_level": profile.get("required_level") or 0,
-            "current_level": profile.get("current_level") or 0,
-            "steps": list(profile.get("steps") or []),
-        }
         with self._write():
-            model.insert(**stored).on_conflict(
-                conflict_target=[model.customer_id],
-                preserve=[model.brand, model.required_level, model.current_level, model.steps],
-            ).execute()
+            for row in stored:
+                model.insert(**row).on_conflict(
+                    conflict_target=[model.customer_id],
+                    preserve=[model.brand, model.required_level, model.current_level, model.steps],
+                ).execute()
         return stored
+
+
+def _stored(profile: dict) -> dict:
+    return {
+        "customer_id": profile["customer_id"],
+        "brand": profile.get("brand"),
+        "required_level": profile.get("required_level") or 0,
+        "current_level": profile.get("current_level") or 0,
+        "steps": list(profile.get("steps") or []),
+    }

@@ -49,3 +49,17 @@ def test_an_invalid_profile_is_refused_with_its_path(store, bad, path):
     with pytest.raises(ValidationFailed) as info:
         store.kyc.save_profile(bad)
     assert [d["path"] for d in info.value.details] == [path]
+
+
+def test_a_batch_of_profiles_is_saved_in_one_go(store):
+    store.kyc.save_profile(profile(customer_id=56, required_level=0, steps=[]))
+    saved = store.kyc.save_profiles([profile(), profile(customer_id=56, required_level=2)])
+    assert [p["customer_id"] for p in saved] == [55, 56]
+    assert store.kyc.get_profile(55) == profile()
+    assert store.kyc.get_profile(56) == profile(customer_id=56, required_level=2)
+
+
+def test_an_invalid_profile_in_a_batch_saves_none_of_it(store):
+    with pytest.raises(ValidationFailed):
+        store.kyc.save_profiles([profile(), profile(customer_id="x")])
+    assert store.kyc.get_profile(55) is None

@@ -161,3 +161,23 @@ class TestStepStatus:
 ])
 def test_current_level_table(steps, level):
     assert kyc.current_level(steps) == level
+
+
+@pytest.mark.parametrize("level", [0, 1, None, "2", True])
+def test_raises_level_answers_whether_raise_level_would_change_the_profile(level):
+    profile = {**kyc.new_profile(1, "alpha"), "required_level": 1}
+    assert kyc.raises_level(profile, level) is kyc.raise_level(profile, level, [], None)[1]
+    assert kyc.raises_level(profile, 2) and kyc.raise_level(profile, 2, [], None)[1]
+
+
+def test_nothing_changed_hands_back_the_same_profile_untouched():
+    profile = {**kyc.new_profile(1, "alpha"), "required_level": 2,
+               "steps": [{"step_code": "POI", "level": 1, "status": "approved", "reason": None}]}
+    before = copy.deepcopy(profile)
+    template = {"step_code": "POI", "level": 1, "active": True}
+    assert kyc.require_step(profile, template, None, None) == (profile, False)
+    assert kyc.require_step(profile, template, None, None)[0] is profile
+    assert kyc.raise_level(profile, 1, [template], None)[0] is profile
+    assert kyc.apply_step_status(profile, "POI", 1, "approved")[0] is profile
+    assert kyc.apply_step_status(profile, "POI", 1, "pending")[0] is profile
+    assert profile == before
