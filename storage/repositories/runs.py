@@ -9,23 +9,24 @@ from peewee import fn
 from brokerflow.errors import ValidationFailed
 from storage.bulk import insert_rows
 from storage.migrations import RUN_IDS
-from storage.models import dumps
 from storage.repositories.base import Repository, invalid, is_int
 
 COLUMNS = (
     "id", "rule_id", "rule_version", "brand", "trigger", "event_id", "status", "error",
     "actions", "started_at", "finished_at", "run_as",
 )
+JSON_COLUMNS = ("actions",)
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 STATUSES = ("success", "failed", "skipped")
 
 
 def _row(run: dict) -> tuple:
+    """A run as a row of ``COLUMNS``; ``actions`` stays a list (the write encodes the batch once)."""
     get = run.get
     return (
         run["id"], get("rule_id"), get("rule_version"), get("brand"), get("trigger"),
-        get("event_id"), run["status"], get("error"), dumps(get("actions") or []),
+        get("event_id"), run["status"], get("error"), get("actions") or [],
         get("started_at"), get("finished_at"), get("run_as"),
     )
 
@@ -77,8 +78,24 @@ class RunRepository(Repository):
             rows = [_row(run) for run in runs]
         except (KeyError, TypeError, AttributeError, ValueError):
             raise _bad_run(runs) from None
-        with self._write():
-            insert_rows(self._db, "runs", COLUMNS, rows, 'ON CONFLICT ("id") DO NOTHING')
+        try:
+            return self.write_rows(rows)
+        except ValidationFailed:
+            raise _bad_run(runs) from None
+
+    def write_rows(self, rows: Sequence[Sequence[object]]) -> int:
+        """``write_many`` for runs already in ``COLUMNS`` order, ``actions`` a list of maps.
+
+        The run log builds these straight from its jobs: no RUN map per run, and the batch is
+        one statement whose JSON carries every run's actions (encoded once). Actions JSON
+        cannot encode make the batch a ValidationFailed; nothing of it is written.
+        """
+        try:
+            with self._write():
+                insert_rows(self._db, "runs", COLUMNS, rows, 'ON CONFLICT ("id") DO NOTHING', JSON_COLUMNS)
+        except (TypeError, ValueError):
+            raise ValidationFailed("runs could not be encoded",
+                                   details=[{"path": "runs", "message": "not JSON"}]) from None
         return len(rows)
 
     def list(

@@ -109,3 +109,28 @@ def test_counts_cover_the_whole_log(store):
     statuses = ["success"] * 3 + ["failed"] * 2 + ["skipped"]
     store.runs.write_many([make_run(i, status=s) for i, s in enumerate(statuses, start=1)])
     assert store.runs.counts() == {"logged": 6, "success": 3, "failed": 2, "skipped": 1}
+
+
+def test_write_rows_takes_runs_in_column_order_with_their_actions_as_maps(store, db_url):
+    actions = ({"type": "notify.manager", "status": "success", "ms": 0.5, "recipients": [7]},
+               {"type": "webhook.send", "status": "skipped", "ms": 0.0})
+    rows = [(1, 4, 2, "alpha", "deposit.created", "src:1", "failed", "HTTP 500", actions, 10, 12, 9),
+            (2, None, None, None, "manual", None, "success", None, [], 20, 21, None)]
+    assert store.runs.write_rows(rows) == 2
+    assert store.runs.list() == [
+        {"id": 2, "rule_id": None, "rule_version": None, "brand": None, "trigger": "manual", "event_id": None,
+         "status": "success", "actions": [], "started_at": 20, "finished_at": 21},
+        {"id": 1, "rule_id": 4, "rule_version": 2, "brand": "alpha", "trigger": "deposit.created",
+         "event_id": "src:1", "status": "failed", "error": "HTTP 500", "actions": list(actions),
+         "started_at": 10, "finished_at": 12, "run_as": 9},
+    ]
+    if db_url.startswith("sqlite"):
+        types = store.db.execute_sql('SELECT typeof("id"), typeof("rule_id"), typeof("actions"), '
+                                     'typeof("started_at"), typeof("run_as") FROM "runs" WHERE "id" = 1').fetchone()
+        assert types == ("integer", "integer", "text", "integer", "integer")
+
+
+def test_write_rows_refuses_actions_json_cannot_encode_and_writes_nothing(store):
+    with pytest.raises(ValidationFailed):
+        store.runs.write_rows([(1, 1, 1, "a", "t", "e", "success", None, [{"ms": object()}], 1, 2, None)])
+    assert store.runs.list() == []
