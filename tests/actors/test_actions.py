@@ -16,11 +16,18 @@ class FailsOnce:
     def __init__(self, repo: Any) -> None:
         self.repo, self.failed = repo, False
 
-    def upsert(self, kind: str, record: dict) -> dict:
+    def fail_first(self) -> None:
         if not self.failed:
             self.failed = True
             raise OSError("database is locked")
+
+    def upsert(self, kind: str, record: dict) -> dict:
+        self.fail_first()
         return self.repo.upsert(kind, record)
+
+    def upsert_many(self, kind: str, records: list[dict]) -> list[dict]:
+        self.fail_first()
+        return self.repo.upsert_many(kind, records)
 
 
 def test_a_failed_commit_fails_the_batchs_runs_and_the_next_batch_works(stats, pipeline, store, refs, run_ids,

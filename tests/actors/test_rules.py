@@ -34,3 +34,15 @@ def test_a_condition_without_data_gives_a_skipped_run_that_says_why(stats, pipel
     [run] = logged(pipeline, store, 1)
     assert (run["status"], run["error"]) == ("skipped", "amount_usd unknown: no USD rate for JPY")
     assert run["actions"] == [{"type": "notify.manager", "status": "skipped", "ms": 0.0}]
+
+
+def test_run_ids_are_unique_across_threads_and_engines_sharing_a_database(store):
+    from actors.rules import RunIds
+    from tests.storage.conftest import run_threads
+
+    engines = [RunIds(store.runs, block=7), RunIds(store.runs, block=7)]
+    taken = run_threads(4, lambda index: [engines[index % 2].next() for _ in range(100)], store)
+    ids = [run_id for ids in taken for run_id in ids]
+    assert len(ids) == len(set(ids)) == 400
+    assert all(isinstance(run_id, int) for run_id in ids)
+

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 
 from actors.messages import Flush, RunsFinished
+from actors.runlog import RunCounters, RunLogActor
 from brokerflow.errors import ValidationFailed
-from tests.actors.conftest import cell, logged, make_job
+from tests.actors.conftest import NOW_MS, cell, logged, make_job, now_ms
 
 
 def test_garbage_is_counted_and_the_next_runs_are_written(pipeline, store, stats, run_ids):
@@ -44,3 +45,33 @@ def test_a_waiting_caller_is_answered_once_its_run_is_durable(pipeline, run_ids)
     flushed: Future = Future()
     pipeline.refs["runlog"].tell(Flush(flushed))
     assert flushed.result(timeout=5) is True
+
+
+def test_a_run_is_logged_with_its_unreached_actions_skipped_and_its_run_as(pipeline, store, run_ids):
+    actions = [{"type": "notify.manager", "params": {}}, {"type": "webhook.send", "params": {}}]
+    failed = make_job(run_ids, actions).with_result("failed", 1.5, "no manager to notify")
+    rejected = replace(make_job(run_ids, actions).with_result("success", 0.25, message="no"), status="rejected",
+                       extra={"run_as": 9})
+    pipeline.refs["runlog"].tell(RunsFinished((failed, rejected)))
+    second, first = logged(pipeline, store, 2)
+    assert (first["status"], first["error"], first["actions"]) == ("failed", "no manager to notify", [
+        {"type": "notify.manager", "status": "failed", "ms": 1.5, "error": "no manager to notify"},
+        {"type": "webhook.send", "status": "skipped", "ms": 0.0}])
+    assert (second["status"], second["run_as"], second["actions"]) == ("success", 9, [
+        {"type": "notify.manager", "status": "success", "ms": 0.25, "message": "no"},
+        {"type": "webhook.send", "status": "skipped", "ms": 0.0}])
+
+
+def test_subscribers_and_waiters_get_the_protocol_run_of_what_was_stored(stats, store, run_ids):
+    seen: Future = Future()
+    runlog = RunLogActor.start(stats, store.runs, RunCounters(), now_ms, on_logged=seen.set_result)
+    waiter: Future = Future()
+    job = replace(make_job(run_ids, [{"type": "notify.manager", "params": {}}]), reply=waiter)
+    runlog.tell(RunsFinished((job,)))
+    record = waiter.result(timeout=5)
+    assert seen.result(timeout=5) == [record]
+    assert record == {"id": job.run_id, "rule_id": 1, "rule_version": 1, "brand": "alpha",
+                      "trigger": "deposit.created", "event_id": "e1", "status": "success",
+                      "actions": [{"type": "notify.manager", "status": "skipped", "ms": 0.0}], "error": None,
+                      "started_at": NOW_MS, "finished_at": NOW_MS}
+    assert store.runs.list() == [{key: value for key, value in record.items() if key != "error"}]
