@@ -241,6 +241,60 @@ def _every(pairs: tuple[tuple[str, Test], ...]) -> Predicate:
     return every
 
 
+# -- indexing: which values can a rule match at all? -----------------------------------------
+# A rule set uses these to call only the rules an event's values can satisfy. Each key is a
+# necessary condition of one condition (so of its rule's AND), exact for values whose class is
+# plainly str, int or float; the rule set calls every keyed rule for values of other classes.
+IndexKey = tuple[str, str, Any]
+
+
+def _plain_number(value: Any) -> bool:
+    return (value.__class__ is int or value.__class__ is float) and value == value  # NaN never indexes
+
+
+def condition_index_key(condition: Any) -> IndexKey | None:
+    """A necessary condition on one field's value that an index can test for many rules at once.
+
+    ``(field, "in", (strings, numbers))`` for ``==``/``in``: only a str in ``strings`` or an
+    int/float in ``numbers`` can hold (None, bools and other kinds never do: the type-mismatch
+    rule). ``(field, op, number)`` for an ordering against a number: only an int/float on the
+    right side of it. ``(field, "starts_with"|"ends_with", affixes)``: only a str with one of
+    them. None for other conditions (``matches``, ``contains``, ``!=``, bool or unhashable
+    expected values, string orderings).
+    """
+    if not isinstance(condition, Mapping) or not isinstance(condition.get("field"), str):
+        return None
+    name, op, value = condition["field"], condition.get("op"), condition.get("value")
+    if op in _COMPARE:
+        return (name, op, value) if _plain_number(value) else None
+    if op in ("starts_with", "ends_with"):
+        return name, op, tuple(v for v in _as_list(value) if isinstance(v, str))
+    if op == "==":
+        values = [value]
+    elif op == "in":
+        values = _as_list(value)
+    else:
+        return None
+    strings, numbers = set(), set()
+    for item in values:
+        if item.__class__ is str:
+            strings.add(item)
+        elif _plain_number(item):
+            numbers.add(item)
+        elif item is not None:  # None is never equal to anything; other kinds are not indexed
+            return None
+    return name, "in", (frozenset(strings), frozenset(numbers))
+
+
+_KEY_RANK = {"in": 0, ">": 1, ">=": 1, "<": 1, "<=": 1, "starts_with": 2, "ends_with": 2}
+
+
+def index_key(conditions: Any) -> IndexKey | None:
+    """The most selective key of a rule's conditions: ``==``/``in`` before orderings before affixes."""
+    keys = [key for key in map(condition_index_key, conditions or ()) if key is not None]
+    return min(keys, key=lambda key: _KEY_RANK[key[1]]) if keys else None
+
+
 def explain(conditions: list[dict] | None, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each condition with the actual context value and its result (for dry runs and traces)."""
     out = []
