@@ -23,8 +23,8 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
 
 import pykka
 
@@ -114,14 +114,34 @@ def action_context(state: dict[str, Any]) -> dict[str, Any]:
             "_event_id": state.get("pid")}
 
 
+class Deferred(NamedTuple):
+    """A command applied in a burst, waiting for the burst's commit: then its answer and actions."""
+
+    shard: ProcessShard
+    message: ProcessCommand
+    step: machine.Step | None
+    save: tuple[dict[str, Any], str] | None  # (state, its JSON) for a changing command
+    error: Exception | None  # a refused or failed command's answer
+    now: int
+
+
+@dataclass(slots=True)
+class BurstBatch:
+    """The process commands of one burst of the management API and the shards locked for it."""
+
+    items: list[Deferred] = field(default_factory=list)
+    held: list[ProcessShard] = field(default_factory=list)
+
+
 class ProcessShard:
     """The processes of one worker: their live states, counters and the code that applies a command.
 
     Its actor thread applies the commands told to it; the management API's loop thread applies
-    its own commands here directly (``run_inline``), which saves the two thread hand-offs per
+    its own commands here directly (``apply_in_burst``), which saves the two thread hand-offs per
     command (API -> worker -> API) that cost more than the machine itself under one GIL.
-    ``lock`` serializes the two, so a pid's commands still apply one at a time: in arrival
-    order for each front door.
+    ``lock`` serializes the two, so a pid's commands still apply one at a time, in arrival
+    order for each front door. The loop holds the lock until its burst is committed, so the
+    actor thread never builds on a state that is not stored yet.
     """
 
     def __init__(self, index: int, stats: StatsRegistry, flows: FlowCache, repo: Any, pipeline: Pipeline,
@@ -147,43 +167,65 @@ class ProcessShard:
             self._show()  # the caller counts and answers the unexpected error
             raise
 
-    def run_inline(self, message: ProcessCommand) -> None:
-        """Apply ``message`` on the calling thread, counted and isolated as the actor would."""
+    def apply_in_burst(self, message: ProcessCommand, batch: BurstBatch) -> None:
+        """Apply ``message`` on the calling thread; its save, reply and actions wait for ``batch``.
+
+        Counted and isolated as the actor would; the lock is taken once per burst and given back
+        by ``ProcessManager.finish_burst``.
+        """
+        if self not in batch.held:
+            self.lock.acquire()
+            batch.held.append(self)
         started = time.perf_counter()
         cell = self.cell
-        with self.lock:
-            try:
-                self.command(message)
-            except Exception as exc:  # noqa: BLE001 - isolation, as SafeActor gives the actor path
-                cell.failed += 1
-                log.exception("%s failed on %s", self.name, type(message).__name__)
-                if not message.reply.done():
-                    message.reply.set_exception(exc)
-            finally:
-                cell.processed += 1
-                if hasattr(cell, "messages"):
-                    cell.messages += 1
-                cell.busy_ms += (time.perf_counter() - started) * 1000.0
+        try:
+            self._apply(message, batch.items)
+        except BrokerflowError as exc:  # answered with the burst: it may rest on an unsaved state
+            self._show()
+            batch.items.append(Deferred(self, message, None, None, exc, 0))
+        except Exception as exc:  # noqa: BLE001 - isolation, as SafeActor gives the actor path
+            self._show()
+            cell.failed += 1
+            log.exception("%s failed on %s", self.name, type(message).__name__)
+            batch.items.append(Deferred(self, message, None, None, exc, 0))
+        finally:
+            cell.processed += 1
+            if hasattr(cell, "messages"):
+                cell.messages += 1
+            cell.busy_ms += (time.perf_counter() - started) * 1000.0
+
+    def forget(self, pid: str) -> None:
+        """Drop a live state whose save failed: the next command loads what is stored."""
+        self.active.pop(pid, None)
+        self._show()
 
     def sweep(self, now_ms: int) -> None:
         self._passivate(now_ms)
         self._show()
 
-    def _apply(self, message: ProcessCommand) -> None:
+    def _apply(self, message: ProcessCommand, deferred: list[Deferred] | None = None) -> None:
+        """Apply, persist, keep, answer; with ``deferred`` the save and the answer are left to it."""
         now = self.now_ms()
         state, texts = (None, NO_TEXTS) if message.cmd in CREATING else self._activate(message.pid)
         step = machine.apply_command(self.flows, state, message.cmd, message.name, message.input,
                                      message.pid, now)
+        save = None
         if message.cmd in CREATING:
             self.repo.create(step.state)
         elif message.cmd in CHANGING:
             text, texts = state_json(step.state, texts)  # encodes only the steps this command made
-            self.repo.save(step.state, text)
+            if deferred is None:
+                self.repo.save(step.state, text)
+            else:
+                save = (step.state, text)
         self._keep(message.pid, step.state, now, texts)
         self._show()  # before the reply: a caller reading the stats next sees this command in them
+        if deferred is not None:
+            deferred.append(Deferred(self, message, step, save, None, now))
+            return
         message.reply.set_result(step.body)
         if step.actions:
-            self._run_actions(step.state, step.actions, now)
+            self.run_actions(step.state, step.actions, now)
 
     def _activate(self, pid: str) -> tuple[dict[str, Any] | None, StepTexts]:
         """The process's state and the JSON texts of its steps as last saved (none when loaded)."""
@@ -220,7 +262,7 @@ class ProcessShard:
         self.cell.gauges = {"active": len(self.active), "activations": self.activations,
                             "passivations": self.passivations}
 
-    def _run_actions(self, state: dict[str, Any], entries: list[dict[str, Any]], now: int) -> None:
+    def run_actions(self, state: dict[str, Any], entries: list[dict[str, Any]], now: int) -> None:
         """The entered states' actions as runs through the action actors (logged like rule runs)."""
         base = action_context(state)
         brand, pid = base["brand"], state.get("pid")
@@ -269,12 +311,13 @@ class ProcessManager:
     def _index(self, pid: str) -> int:
         return zlib.crc32(pid.encode()) % len(self.workers)
 
-    def handle(self, cmd: str, params: dict[str, Any], _principal: Any, inline: bool = False) -> Future:
-        """The command's reply; ``inline``: apply it on the calling thread (done on return).
+    def handle(self, cmd: str, params: dict[str, Any], _principal: Any, burst: Any = None) -> Future:
+        """The command's reply. With ``burst`` (``api.services.Burst``) the command is applied on
+        the calling thread and answered when the burst closes, after one commit for all of it.
 
-        Only a thread that is the one front door of its callers (the management API's loop)
-        should ask for ``inline``: it then waits for each command, so its commands keep their
-        order, and it skips the hand-off to the worker thread and back.
+        Only a loop that serves its callers one burst at a time (the management API's) should
+        pass a burst: its commands then keep their order and skip the hand-off to the worker
+        thread and back.
         """
         reply: Future = Future()
         pid = uuid.uuid4().hex if cmd in CREATING else params.get("pid")
@@ -284,8 +327,8 @@ class ProcessManager:
         index = self._index(pid)
         worker = self.workers[index]
         command = ProcessCommand(cmd, pid, params.get("name"), params.get("input"), reply)
-        if inline and index < len(self.shards) and worker.is_alive():
-            self.shards[index].run_inline(command)
+        if burst is not None and index < len(self.shards) and worker.is_alive():
+            self.shards[index].apply_in_burst(command, burst.pending(self.finish_burst, BurstBatch))
             return reply
         try:
             worker.tell(command)
@@ -293,7 +336,43 @@ class ProcessManager:
             reply.set_exception(Internal("the process workers are stopped (the engine is shutting down)"))
         return reply
 
-    handle.runs_inline = True  # type: ignore[attr-defined]  # Services may pass inline=True
+    handle.accepts_burst = True  # type: ignore[attr-defined]  # Services may pass a burst
+
+    def finish_burst(self, batch: BurstBatch) -> None:
+        """Commit the burst's states in one transaction, give the locks back, answer, run actions.
+
+        A pid whose save failed is answered with that error (also its other commands of the
+        burst, which saw the unsaved state) and forgotten in memory, so it reloads what is stored.
+        """
+        errors: dict[str, Exception] = {}
+        try:
+            saves = [item.save for item in batch.items if item.save is not None]
+            try:
+                errors = batch.held[0].repo.save_many(saves) if saves else {}
+            except Exception as exc:  # noqa: BLE001 - every saving pid gets it
+                errors = {item.message.pid: exc for item in batch.items if item.save is not None}
+            for item in batch.items:
+                if item.message.pid in errors:
+                    item.shard.forget(item.message.pid)
+        finally:
+            for shard in batch.held:
+                shard.lock.release()
+        done = []
+        for item in batch.items:
+            reply, error = item.message.reply, errors.get(item.message.pid, item.error)
+            if reply.done():
+                continue
+            if error is not None or item.step is None:
+                reply.set_exception(error or Internal("the command was not applied"))
+                continue
+            reply.set_result(item.step.body)
+            if item.step.actions:
+                done.append(item)
+        for item in done:  # after every answer: actions are not part of the reply
+            try:
+                item.shard.run_actions(item.step.state, item.step.actions, item.now)
+            except Exception:
+                log.exception("state actions of process %s could not be dispatched", item.message.pid)
 
     def sweep(self, now_ms: int) -> None:
         """Ask every worker to passivate what has been idle too long (one step of the sweeper)."""

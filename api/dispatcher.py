@@ -17,7 +17,7 @@ from typing import Any
 from api import access, envelope
 from api.access import Principal, PrincipalCache
 from api.commands import COMMANDS, Command, CommandContext
-from api.services import Services
+from api.services import Burst, Services
 from brokerflow.errors import UnknownCommand
 
 
@@ -28,10 +28,11 @@ class Dispatcher:
         self.commands = COMMANDS if commands is None else commands
         self.principals = PrincipalCache() if principals is None else principals
 
-    def handle(self, request: Mapping[str, Any], inline: bool = False) -> dict[str, Any] | Future[dict[str, Any]]:
+    def handle(self, request: Mapping[str, Any],
+               burst: Burst | None = None) -> dict[str, Any] | Future[dict[str, Any]]:
         """``request`` as ``framing.decode_request`` returns it: ``{"cmd", "token", "params"}``.
 
-        ``inline``: the caller is the management API's loop (see ``CommandContext.inline``). A
+        ``burst``: the caller's loop finishes some commands together (``services.Burst``). A
         handler's Future that is already done is answered at once, without a second Future.
         """
         try:
@@ -40,7 +41,7 @@ class Dispatcher:
                 raise UnknownCommand(f"unknown command {str(request.get('cmd'))[:64]!r}")
             principal = self.authenticate(request.get("token")) if command.auth else None
             access.check(principal, command)
-            context = CommandContext(principal, self.services, inline)
+            context = CommandContext(principal, self.services, burst)
             result = command.handler(context, dict(request.get("params") or {}))
         except Exception as exc:  # every failure becomes an envelope; failure() logs the unexpected
             return envelope.failure(exc)

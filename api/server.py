@@ -9,7 +9,12 @@ completes.
 Only the server thread touches the ROUTER socket. A completing Future (on whatever thread)
 queues its reply and writes one byte to a socketpair the poller also watches, which wakes
 the loop to send it — unless a wake-up is already on its way (``_wake_armed``), so a burst of
-replies costs one wake-up, not one each.
+replies costs one wake-up, not one each, or it completes on the loop's own thread, which sends
+it before it polls again.
+
+Everything read in one go is one ``Burst``: process commands run on this thread and their
+states are committed together when the burst is served, then answered (one transaction and no
+thread hand-off per command; see ``actors.processes``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import zmq
 from api import envelope
 from api.dispatcher import Dispatcher
 from api.framing import decode_request, encode_reply, wants_json
+from api.services import Burst
 from brokerflow.errors import BadRequest
 
 log = logging.getLogger(__name__)
@@ -58,12 +64,14 @@ class ApiServer:
         self._wake_fd = self._wake_r.fileno()  # zmq.Poller reports plain sockets by fd
         self._poller.register(self._wake_fd, zmq.POLLIN)
         self._closed = False
+        self._loop_thread: int | None = None  # the thread serving the socket (it needs no wake-up)
         self.pending = 0  # replies still waiting for their Future
 
     # -- the loop -------------------------------------------------------------------------
 
     def poll_once(self, timeout_ms: int) -> int:
         """Wait up to ``timeout_ms`` for work; serve what is there. Returns replies sent."""
+        self._loop_thread = threading.get_ident()
         ready = dict(self._poller.poll(timeout_ms))
         if self._wake_fd in ready:
             self._drain_wake()
@@ -73,11 +81,14 @@ class ApiServer:
             self._wake_armed = False
         sent = self._send_completed()
         if self._sock in ready:
-            sock = self._sock
-            for _ in range(READ_BATCH):  # EVENTS, not recv until zmq.Again: an exception per poll costs
-                if not sock.get(zmq.EVENTS) & zmq.POLLIN:
-                    break
-                sent += self._serve(sock.recv_multipart(zmq.NOBLOCK))
+            sock, burst = self._sock, Burst()
+            try:
+                for _ in range(READ_BATCH):  # EVENTS, not recv until zmq.Again: an exception per poll costs
+                    if not sock.get(zmq.EVENTS) & zmq.POLLIN:
+                        break
+                    sent += self._serve(sock.recv_multipart(zmq.NOBLOCK), burst)
+            finally:
+                burst.close()  # commits and answers the burst's process commands (replies queued)
         return sent + self._send_completed()
 
     def run(self, stop_event: threading.Event, timeout_ms: int = 100) -> None:
@@ -102,7 +113,7 @@ class ApiServer:
 
     # -- one request ----------------------------------------------------------------------
 
-    def _serve(self, frames: list[bytes]) -> int:
+    def _serve(self, frames: list[bytes], burst: Burst | None = None) -> int:
         routing, body = _split(frames)
         if not routing:
             return 0  # ROUTER always prefixes the peer identity; nothing to answer to
@@ -112,7 +123,7 @@ class ApiServer:
             if len(body) != 1:
                 raise BadRequest(f"expected one frame after the routing envelope, got {len(body)}")
             request, as_json = decode_request(frame, self._max_frame_bytes)
-            reply = self._dispatcher.handle(request, inline=True)
+            reply = self._dispatcher.handle(request, burst=burst)
         except Exception as exc:
             reply = envelope.failure(exc)
         if isinstance(reply, Future):
@@ -128,8 +139,8 @@ class ApiServer:
         except BaseException as exc:  # the dispatcher's Futures carry envelopes, but be safe
             reply = envelope.failure(exc)
         self._completed.append((routing, as_json, reply))
-        if self._wake_armed:
-            return  # the loop has a wake byte to come to and takes this reply with the others
+        if self._wake_armed or threading.get_ident() == self._loop_thread:
+            return  # the loop has a wake byte to come to, or is the caller: it sends before polling
         self._wake_armed = True
         try:
             self._wake_w.send(b"\0")

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from brokerflow.errors import Internal
 from brokerflow.settings import Settings
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from workflow.reference import ReferenceData
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 StatsProvider = Callable[[], dict[str, Any]]
 ProcessHandler = Callable[[str, dict[str, Any], "Principal"], "Future[dict[str, Any]]"]
@@ -36,6 +37,36 @@ SinkHandler = Callable[[str, dict[str, Any]], "Future[dict[str, Any]]"]
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+class Burst:
+    """The requests a front door's loop read in one go, and the work they left to finish together.
+
+    The management API's loop applies process commands on its own thread (no hand-off to a
+    worker and back) and commits their states in one transaction when it has served the whole
+    burst, then answers them. A handler keeps its unfinished work in ``pending(finish, start)``;
+    ``close`` calls ``finish(work)`` for each. One burst belongs to one thread.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: dict[Callable[[Any], None], Any] = {}
+
+    def pending(self, finish: Callable[[T], None], start: Callable[[], T]) -> T:
+        """``finish``'s work in this burst: ``start()`` on first use, handed to ``finish`` by ``close``."""
+        work = self._pending.get(finish)
+        if work is None:
+            work = self._pending[finish] = start()
+        return work
+
+    def close(self) -> None:
+        while self._pending:
+            finish, work = self._pending.popitem()
+            try:
+                finish(work)
+            except Exception:  # the finisher answers its own callers; the others still finish
+                log.exception("finishing a burst of API requests failed in %r", finish)
 
 
 class Services:
@@ -88,11 +119,11 @@ class Services:
         }
 
     def process(self, cmd: str, params: dict[str, Any], principal: Principal,
-                inline: bool = False) -> Future[dict[str, Any]]:
-        """``inline``: the caller may run the command on its own thread, if the handler can."""
+                burst: Burst | None = None) -> Future[dict[str, Any]]:
+        """``burst``: the caller's loop finishes the command with its burst, if the handler can."""
         handler = self._required(self.process_handler, "the Workflow Machine")
-        if inline and getattr(handler, "runs_inline", False):
-            return handler(cmd, params, principal, inline=True)
+        if burst is not None and getattr(handler, "accepts_burst", False):
+            return handler(cmd, params, principal, burst=burst)
         return handler(cmd, params, principal)
 
     def before(self, resource: str, operation: str, record: dict[str, Any],

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from api.access import READ_ROLES, Principal
 
 if TYPE_CHECKING:
-    from api.services import Services
+    from api.services import Burst, Services
 
 
 
@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 class CommandContext:
     """What a handler gets besides its params: the caller (``None`` for Ping) and the services.
 
-    ``inline``: the caller is the management API's loop, which may run a process command on
-    its own thread (``Services.process``) instead of handing it to a worker and back.
+    ``burst``: the caller is the management API's loop, which runs process commands on its own
+    thread and finishes them together when it has served what it read (``Services.Burst``).
     """
 
     principal: Principal | None
     services: Services
-    inline: bool = False
+    burst: Burst | None = None
 
 
 Handler = Callable[[CommandContext, dict[str, Any]], "dict[str, Any] | Future[dict[str, Any]]"]

@@ -29,7 +29,7 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _register(cmd: str) -> None:
     def handler(ctx: CommandContext, params: dict[str, Any]) -> Future[dict[str, Any]]:
-        return ctx.services.process(cmd, _params(params), ctx.principal, inline=ctx.inline)
+        return ctx.services.process(cmd, _params(params), ctx.principal, burst=ctx.burst)
 
     command(cmd, roles=ANY_TOKEN)(handler)
 

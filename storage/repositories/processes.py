@@ -5,7 +5,12 @@
 has it (the process workers encode only the new history steps), and concurrent saves are
 committed together (``GroupCommit``): with eight workers saving at once, one transaction holds
 the write lock instead of eight in a row, each of which waited for the GIL three times
-(BEGIN, INSERT, COMMIT) while every other writer waited for it.
+(BEGIN, INSERT, COMMIT) while every other writer waited for it. ``save_many`` is the same for
+a caller that has several states at once (the management API's loop after a burst of commands).
+
+A group is one multi-row ``INSERT … ON CONFLICT`` statement, not ``executemany``: SQLite's
+``executemany`` releases and re-takes the GIL for every row, and each re-take may wait out
+the interpreter's switch interval while other threads run Python.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ from collections.abc import Callable, Sequence
 from peewee import IntegrityError
 
 from brokerflow.errors import Conflict
-from storage.bulk import insert_rows
 from storage.models import dumps
 from storage.repositories.base import Repository, invalid, is_int
 
 COLUMNS = ("pid", "state", "updated_at", "ended")
+NAMES = ", ".join(f'"{column}"' for column in COLUMNS)
 ON_CONFLICT = ('ON CONFLICT ("pid") DO UPDATE SET "state" = EXCLUDED."state", '
                '"updated_at" = EXCLUDED."updated_at", "ended" = EXCLUDED."ended"')
 MAX_BATCH_ROWS = 64
@@ -127,9 +132,15 @@ class ProcessRepository(Repository):
         self.commits = GroupCommit(self._write_rows)
 
     def _write_rows(self, rows: Sequence[Row]) -> None:
-        latest = {row[0]: row for row in rows}  # one row per pid: PostgreSQL refuses a pid twice
+        latest = list({row[0]: row for row in rows}.values())  # one row per pid: PostgreSQL refuses a pid twice
+        one = "(" + ", ".join([self._db.param] * len(COLUMNS)) + ")"
+        head = f'INSERT INTO "{self._m.Process._meta.table_name}" ({NAMES}) VALUES '
         with self._write():
-            insert_rows(self._db, self._m.Process._meta.table_name, COLUMNS, list(latest.values()), ON_CONFLICT)
+            for start in range(0, len(latest), MAX_BATCH_ROWS):
+                chunk = latest[start:start + MAX_BATCH_ROWS]
+                params = [value for row in chunk for value in row]
+                self._db.execute_sql(head + ", ".join([one] * len(chunk)) + " " + ON_CONFLICT, params)
+
     def create(self, state: dict) -> str | int:
         """Store a new process and return its pid (a uuid4 hex is assigned when ``state`` has none)."""
         if not isinstance(state, dict):
@@ -169,3 +180,32 @@ class ProcessRepository(Repository):
             self._write_rows([row])
         else:
             self.commits.save(row)
+
+    def save_many(self, states: Sequence[tuple[dict, str | None]]) -> dict[str, Exception]:
+        """``save`` of several ``(state, text)`` pairs in one transaction; the errors by pid.
+
+        Only the last state of a pid is written. When the group fails, its rows are written one
+        by one, so a bad row fails only its own pid; an empty answer means all are committed.
+        """
+        rows = []
+        for state, text in states:
+            pid = _key(state.get("pid")) if isinstance(state, dict) else None
+            if pid is None:
+                raise invalid("state.pid", "required", "a process state needs its pid")
+            rows.append((pid, dumps(state) if text is None else text, self._clock(), _ended(state)))
+        latest = list({row[0]: row for row in rows}.values())
+        if not latest:
+            return {}
+        try:
+            self._write_rows(latest)
+            return {}
+        except Exception as exc:  # noqa: BLE001 - handed to the pid(s) it belongs to
+            if len(latest) == 1:
+                return {latest[0][0]: exc}
+        errors: dict[str, Exception] = {}
+        for row in latest:
+            try:
+                self._write_rows([row])
+            except Exception as exc:  # noqa: BLE001 - answered to that pid's callers
+                errors[row[0]] = exc
+        return errors
