@@ -91,3 +91,11 @@ def test_a_batch_is_one_statement_on_sqlite(scratch, db_url):
         scratch.connection().set_trace_callback(None)
     assert len([s for s in statements if s.startswith("INSERT")]) == 1
     assert len(stored(scratch)) == 1000
+
+
+def test_a_document_that_contains_itself_fails_the_batch_and_writes_nothing(scratch):
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError):
+        insert(scratch, [(1, 1, 1.0, True, "ok", []), (2, 2, 2.0, True, "loop", loop)])
+    assert stored(scratch) == []
