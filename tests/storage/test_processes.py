@@ -149,3 +149,21 @@ def test_a_save_inside_the_callers_transaction_is_part_of_it(store):
         transaction.rollback()
     assert store.processes.load("in-tx") is None
     assert store.processes.commits.batches == 0
+
+
+def test_save_many_writes_every_pid_once_with_its_last_state(store):
+    pids = [store.processes.create({"status": "active", "history": []}) for _ in range(3)]
+    states = [({"pid": pid, "status": "active", "history": [{"n": n}]}, None) for n, pid in enumerate(pids)]
+    states.append(({"pid": pids[0], "status": "ended", "history": [{"n": "last"}]}, None))
+    states.append(({"pid": "fresh", "status": "active"}, '{"pid":"fresh","status":"active","text":1}'))
+    assert store.processes.save_many(states) == {}
+    assert [store.processes.load(pid)["history"] for pid in pids] == [[{"n": "last"}], [{"n": 1}], [{"n": 2}]]
+    assert store.processes.load("fresh") == {"pid": "fresh", "status": "active", "text": 1}
+    model = store.processes._m.Process
+    assert model.get(model.pid == pids[0]).ended is True
+    assert store.processes.save_many([]) == {}
+
+
+def test_save_many_needs_a_pid_in_every_state(store):
+    with pytest.raises(ValidationFailed):
+        store.processes.save_many([({"status": "active"}, None)])
