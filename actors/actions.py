@@ -8,8 +8,8 @@ fails, every job that contributed to it fails with that error.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from actors.base import SafeActor, StatsRegistry
@@ -36,11 +36,8 @@ class ActionActor(SafeActor):
         """Write what ``perform`` buffered for this batch (default: nothing)."""
 
     def on_jobs(self, message: JobBatch) -> None:
-        done: list[RunJob] = []
-        committed: list[int] = []
-        for job in message.jobs:
-            done.append(self._perform_one(job))
-            committed.append(len(done) - 1)
+        perform_one = self._perform_one
+        done = [perform_one(job) for job in message.jobs]
         try:
             self.commit()
         except Exception as exc:  # noqa: BLE001 - the runs fail, the actor goes on
@@ -53,20 +50,21 @@ class ActionActor(SafeActor):
 
     def _perform_one(self, job: RunJob) -> RunJob:
         action = job.next_action or {}
-        started = time.perf_counter()
+        started = perf_counter()
         try:
-            detail = self.perform(job, action.get("params") or {}) or {}
+            detail = self.perform(job, action.get("params") or {})
         except BrokerflowError as exc:
             return job.with_result("failed", _ms(started), exc.text)
         except Exception as exc:  # noqa: BLE001 - a broken action fails its run only
             self.cell.failed += 1
             log.exception("%s: action %s of run %s failed", self.name, action.get("type"), job.run_id)
             return job.with_result("failed", _ms(started), f"internal error: {type(exc).__name__}")
-        return job.with_result("success", _ms(started), **detail)
+        ms = (perf_counter() - started) * 1000.0
+        return job.with_result("success", ms, **detail) if detail else job.with_result("success", ms)
 
 
 def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
+    return (perf_counter() - started) * 1000.0
 
 
 def _fail_last(job: RunJob, error: str) -> RunJob:
