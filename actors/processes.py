@@ -1,9 +1,16 @@
 """Process instances: activated on demand in a fixed pool of workers, passivated when idle.
 
 A pykka actor is a thread, so a process is not an actor of its own: every command for a pid
-goes to the same worker (a stable hash of the pid), whose mailbox serializes them in arrival
-order, while different pids run on different workers in parallel. Ten thousand processes are
-ten thousand rows and at most ``live_cap`` dicts in memory, never ten thousand threads.
+goes to the same worker (a stable hash of the pid), whose shard lock serializes them in arrival
+order, while different pids run on different workers. Ten thousand processes are ten thousand
+rows and at most ``live_cap`` dicts in memory, never ten thousand threads.
+
+Two ways in: a command told to the worker's mailbox (HTTP gateway, in-process callers) runs on
+the worker thread and saves through the group commit; a command of the management API's loop
+runs on that loop's thread within its ``Burst`` (``ProcessManager.handle(..., burst=)``), and
+the burst's states are committed in one statement and transaction before any is answered. Under
+one GIL the two thread hand-offs per command cost more than the machine; the worker threads stay
+for the other callers, the sweeps and the statistics.
 
 A worker keeps the processes it served recently in memory (activated) and drops the least
 recently used beyond its share of the cap, and those idle longer than ``idle_s`` (passivated:
