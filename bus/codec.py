@@ -14,13 +14,14 @@ from typing import Any
 import msgpack
 
 from brokerflow.errors import MalformedEvent
-from workflow.events import Event, parse_event
+from workflow.events import TOPICS, Event, parse_event
 
 MAX_TOPIC_BYTES = 128
 # Per-container caps (a record has tens of keys); msgpack would otherwise allow as many entries
 # as the payload has bytes, and each entry costs ~50x its wire size as Python objects.
 MAX_MAP_LEN = 10_000
 MAX_ARRAY_LEN = 100_000
+_KNOWN_TOPICS = {topic.encode("utf-8"): topic for topic in TOPICS}
 
 
 def encode(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
@@ -37,20 +38,30 @@ def decode(frames: list[bytes], received_ms: int, max_bytes: int) -> Event:
         raise MalformedEvent(f"topic frame too large: {len(raw_topic)} bytes")
     if len(raw_payload) > max_bytes:
         raise MalformedEvent(f"payload too large: {len(raw_payload)} bytes > {max_bytes}")
-    try:
-        topic = bytes(raw_topic).decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedEvent(f"topic is not utf-8 ({len(raw_topic)} bytes)") from None
+    topic = _KNOWN_TOPICS.get(raw_topic)
+    if topic is None:
+        try:
+            topic = bytes(raw_topic).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedEvent(f"topic is not utf-8 ({len(raw_topic)} bytes)") from None
     payload = _unpack(topic, raw_payload)
     return parse_event(topic, payload, received_ms)
 
 
+# msgpack's own container limits default to the payload's length (maps: half of it), which for
+# payloads up to this size are already within the caps above; passing the caps costs a keyword
+# parse per event, so only bigger payloads pay it.
+_DEFAULT_LIMITS_OK = min(2 * MAX_MAP_LEN, MAX_ARRAY_LEN)
+_unpackb = msgpack.unpackb
+
+
 def _unpack(topic: str, raw: bytes) -> Any:
     try:
-        payload = msgpack.unpackb(
-            raw, raw=False, strict_map_key=True, use_list=True,
-            max_map_len=MAX_MAP_LEN, max_array_len=MAX_ARRAY_LEN,
-        )
+        if len(raw) <= _DEFAULT_LIMITS_OK:
+            payload = _unpackb(raw)
+        else:
+            payload = _unpackb(raw, raw=False, strict_map_key=True, use_list=True,
+                               max_map_len=MAX_MAP_LEN, max_array_len=MAX_ARRAY_LEN)
     except Exception as exc:  # msgpack raises ValueError, FormatError, StackError, UnicodeError...
         # The exception text may quote bytes of the payload: report its type and the length only.
         raise MalformedEvent(
