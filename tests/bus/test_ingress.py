@@ -58,9 +58,10 @@ def context() -> Iterator[zmq.Context]:
 def start(context) -> Iterator:
     started: list[object] = []
 
-    def _start(sink, event_store=None, **settings_changes) -> Running:
+    def _start(sink, event_store=None, max_ids=None, **settings_changes) -> Running:
         settings = Settings(**{"events_bind": ("tcp://127.0.0.1:0",), **settings_changes})
-        running = Running(Ingress(settings, sink, event_store=event_store, context=context))
+        window = {} if max_ids is None else {"max_ids": max_ids}
+        running = Running(Ingress(settings, sink, event_store=event_store, context=context, **window))
         started.append(running)
         return running
 
@@ -273,6 +274,9 @@ class FailingOnce:
             raise OSError("database is locked")
         self.events.record(ids, last_seq)
 
+    def prune(self, keep: int) -> int:
+        return self.events.prune(keep)
+
 
 def test_a_failing_store_is_retried_with_the_state_still_pending(start, publisher, store, caplog):
     flaky = FailingOnce(store.events)
@@ -296,3 +300,16 @@ def test_two_bind_endpoints_both_feed_the_same_sink(start, publisher):
     publisher(endpoints[1], source="b").publish("rate.push", RATE)
     wait_until(lambda: len(sink.events) == 2)
     assert sorted(e.source for e in sink.events) == ["a", "b"]
+
+
+def test_the_stored_ids_are_trimmed_to_the_window_as_events_arrive(start, publisher, store):
+    sink = Collector()
+    running = start(sink, event_store=store.events, max_ids=10)
+    pub = publisher(running.ingress.bound_endpoints()[0], source="s")
+    for n in range(60):
+        pub.publish("rate.push", RATE, id=f"e{n}")
+    wait_until(lambda: len(sink.events) == 60)
+    wait_until(lambda: store.events.load_state(1000)[1] == {"s": 60})
+    stored = store.events.load_state(1000)[0]
+    assert len(stored) <= 2 * 10  # trimmed every window's worth of new ids
+    assert stored[-10:] == [f"e{n}" for n in range(50, 60)]
