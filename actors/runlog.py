@@ -1,4 +1,4 @@
-"""The run log writer: batches finished runs and writes them with one statement per batch.
+"""The run log writer: batches finished runs and writes them with a few statements per batch.
 
 It flushes when its mailbox is empty (low latency when traffic is light) or when the buffer
 holds ``batch_rows`` runs (throughput when it is heavy). Callers waiting on a run (manual exec,

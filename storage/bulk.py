@@ -1,18 +1,19 @@
-"""The fast write path: many rows in one statement, on the raw DB-API cursor.
+"""The fast write path: many rows per statement, on the raw DB-API cursor.
 
-Peewee builds and converts every row it inserts (~40 µs a row); the run log, notifications,
-process states and the event de-duplication table write thousands of rows a second, so they
-bypass the ORM here.
+Peewee builds and converts every row it inserts (~40 µs a row); the run log, process states
+and the event de-duplication table write thousands of rows a second, so they bypass the ORM.
 
-SQLite gets the whole batch as one JSON text parameter, unpacked by ``json_each`` in one
-``INSERT ... SELECT``. ``executemany`` would release and re-acquire the GIL around every
-row's ``sqlite3_step``; next to the engine's busy threads each re-acquisition waits up to a
-switch interval, and a 1000-row batch took seconds instead of milliseconds. One statement
-releases the GIL once. Text JSON cannot carry (NaN, a NUL character) and SQLite before 3.38
-(no ``->>``) take ``executemany`` instead, which stores every value as it always did.
+Both backends get multi-row ``VALUES`` statements. On SQLite, ``executemany`` would release
+and re-acquire the GIL around every row's ``sqlite3_step``; next to the engine's busy threads
+each re-acquisition waits up to a switch interval, and a 1000-row batch took seconds instead
+of milliseconds. A statement of 512 rows releases it once. Chunks are powers of two, so a
+table has at most ten statement texts and each stays in the connection's statement cache.
+(One ``INSERT ... SELECT`` over ``json_each`` of the batch as JSON text releases the GIL once
+too, but SQLite's JSON parsing cost twice the CPU of these statements, and JSON cannot carry
+every value a driver binds: NaN, NUL characters, bytes.)
 
-psycopg2's ``executemany`` is one round trip per row, so PostgreSQL gets multi-row ``VALUES``
-statements. Call inside a transaction.
+psycopg2's ``executemany`` is one round trip per row; PostgreSQL gets 1000 rows a statement.
+Call inside a transaction.
 """
 
 from __future__ import annotations
@@ -20,22 +21,16 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from itertools import chain
 
 import peewee
 
 from storage.models import dumps
 
 PG_ROWS_PER_STATEMENT = 1000
-SQLITE_ROWS_PER_STATEMENT = 5000  # bounds the JSON text of a large backlog, not the speed
-SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
-
-# NaN and infinities are no JSON to SQLite: such a batch takes the executemany path instead.
-# No circular-reference bookkeeping (a quarter of the encoding time): rows are built by the
-# repositories, and a cycle still ends in RecursionError, which takes the executemany path
-# whose encoder names it.
-_STRICT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False)
-_NUL = "\\u0000"  # SQLite's JSON functions end a text at NUL: a batch holding one goes row by row
+SQLITE_MAX_ROWS_PER_STATEMENT = 512  # a power of two
+SQLITE_DEFAULT_VARIABLES = 999  # the limit of SQLite before 3.32, when the driver cannot tell
 
 
 def insert_rows(
@@ -50,80 +45,92 @@ def insert_rows(
 
     ``conflict`` is an optional clause such as ``ON CONFLICT ("id") DO NOTHING`` (both SQLite
     and PostgreSQL understand it). ``json_columns`` hold documents (lists, maps) stored as
-    their JSON text: the batch's JSON carries them as they are, so each is encoded once.
-    Rows are inserted in the order given.
+    their JSON text; a document JSON cannot encode raises ``TypeError`` or ``ValueError``
+    before anything is written. Rows are inserted in the order given.
     """
     if not rows:
         return
+    columns = tuple(columns)
+    rows = encode_documents(rows, columns, json_columns)
     cursor = db.cursor()
     if isinstance(db, peewee.SqliteDatabase):
-        if SQLITE_JSON:
-            sql = _sqlite_json_sql(table, tuple(columns), conflict, tuple(json_columns))
-            leftover = []
-            for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
-                chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
-                payload = _payload(chunk)
-                if payload is None:
-                    leftover.extend(chunk)
-                else:
-                    cursor.execute(sql, (payload,))
-            rows = leftover
-            if not rows:
-                return
-        encoded = _encode_documents(rows, columns, json_columns)
-        cursor.executemany(_values_sql(db.param, table, tuple(columns), conflict, 1), encoded)
+        size, start, end = _sqlite_rows_per_statement(db, len(columns)), 0, len(rows)
+        while start < end:
+            while size > end - start:
+                size //= 2
+            chunk = rows[start : start + size]
+            cursor.execute(_values_sql(db.param, table, columns, conflict, size), list(chain.from_iterable(chunk)))
+            start += size
         return
-    encoded = _encode_documents(rows, columns, json_columns)
-    for start in range(0, len(encoded), PG_ROWS_PER_STATEMENT):
-        chunk = encoded[start : start + PG_ROWS_PER_STATEMENT]
-        params = [value for row in chunk for value in row]
-        cursor.execute(_values_sql(db.param, table, tuple(columns), conflict, len(chunk)), params)
+    for start in range(0, len(rows), PG_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + PG_ROWS_PER_STATEMENT]
+        cursor.execute(_values_sql(db.param, table, columns, conflict, len(chunk)), list(chain.from_iterable(chunk)))
 
 
-def _payload(rows: Sequence[Sequence[object]]) -> str | None:
-    """The rows as one JSON array, or None when JSON cannot carry them faithfully to SQLite.
-
-    None sends the rows to ``executemany``, which stores or refuses each value exactly as it
-    always did (bytes as a BLOB, an object with the driver's error).
-    """
+def _sqlite_rows_per_statement(db: peewee.SqliteDatabase, width: int) -> int:
+    """The largest power of two of rows, up to 512, whose values SQLite accepts in one statement."""
     try:
-        payload = _STRICT.encode(rows)
-    except (TypeError, ValueError, RecursionError):  # not JSON, NaN / an infinity, or a cycle
-        return None
-    return None if _NUL in payload else payload
+        variables = db.connection().getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    except AttributeError:  # Python before 3.11
+        variables = SQLITE_DEFAULT_VARIABLES
+    size = SQLITE_MAX_ROWS_PER_STATEMENT
+    while size > 1 and size * width > variables:
+        size //= 2
+    return size
 
 
-def _encode_documents(rows: Sequence[Sequence[object]], columns: Sequence[str],
-                      json_columns: Collection[str]) -> Sequence[Sequence[object]]:
-    """Rows with their document columns as JSON text, for a statement that binds each value."""
-    if not json_columns:
-        return rows
+def encode_documents(rows: Sequence[Sequence[object]], columns: Sequence[str],
+                     json_columns: Collection[str]) -> Sequence[Sequence[object]]:
+    """Rows with their document columns as JSON text (each document encoded once).
+
+    A repository may call it before its write block, so the write lock is not held while
+    Python encodes (``insert_rows`` leaves rows without documents as they are).
+    """
     positions = [i for i, column in enumerate(columns) if column in json_columns]
+    if not positions:
+        return rows
     encoded = []
     for row in rows:
         values = list(row)
         for i in positions:
             if values[i] is not None:
-                values[i] = dumps(values[i])
+                values[i] = _encode(values[i])
         encoded.append(values)
     return encoded
 
 
-@functools.lru_cache(maxsize=64)
-def _sqlite_json_sql(table: str, columns: tuple[str, ...], conflict: str, json_columns: tuple[str, ...]) -> str:
-    """``INSERT ... SELECT`` of each element of the JSON array parameter, in array order.
+def _not_json(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
-    ``->>`` gives a scalar as its SQL value (JSON true is 1); ``->`` gives a document as its
-    JSON text. ``WHERE true`` keeps SQLite from reading the conflict clause's ``ON`` as a join.
+
+def _document_encoder() -> Callable[[object], str]:
+    """``models.dumps`` without its per-call costs: the C encoder built once, no cycle bookkeeping.
+
+    ``JSONEncoder.encode`` builds a C encoder on every call and tracks every container to
+    detect cycles, about a third of the time of a run's actions. A cycle still ends in
+    ``RecursionError``; ``dumps`` then names it (``ValueError``). The text is ``dumps``'s.
     """
-    names = ", ".join(f'"{column}"' for column in columns)
-    values = ", ".join(f"nullif(value -> {i}, 'null')" if column in json_columns else f"value ->> {i}"
-                       for i, column in enumerate(columns))
-    tail = f" {conflict}" if conflict else ""
-    return f'INSERT INTO "{table}" ({names}) SELECT {values} FROM json_each(?) WHERE true ORDER BY key{tail}'
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        chunks = make(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+        if "".join(chunks([{"a": 1.5, "é": [None, True]}], 0)) != dumps([{"a": 1.5, "é": [None, True]}]):
+            raise TypeError("a different text")
+    except TypeError:  # no C encoder here, or another signature
+        return dumps
+
+    def encode(value: object) -> str:
+        try:
+            return "".join(chunks(value, 0))
+        except RecursionError:
+            return dumps(value)
+
+    return encode
 
 
-@functools.lru_cache(maxsize=64)
+_encode = _document_encoder()
+
+
+@functools.lru_cache(maxsize=128)
 def _values_sql(param: str, table: str, columns: tuple[str, ...], conflict: str, count: int) -> str:
     names = ", ".join(f'"{column}"' for column in columns)
     one_row = "(" + ", ".join([param] * len(columns)) + ")"

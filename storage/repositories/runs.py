@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from peewee import fn
 
 from brokerflow.errors import ValidationFailed
-from storage.bulk import insert_rows
+from storage.bulk import encode_documents, insert_rows
 from storage.migrations import RUN_IDS
 from storage.repositories.base import Repository, invalid, is_int
 
@@ -22,7 +22,7 @@ STATUSES = ("success", "failed", "skipped")
 
 
 def _row(run: dict) -> tuple:
-    """A run as a row of ``COLUMNS``; ``actions`` stays a list (the write encodes the batch once)."""
+    """A run as a row of ``COLUMNS``; ``actions`` stays a list (``write_rows`` encodes it)."""
     get = run.get
     return (
         run["id"], get("rule_id"), get("rule_version"), get("brand"), get("trigger"),
@@ -86,16 +86,17 @@ class RunRepository(Repository):
     def write_rows(self, rows: Sequence[Sequence[object]]) -> int:
         """``write_many`` for runs already in ``COLUMNS`` order, ``actions`` a list of maps.
 
-        The run log builds these straight from its jobs: no RUN map per run, and the batch is
-        one statement whose JSON carries every run's actions (encoded once). Actions JSON
-        cannot encode make the batch a ValidationFailed; nothing of it is written.
+        The run log builds these straight from its jobs: no RUN map per run, each run's actions
+        encoded once, a few multi-row statements per batch. Actions JSON cannot encode make the
+        batch a ValidationFailed; nothing of it is written.
         """
         try:
-            with self._write():
-                insert_rows(self._db, "runs", COLUMNS, rows, 'ON CONFLICT ("id") DO NOTHING', JSON_COLUMNS)
+            encoded = encode_documents(rows, COLUMNS, JSON_COLUMNS)  # before the write lock is taken
         except (TypeError, ValueError):
             raise ValidationFailed("runs could not be encoded",
                                    details=[{"path": "runs", "message": "not JSON"}]) from None
+        with self._write():
+            insert_rows(self._db, "runs", COLUMNS, encoded, 'ON CONFLICT ("id") DO NOTHING')
         return len(rows)
 
     def list(
