@@ -39,6 +39,10 @@ KINDS = {
 }
 
 
+# Records per statement: well under SQLite's bound-variable limit with the widest kind.
+UPSERT_CHUNK = 200
+
+
 def _fits(value: object, expected: type) -> bool:
     return is_int(value) if expected is int else isinstance(value, expected)
 
@@ -113,11 +117,50 @@ class ReferenceRepository(Repository):
             return self._upsert(spec, record)
 
     def upsert_many(self, kind: str, records: Iterable[dict]) -> list[dict]:
-        """``upsert`` for a batch, in one transaction, in order (later records merge over earlier)."""
+        """``upsert`` for a batch, in one transaction, in order (later records merge over earlier).
+
+        The router stores every batch of reference pushes and the customer actor every batch of
+        changes this way, so a batch costs one read of the stored records and one multi-row
+        upsert, not a read and a write per record.
+        """
         spec = _kind(kind)
         records = [_check(spec, record) for record in records]
+        if not records:
+            return []
+        keys = [tuple(record[field] for field in spec.key) for record in records]
         with self._write():
-            return [self._upsert(spec, record) for record in records]
+            current = self._load_many(spec, keys)
+            merged_records = []
+            for key, record in zip(keys, records, strict=True):
+                stored = current.get(key)
+                merged = current[key] = {**stored, **record} if stored else dict(record)
+                merged_records.append(merged)
+            model = self._model(spec)
+            rows = [{**{field: merged.get(field) for field in spec.key + spec.columns}, "data": merged}
+                    for merged in current.values() if merged is not None]
+            for start in range(0, len(rows), UPSERT_CHUNK):
+                model.insert_many(rows[start:start + UPSERT_CHUNK]).on_conflict(
+                    conflict_target=[getattr(model, field) for field in spec.key],
+                    preserve=[getattr(model, field) for field in spec.columns + ("data",)],
+                ).execute()
+        return merged_records
+
+    def _load_many(self, spec: Kind, keys: list[tuple]) -> dict[tuple, dict | None]:
+        """The stored record of each distinct key (None where there is none), in first-seen order."""
+        found: dict[tuple, dict | None] = dict.fromkeys(keys)
+        if len(spec.key) != 1:
+            for key in found:
+                found[key] = self._load(spec, key)
+            return found
+        field = spec.key[0]
+        wanted = [key[0] for key in found if _fits(key[0], spec.types[field])]
+        model = self._model(spec)
+        column = getattr(model, field)
+        for start in range(0, len(wanted), UPSERT_CHUNK):
+            query = model.select(column, model.data).where(column.in_(wanted[start:start + UPSERT_CHUNK]))
+            for value, data in query.tuples():
+                found[(value,)] = data
+        return found
 
     def get(self, kind: str, key: object) -> dict | None:
         """One record by key (a tuple ``(brand, step_code)`` for templates), or None."""

@@ -99,6 +99,23 @@ def test_upsert_many_merges_in_order_in_one_batch(store):
     assert store.reference.all("rate") == [{"currency": "EUR", "usd": 1.2}, {"currency": "GBP", "usd": 1.3}]
 
 
+def test_upsert_many_merges_over_stored_records_and_within_the_batch(store):
+    store.reference.upsert("customer", {"id": 1, "brand": "alpha", "vip": True, "risk_level": "low"})
+    store.reference.upsert("kyc_step_template", {"brand": "alpha", "step_code": "ID", "level": 1, "title": "ID"})
+    merged = store.reference.upsert_many("customer", [
+        {"id": 1, "risk_level": "high"}, {"id": 2, "brand": "beta"}, {"id": 1, "status": "active"},
+    ] + [{"id": n, "brand": "gamma"} for n in range(3, 450)])  # several statements' worth
+    assert merged[0] == {"id": 1, "brand": "alpha", "vip": True, "risk_level": "high"}
+    assert merged[2] == {"id": 1, "brand": "alpha", "vip": True, "risk_level": "high", "status": "active"}
+    assert store.reference.get("customer", 1) == merged[2]
+    assert store.reference.get("customer", 2) == {"id": 2, "brand": "beta"}
+    assert len(store.reference.all("customer")) == 449
+    assert [r["id"] for r in store.reference.find("customer", {"brand": "alpha"})] == [1]
+    store.reference.upsert_many("kyc_step_template", [{"brand": "alpha", "step_code": "ID", "level": 2}])
+    assert store.reference.get("kyc_step_template", ("alpha", "ID")) == {
+        "brand": "alpha", "step_code": "ID", "level": 2, "title": "ID"}
+
+
 def test_upsert_many_checks_every_record_before_writing_any(store):
     with pytest.raises(ValidationFailed):
         store.reference.upsert_many("rate", [{"currency": "EUR", "usd": 1.0}, {"usd": 2.0}])
