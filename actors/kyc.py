@@ -12,7 +12,7 @@ from typing import Any
 
 from actors.actions import ActionActor
 from actors.base import StatsRegistry
-from actors.messages import KycStepUpdate, RunJob
+from actors.messages import JobBatch, KycStepUpdate, RunJob
 from actors.pipeline import Pipeline
 from brokerflow.errors import ActionFailed
 from workflow import kyc
@@ -38,10 +38,27 @@ class KycActor(ActionActor):
         cached = self.profiles.get(customer_id)
         if cached is None:
             cached = self.repo.get_profile(customer_id) or kyc.new_profile(customer_id, brand)
-            if len(self.profiles) >= PROFILE_CACHE:
-                self.profiles.pop(next(iter(self.profiles)))
-            self.profiles[customer_id] = cached
+            self._cache(customer_id, cached)
         return cached
+
+    def on_jobs(self, message: JobBatch) -> None:
+        """Load the batch's uncached profiles in one query, then perform the jobs."""
+        missing = {job.context.get("_customer_id"): job.brand for job in message.jobs}
+        missing = {cid: brand for cid, brand in missing.items() if cid is not None and cid not in self.profiles}
+        if missing:
+            try:
+                stored = self.repo.get_profiles(list(missing))
+            except Exception:  # noqa: BLE001 - each job's own lookup will report it
+                log.exception("kyc: could not preload %d profiles", len(missing))
+            else:
+                for customer_id, brand in missing.items():
+                    self._cache(customer_id, stored.get(customer_id) or kyc.new_profile(customer_id, brand))
+        super().on_jobs(message)
+
+    def _cache(self, customer_id: int, profile: dict[str, Any]) -> None:
+        if len(self.profiles) >= PROFILE_CACHE:
+            self.profiles.pop(next(iter(self.profiles)))
+        self.profiles[customer_id] = profile
 
     def perform(self, job: RunJob, params: Mapping[str, Any]) -> dict[str, Any]:
         action_type = job.next_action["type"]

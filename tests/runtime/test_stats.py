@@ -11,7 +11,7 @@ import msgpack
 from brokerflow.client import ApiClient
 from tests.runtime.conftest import notify
 
-ACTOR_KEYS = {"name", "kind", "mailbox", "processed", "failed", "mean_ms"}
+ACTOR_KEYS = {"name", "kind", "mailbox", "processed", "messages", "failed", "mean_ms"}
 PROCESS_GAUGES = {"active", "activations", "passivations"}
 BUS_KEYS = {"received", "malformed", "duplicates", "gaps", "skipped_no_brand", "loops_stopped"}
 RUN_KEYS = {"logged", "success", "failed", "skipped"}
