@@ -63,3 +63,11 @@ def test_an_invalid_profile_in_a_batch_saves_none_of_it(store):
     with pytest.raises(ValidationFailed):
         store.kyc.save_profiles([profile(), profile(customer_id="x")])
     assert store.kyc.get_profile(55) is None
+
+
+def test_profiles_of_many_customers_are_read_at_once_and_absent_ones_left_out(store):
+    for customer_id in range(1, 1200, 2):  # odd ids only, more than one query's worth
+        store.kyc.save_profile(profile(customer_id=customer_id, required_level=customer_id % 3))
+    found = store.kyc.get_profiles(list(range(1, 1201)) + ["7", None])
+    assert sorted(found) == list(range(1, 1200, 2))
+    assert found[7] == store.kyc.get_profile(7) and found[7]["required_level"] == 1
