@@ -25,16 +25,21 @@ _LIB: ctypes.PyDLL | None | bool = False  # False: not looked up yet; None: unav
 
 
 def _mapped_libzmq() -> str | None:
-    """The path of the libzmq mapped into this process (the very copy pyzmq's sockets use)."""
+    """The path of the libzmq mapped into this process (the very copy pyzmq's sockets use).
+
+    None when there is none or more than one: with two copies loaded, which one owns pyzmq's
+    sockets is not known, and a socket handed to the other copy's functions could crash.
+    """
+    paths = set()
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             for line in maps:
                 parts = line.split(None, 5)
                 if len(parts) == 6 and "/libzmq" in parts[5]:
-                    return parts[5].strip()
+                    paths.add(parts[5].strip())
     except OSError:
         return None
-    return None
+    return paths.pop() if len(paths) == 1 else None
 
 
 def _library() -> ctypes.PyDLL | None:
@@ -64,9 +69,17 @@ def open_drain(sock: zmq.Socket, max_bytes: int, raw: bool = True) -> Drain:
     as too large. ``raw=False`` forces pyzmq's ``recv_multipart`` (what the fallback uses).
     """
     lib = _library() if raw else None
-    if lib is None:
+    if lib is None or not _owns(lib, sock):
         return _pyzmq_drain(sock)
     return _raw_drain(lib, sock, max_bytes)
+
+
+def _owns(lib: ctypes.PyDLL, sock: zmq.Socket) -> bool:
+    """The library sees ``sock`` as the socket pyzmq says it is (same copy, same ABI)."""
+    kind, size = ctypes.c_int(-1), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+    rc = lib.zmq_getsockopt(ctypes.c_void_p(sock.underlying), ctypes.c_int(zmq.TYPE),
+                            ctypes.byref(kind), ctypes.byref(size))
+    return rc == 0 and kind.value == sock.type
 
 
 def _pyzmq_drain(sock: zmq.Socket) -> Drain:
