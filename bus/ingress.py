@@ -25,6 +25,7 @@ import zmq
 
 from brokerflow.errors import MalformedEvent
 from brokerflow.settings import Settings
+from bus._drain import open_drain
 from bus.codec import decode
 from bus.sequence import DEFAULT_MAX_IDS, Deduplicator
 from workflow.events import Event
@@ -74,6 +75,8 @@ class Ingress:
             if self._owns_context:
                 self._context.term()
             raise
+        # Keeps the GIL between frames: each release can cost this thread a switch interval.
+        self._drain = open_drain(self._sock, self._max_bytes)
 
     def _open(self, settings: Settings) -> zmq.Socket:
         sock = self._context.socket(zmq.SUB)
@@ -120,14 +123,7 @@ class Ingress:
         return len(messages)
 
     def _read_batch(self) -> list[list[bytes]]:
-        messages: list[list[bytes]] = []
-        recv = self._sock.recv_multipart
-        for _ in range(self._batch_max):
-            try:
-                messages.append(recv(zmq.NOBLOCK))
-            except zmq.Again:
-                break
-        return messages
+        return self._drain(self._batch_max)
 
     def _classify(self, messages: list[list[bytes]], received_ms: int) -> tuple[list[Event], dict[str, int]]:
         counts = {"received": len(messages), "malformed": 0, "duplicates": 0, "gaps": 0}
