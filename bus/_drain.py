@@ -19,46 +19,9 @@ from collections.abc import Callable
 
 import zmq
 
+from bus import _libzmq
+
 Drain = Callable[[int], list[list[bytes]]]
-
-_LIB: ctypes.PyDLL | None | bool = False  # False: not looked up yet; None: unavailable
-
-
-def _mapped_libzmq() -> str | None:
-    """The path of the libzmq mapped into this process (the very copy pyzmq's sockets use).
-
-    None when there is none or more than one: with two copies loaded, which one owns pyzmq's
-    sockets is not known, and a socket handed to the other copy's functions could crash.
-    """
-    paths = set()
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and "/libzmq" in parts[5]:
-                    paths.add(parts[5].strip())
-    except OSError:
-        return None
-    return paths.pop() if len(paths) == 1 else None
-
-
-def _library() -> ctypes.PyDLL | None:
-    global _LIB
-    if _LIB is False:
-        _LIB = None
-        path = _mapped_libzmq()
-        if path is not None:
-            try:
-                lib = ctypes.PyDLL(path)
-                # No argtypes: every argument is passed as a ready ctypes object, which ctypes
-                # hands over as it is (converting Python ints each call costs a third more).
-                for name in ("zmq_recv", "zmq_getsockopt", "zmq_errno"):
-                    getattr(lib, name).restype = ctypes.c_int
-                _LIB = lib
-            except (OSError, AttributeError):
-                _LIB = None
-    return _LIB  # type: ignore[return-value]
-
 
 def open_drain(sock: zmq.Socket, max_bytes: int, raw: bool = True) -> Drain:
     """``drain(limit)``: up to ``limit`` queued messages (lists of frames) without blocking.
@@ -68,18 +31,10 @@ def open_drain(sock: zmq.Socket, max_bytes: int, raw: bool = True) -> Drain:
     still were longer would come back cut to ``max_bytes + 1`` bytes, which the codec refuses
     as too large. ``raw=False`` forces pyzmq's ``recv_multipart`` (what the fallback uses).
     """
-    lib = _library() if raw else None
-    if lib is None or not _owns(lib, sock):
+    lib = _libzmq.loaded() if raw else None
+    if lib is None or not _libzmq.owns(lib, sock):
         return _pyzmq_drain(sock)
     return _raw_drain(lib, sock, max_bytes)
-
-
-def _owns(lib: ctypes.PyDLL, sock: zmq.Socket) -> bool:
-    """The library sees ``sock`` as the socket pyzmq says it is (same copy, same ABI)."""
-    kind, size = ctypes.c_int(-1), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
-    rc = lib.zmq_getsockopt(ctypes.c_void_p(sock.underlying), ctypes.c_int(zmq.TYPE),
-                            ctypes.byref(kind), ctypes.byref(size))
-    return rc == 0 and kind.value == sock.type
 
 
 def _pyzmq_drain(sock: zmq.Socket) -> Drain:

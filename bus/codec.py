@@ -38,7 +38,7 @@ def decode(frames: list[bytes], received_ms: int, max_bytes: int) -> Event:
         raise MalformedEvent(f"topic frame too large: {len(raw_topic)} bytes")
     if len(raw_payload) > max_bytes:
         raise MalformedEvent(f"payload too large: {len(raw_payload)} bytes > {max_bytes}")
-    topic = _KNOWN_TOPICS.get(raw_topic)
+    topic = _KNOWN_TOPICS.get(raw_topic) if type(raw_topic) is bytes else None  # a bytearray is unhashable
     if topic is None:
         try:
             topic = bytes(raw_topic).decode("utf-8")

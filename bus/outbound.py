@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from bus import _libzmq
 from bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 
 # Subscription messages queue up on an XPUB until read; read them now and then.
@@ -99,41 +100,17 @@ def gil_holding_sender(sock: zmq.Socket) -> FrameSender | None:
 
     Call it under the socket's lock, on an open socket.
     """
-    lib = _loaded_libzmq()
-    if lib is None:
+    lib = _libzmq.loaded()
+    if lib is None or not _libzmq.owns(lib, sock):
         return None
     zmq_send, zmq_errno = lib.zmq_send, lib.zmq_errno
-    zmq_send.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
-    zmq_send.restype = ctypes.c_int
-    zmq_errno.restype = ctypes.c_int
     handle = ctypes.c_void_p(sock.underlying)
-    more, last = zmq.SNDMORE | zmq.DONTWAIT, zmq.DONTWAIT
+    more, last = ctypes.c_int(zmq.SNDMORE | zmq.DONTWAIT), ctypes.c_int(zmq.DONTWAIT)
+    size = ctypes.c_size_t
 
     def send_frames(topic_frame: bytes, payload_frame: bytes) -> None:
-        if (zmq_send(handle, topic_frame, len(topic_frame), more) < 0
-                or zmq_send(handle, payload_frame, len(payload_frame), last) < 0):
+        if (zmq_send(handle, topic_frame, size(len(topic_frame)), more) < 0
+                or zmq_send(handle, payload_frame, size(len(payload_frame)), last) < 0):
             raise zmq.ZMQError(zmq_errno())
 
     return send_frames
-
-
-def _loaded_libzmq() -> ctypes.PyDLL | None:
-    """The one libzmq mapped into this process (Linux), if its version is pyzmq's."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = {fields[5] for fields in (line.split(None, 5) for line in maps)
-                     if len(fields) == 6 and "libzmq" in fields[5].rsplit("/", 1)[-1]}
-    except OSError:
-        return None
-    paths = {path.strip() for path in paths}
-    if len(paths) != 1:
-        return None
-    try:
-        lib = ctypes.PyDLL(paths.pop())
-        major, minor, patch = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-        lib.zmq_version(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
-    except (OSError, AttributeError):
-        return None
-    if (major.value, minor.value, patch.value) != zmq.zmq_version_info():
-        return None
-    return lib

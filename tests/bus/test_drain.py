@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from bus import _drain
+from bus import _libzmq
 from bus._drain import open_drain
 from tests.conftest import wait_until
 
@@ -51,7 +51,7 @@ def collect(drain, expected: int, limit: int = 1000) -> list[list[bytes]]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the raw reader finds libzmq through /proc")
 def test_on_linux_the_raw_reader_is_the_one_in_use(pair):
-    assert _drain._library() is not None
+    assert _libzmq.loaded() is not None
     assert open_drain(pair[1], 1 << 20).__qualname__.startswith("_raw_drain")
     assert open_drain(pair[1], 1 << 20, raw=False).__qualname__.startswith("_pyzmq_drain")
 

@@ -1,0 +1,69 @@
+"""The libzmq that pyzmq loaded, reachable through ``ctypes.PyDLL`` so a call keeps the GIL.
+
+pyzmq releases the GIL around every send and receive, even a non-blocking one that returns in
+a microsecond; beside the engine's busy actor threads each release hands the GIL away and the
+caller waits up to a switch interval to get it back. The ingress drain (``bus._drain``) and the
+outbound PUB (``bus.outbound``) therefore call libzmq's own functions with ``ZMQ_DONTWAIT``,
+which never block, so keeping the GIL for them is harmless.
+
+Only the very copy pyzmq's sockets live in may be used: exactly one libzmq mapped into the
+process (Linux ``/proc/self/maps``), of pyzmq's version, that recognises the socket. Anything
+else (another platform, two copies loaded) answers None and the callers use pyzmq.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import zmq
+
+_lock = threading.Lock()
+_LIB: ctypes.PyDLL | None | bool = False  # False: not looked up yet; None: unavailable
+
+
+def loaded() -> ctypes.PyDLL | None:
+    """The one libzmq of this process, version-checked against pyzmq's; looked up once."""
+    global _LIB
+    with _lock:
+        if _LIB is False:
+            _LIB = _find()
+        return _LIB  # type: ignore[return-value]
+
+
+def owns(lib: ctypes.PyDLL, sock: zmq.Socket) -> bool:
+    """The library sees ``sock`` as the socket pyzmq says it is (same copy, same ABI)."""
+    kind, size = ctypes.c_int(-1), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+    rc = lib.zmq_getsockopt(ctypes.c_void_p(sock.underlying), ctypes.c_int(zmq.TYPE),
+                            ctypes.byref(kind), ctypes.byref(size))
+    return rc == 0 and kind.value == sock.type
+
+
+def _mapped_path() -> str | None:
+    paths = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and "libzmq" in parts[5].rsplit("/", 1)[-1]:
+                    paths.add(parts[5].strip())
+    except OSError:
+        return None
+    return paths.pop() if len(paths) == 1 else None
+
+
+def _find() -> ctypes.PyDLL | None:
+    path = _mapped_path()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.PyDLL(path)
+        major, minor, patch = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        lib.zmq_version(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
+        for name in ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_errno"):
+            getattr(lib, name).restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    if (major.value, minor.value, patch.value) != zmq.zmq_version_info():
+        return None
+    return lib
