@@ -77,34 +77,50 @@ class RuleActor(SafeActor):
     def on_evaluate(self, message: Evaluate) -> None:
         """Every candidate against its trigger's rules; the loop is the rule actor's hot path.
 
-        A rule costs one predicate call; ``missing_reason`` is asked only when the predicate
-        is false and the context knows of missing data.
+        ``RuleSet.matching`` calls only the rules the event's values can satisfy (an index by
+        value, threshold and affix) and says which to run and which to log as skipped. Should a
+        predicate ever raise, that candidate is evaluated again rule by rule, so the broken rule
+        gets its ``failed`` run and the others still run.
         """
         jobs: list[RunJob] = []
         now = self.now_ms()
-        for_trigger, next_id = self.ruleset.for_trigger, self.run_ids.next
+        matching, next_id = self.ruleset.matching, self.run_ids.next
         for candidate in message.items:
             try:
-                ctx = candidate.context
-                missing = ctx.get("_missing")
-                for rule in for_trigger(candidate.trigger):
-                    try:
-                        holds = rule.predicate(ctx)
-                    except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the others
-                        jobs.append(self._broken(rule, candidate, now, exc))
-                        continue
-                    if holds:
-                        jobs.append(start_job(rule, candidate, next_id(), now))
-                    elif missing:
-                        reason = missing_reason(rule.rule.get("conditions", []), ctx)
-                        if reason is not None:
-                            jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
-            except Exception:  # noqa: BLE001 - one broken candidate must not cost the batch
-                self.cell.failed += 1
-                log.exception("%s: candidate %s could not be evaluated", self.name,
-                              getattr(candidate, "event_id", None))
+                outcomes = matching(candidate.trigger, candidate.context)
+            except Exception:  # noqa: BLE001 - a broken predicate: the slow loop finds and logs it
+                self._evaluate_one_by_one(candidate, now, jobs)
+                continue
+            for rule, reason in outcomes:
+                if reason is None:
+                    jobs.append(start_job(rule, candidate, next_id(), now))
+                else:
+                    jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
         if jobs:
             self.pipeline.dispatch(jobs)
+
+    def _evaluate_one_by_one(self, candidate: Candidate, now: int, jobs: list[RunJob]) -> None:
+        """The plain loop over the trigger's rules, each predicate guarded on its own."""
+        next_id = self.run_ids.next
+        try:
+            ctx = candidate.context
+            missing = ctx.get("_missing")
+            for rule in self.ruleset.for_trigger(candidate.trigger):
+                try:
+                    holds = rule.predicate(ctx)
+                except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the others
+                    jobs.append(self._broken(rule, candidate, now, exc))
+                    continue
+                if holds:
+                    jobs.append(start_job(rule, candidate, next_id(), now))
+                elif missing:
+                    reason = missing_reason(rule.rule.get("conditions", []), ctx)
+                    if reason is not None:
+                        jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
+        except Exception:  # noqa: BLE001 - one broken candidate must not cost the batch
+            self.cell.failed += 1
+            log.exception("%s: candidate %s could not be evaluated", self.name,
+                          getattr(candidate, "event_id", None))
 
     def _broken(self, rule: CompiledRule, candidate: Candidate, now: int, exc: Exception) -> RunJob:
         self.cell.failed += 1
