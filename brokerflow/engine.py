@@ -31,6 +31,7 @@ from brokerflow.settings import Settings
 from bus.ingress import Ingress
 from bus.outbound import Outbound
 from bus.webhook import WebhookSender
+from storage.db import checkpoint
 from storage.store import Store, open_store
 from workflow.events import Event
 from workflow.reference import ReferenceData
@@ -75,6 +76,8 @@ class Engine:
         self._start_actors(store)
         self.reload_rules()
         self._start_services(store)
+        if store.backend == "sqlite" and self.settings.checkpoint_interval_s > 0:
+            self._spawn("checkpointer", self._checkpoints)
         self._start_ingress(store)
         log.info("brokerflow engine started: db=%s events=%s api=%s http=%s", store.backend,
                  ",".join(self.ingress.bound_endpoints()), self.api_endpoint, self.http.url if self.http else "off")
@@ -131,6 +134,15 @@ class Engine:
             host, _, port = self.settings.http.rpartition(":")
             self.http = HttpGateway(host or "127.0.0.1", int(port), make_app(self.dispatcher, services))
             self.http.start()
+
+    def _checkpoints(self, stop: threading.Event) -> None:
+        """SQLite: checkpoint the WAL every ``checkpoint_interval_s`` off the commit path."""
+        while not stop.wait(self.settings.checkpoint_interval_s):
+            try:
+                checkpoint(self.store.db)
+            except Exception:  # noqa: BLE001 - the next round retries; commits checkpoint as a backstop
+                log.exception("WAL checkpoint failed")
+        self.store.close()  # this thread's connection
 
     def _start_ingress(self, store: Store) -> None:
         self.ingress = Ingress(self.settings, self.submit, event_store=store.events)

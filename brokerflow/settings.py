@@ -41,6 +41,7 @@ class Settings:
     loop_depth_limit: int = 3
     stop_timeout_s: float = 8.0
     gc_gen0: int = 50_000  # brokerflow.gcpolicy; 0 keeps CPython's defaults
+    checkpoint_interval_s: float = 0.5  # SQLite WAL checkpoints on a thread of their own
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from storage import open_store
@@ -42,3 +43,17 @@ def test_a_restarted_engine_keeps_rules_reference_data_counters_and_run_ids(runt
     runtime.settle()
     assert runtime.notifications()[-1]["message"] == "changed@example.com"
     assert runtime.stats()["runs"]["logged"] == 2
+
+
+def _checkpointers() -> int:
+    return sum(thread.name == "brokerflow-checkpointer" for thread in threading.enumerate())
+
+
+def test_the_wal_is_checkpointed_on_a_thread_of_its_own_unless_switched_off(make_runtime):
+    before = _checkpointers()
+    running = make_runtime(world=False, checkpoint_interval_s=0.05)
+    assert _checkpointers() == before + 1
+    make_runtime(world=False, checkpoint_interval_s=0)
+    assert _checkpointers() == before + 1
+    running.stop()
+    wait_until(lambda: _checkpointers() == before)

@@ -7,7 +7,7 @@ import pytest
 
 from brokerflow.errors import BadRequest, BrokerflowError
 from storage import open_store
-from storage.db import open_database
+from storage.db import checkpoint, open_database
 from tests.storage.conftest import run_threads
 
 
@@ -98,3 +98,14 @@ def test_the_postgresql_test_url_puts_the_store_in_its_own_schema(store, db_url)
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     ).fetchall()
     assert "rules" in {name for (name,) in tables}
+
+
+def test_a_checkpoint_copies_the_whole_wal_and_commits_leave_it_to_the_checkpointer(store, db_url):
+    store.notifications.add_many([{"manager_id": 1, "message": "x" * 200, "brand": "a"} for _ in range(300)])
+    result = checkpoint(store.db)
+    if not db_url.startswith("sqlite"):
+        assert result is None  # PostgreSQL checkpoints by itself
+        return
+    wal_pages, copied = result
+    assert wal_pages > 0 and copied == wal_pages
+    assert store.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0] == 20_000
