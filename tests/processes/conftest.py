@@ -166,3 +166,15 @@ def running(start_engine) -> Running:
 def door(request, running) -> Door:
     """Each test that takes ``door`` runs over the REP API and over the HTTP gateway."""
     return running.door(request.param)
+
+
+@pytest.fixture
+def store(sqlite_url) -> Iterator[Any]:
+    """A store holding the COUNTER flow, for tests that drive the process pool directly."""
+    from storage import open_store
+    from tests.processes.flows import COUNTER
+
+    opened = open_store(sqlite_url)
+    opened.flows.save(dict(COUNTER))
+    yield opened
+    opened.close()

@@ -17,19 +17,10 @@ from actors.processes import FlowCache, start_process_pool
 from actors.rules import RunIds
 from api.services import Burst
 from brokerflow.errors import EventNotAvailable
-from storage import open_store
 from tests.conftest import wait_until
 from tests.processes.flows import COUNTER
 
 NOW_MS = 1_795_435_200_000
-
-
-@pytest.fixture
-def store(sqlite_url):
-    opened = open_store(sqlite_url)
-    opened.flows.save(dict(COUNTER))
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from actors.pipeline import Pipeline
 from actors.processes import FlowCache, ProcessCommand, ProcessManager, Sweep, start_process_pool, sweep_interval_s
 from actors.rules import RunIds
 from brokerflow.errors import BadRequest, EventNotAvailable, Internal, NotFound, ProcessEnded
-from storage import open_store
 from tests.conftest import wait_until
-from tests.processes.flows import COUNTER
 
 NOW_MS = 1_795_435_200_000
 
@@ -24,14 +22,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.ms
-
-
-@pytest.fixture
-def store(sqlite_url):
-    opened = open_store(sqlite_url)
-    opened.flows.save(dict(COUNTER))
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
