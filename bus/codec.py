@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 
 from brokerflow.errors import MalformedEvent
-from workflow.events import TOPICS, Event, parse_event
+from workflow.events import TOPICS, Event, parse_decoded
 
 MAX_TOPIC_BYTES = 128
 # Per-container caps (a record has tens of keys); msgpack would otherwise allow as many entries
@@ -45,7 +45,7 @@ def decode(frames: list[bytes], received_ms: int, max_bytes: int) -> Event:
         except UnicodeDecodeError:
             raise MalformedEvent(f"topic is not utf-8 ({len(raw_topic)} bytes)") from None
     payload = _unpack(topic, raw_payload)
-    return parse_event(topic, payload, received_ms)
+    return parse_decoded(topic, payload, received_ms)
 
 
 # msgpack's own container limits default to the payload's length (maps: half of it), which for

@@ -8,7 +8,7 @@ offending key in the reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from brokerflow.errors import MalformedEvent
@@ -118,7 +118,28 @@ def _wrong_type(topic: str, name: str, kind: str, value: Any) -> MalformedEvent:
 
 
 def _record_is_plain(topic: str, record: dict) -> bool:
-    """Does ``record`` pass every check with exact types (the shape every publisher sends)?"""
+    """Does ``record`` pass every check with exact types (the shape every publisher sends)?
+
+    The answer depends only on the record's keys and the exact types of its values, and a
+    publisher sends one shape over and over: it is computed once per (topic, keys, types) and
+    then found by one lookup of a tuple built in C (bounded against ever new shapes).
+    """
+    shape = (topic, *record, *map(type, record.values()))
+    plain = _PLAIN_SHAPES.get(shape)
+    if plain is None:
+        if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
+            _PLAIN_SHAPES.clear()
+        plain = _PLAIN_SHAPES[shape] = _shape_is_plain(topic, record)
+    return plain
+
+
+# (topic, *keys, *value types) -> plain?; keys and types never compare equal to each other's
+# halves wrongly: the split is at the middle, and a non-str key makes a shape not plain anyway.
+_PLAIN_SHAPES: dict[tuple, bool] = {}
+_PLAIN_SHAPES_MAX = 1024
+
+
+def _shape_is_plain(topic: str, record: dict) -> bool:
     for key in record:
         if type(key) is not str:
             return False
@@ -163,8 +184,21 @@ def parse_event(topic: str, payload: object, received_ms: int, depth: int = 0) -
 
     Every event passes here on the ingress thread, so the usual shape (a dict whose values have
     exactly the expected types) is accepted by a few identity checks; anything else, valid or
-    not, takes the full check, which also words the reason.
+    not, takes the full check, which also words the reason. The event gets its own copy of the
+    record: the caller's payload stays the caller's.
     """
+    return _parse(topic, payload, received_ms, depth, True)
+
+
+def parse_decoded(topic: str, payload: object, received_ms: int) -> Event:
+    """``parse_event`` of a payload fresh from the decoder, which nobody else holds.
+
+    The event keeps the payload's record dict itself instead of a copy (the codec's path).
+    """
+    return _parse(topic, payload, received_ms, 0, False)
+
+
+def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool) -> Event:
     if type(payload) is dict and topic in _FAST:
         get = payload.get
         event, record, event_id = get("event"), get("record"), get("id")
@@ -173,8 +207,45 @@ def parse_event(topic: str, payload: object, received_ms: int, depth: int = 0) -
                 and type(record) is dict and (event_id is None or type(event_id) is str)
                 and (source is None or type(source) is str) and (seq is None or type(seq) is int)
                 and (ts is None or type(ts) is int) and _record_is_plain(topic, record)):
-            return Event(topic, event, dict(record), source, seq, event_id, ts, received_ms, depth)
+            return _new_event(topic, event, dict(record) if copy else record, source, seq, event_id, ts,
+                              received_ms, depth)
     return _parse_checked(topic, payload, received_ms, depth)
+
+
+def _event_maker() -> Any:
+    """``Event(...)`` for the nine leading fields, without the dataclass ``__init__``.
+
+    A frozen dataclass sets each field through ``object.__setattr__`` (a lookup and a call per
+    field, about half of building an event); this sets the slots through their descriptors.
+    Should the fields ever change, it is not used and ``Event`` itself builds the event.
+    """
+    names = tuple(f.name for f in fields(Event))
+    if names != ("topic", "event", "record", "source", "seq", "id", "ts_ms", "received_ms", "depth", "extra"):
+        return Event
+    new = object.__new__
+    (s_topic, s_event, s_record, s_source, s_seq, s_id, s_ts,
+     s_received, s_depth, s_extra) = (Event.__dict__[name].__set__ for name in names)
+
+    def make(topic: str, event: str | None, record: dict[str, Any], source: str | None, seq: int | None,
+             event_id: str | None, ts_ms: int | None, received_ms: int, depth: int) -> Event:
+        made = new(Event)
+        s_topic(made, topic)
+        s_event(made, event)
+        s_record(made, record)
+        s_source(made, source)
+        s_seq(made, seq)
+        s_id(made, event_id)
+        s_ts(made, ts_ms)
+        s_received(made, received_ms)
+        s_depth(made, depth)
+        s_extra(made, {})
+        return made
+
+    sample = ("trade.push", "EV_RECORD_ADD", {"order": 1}, "mt4", 2, "e", 3, 4, 1)
+    return make if make(*sample) == Event(*sample) else Event
+
+
+_new_event = _event_maker()
 
 
 def _parse_checked(topic: str, payload: object, received_ms: int, depth: int) -> Event:

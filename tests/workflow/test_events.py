@@ -166,3 +166,21 @@ def test_a_long_unknown_topic_is_cut_in_the_reason():
     with pytest.raises(MalformedEvent) as caught:
         parse_event("x" * 500, {}, 0)
     assert len(caught.value.text) < 100
+
+
+def test_parse_event_copies_the_record_and_parse_decoded_keeps_the_decoders_own():
+    from workflow.events import parse_decoded
+
+    payload = {"event": "EV_RECORD_ADD", "record": {"order": 1, "login": 2, "cmd": "OP_BUY"}, "seq": 4}
+    copied, kept = parse_event("trade.push", payload, 5), parse_decoded("trade.push", payload, 5)
+    assert copied == kept == Event("trade.push", "EV_RECORD_ADD", {"order": 1, "login": 2, "cmd": "OP_BUY"},
+                                   seq=4, received_ms=5)
+    assert copied.record is not payload["record"] and kept.record is payload["record"]
+    assert copied.extra == {} and copied.extra is not kept.extra
+
+
+def test_a_record_shape_seen_before_is_judged_by_its_value_types_too():
+    good = {"event": "EV_RECORD_ADD", "record": {"order": 1, "login": 2, "cmd": "OP_BUY"}}
+    parse_event("trade.push", good, 0)
+    with pytest.raises(MalformedEvent, match="record.login must be int, got bool"):
+        parse_event("trade.push", {**good, "record": {"order": 1, "login": True, "cmd": "OP_BUY"}}, 0)
