@@ -212,37 +212,51 @@ def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool
     return _parse_checked(topic, payload, received_ms, depth)
 
 
-def _event_maker() -> Any:
-    """``Event(...)`` for the nine leading fields, without the dataclass ``__init__``.
+class _EventTwin:
+    """The slots of ``Event`` in a class that assigns them plainly; see ``_event_maker``."""
 
-    A frozen dataclass sets each field through ``object.__setattr__`` (a lookup and a call per
-    field, about half of building an event); this sets the slots through their descriptors.
-    Should the fields ever change, it is not used and ``Event`` itself builds the event.
+    __slots__ = ("topic", "event", "record", "source", "seq", "id", "ts_ms", "received_ms", "depth", "extra")
+
+    def __init__(self, topic: str, event: str | None, record: dict[str, Any], source: str | None,
+                 seq: int | None, event_id: str | None, ts_ms: int | None, received_ms: int, depth: int) -> None:
+        self.topic = topic
+        self.event = event
+        self.record = record
+        self.source = source
+        self.seq = seq
+        self.id = event_id
+        self.ts_ms = ts_ms
+        self.received_ms = received_ms
+        self.depth = depth
+        self.extra = {}
+
+
+def _event_maker() -> Any:
+    """``Event(...)`` of the nine leading fields at a third of the dataclass ``__init__``'s cost.
+
+    A frozen dataclass sets each field through ``object.__setattr__``, a lookup and a call per
+    field, about half of the ingress's work per event. The twin class has the same slot
+    layout and assigns them as plain attributes; the object then becomes an ``Event`` (a
+    ``__class__`` assignment CPython allows between identical layouts) and is frozen like any
+    other. Should the fields or the layout ever differ, ``Event`` itself builds the events.
     """
     names = tuple(f.name for f in fields(Event))
-    if names != ("topic", "event", "record", "source", "seq", "id", "ts_ms", "received_ms", "depth", "extra"):
+    if names != _EventTwin.__slots__ or Event.__slots__ != names:
         return Event
-    new = object.__new__
-    (s_topic, s_event, s_record, s_source, s_seq, s_id, s_ts,
-     s_received, s_depth, s_extra) = (Event.__dict__[name].__set__ for name in names)
+    as_event = object.__setattr__
 
     def make(topic: str, event: str | None, record: dict[str, Any], source: str | None, seq: int | None,
              event_id: str | None, ts_ms: int | None, received_ms: int, depth: int) -> Event:
-        made = new(Event)
-        s_topic(made, topic)
-        s_event(made, event)
-        s_record(made, record)
-        s_source(made, source)
-        s_seq(made, seq)
-        s_id(made, event_id)
-        s_ts(made, ts_ms)
-        s_received(made, received_ms)
-        s_depth(made, depth)
-        s_extra(made, {})
+        made = _EventTwin(topic, event, record, source, seq, event_id, ts_ms, received_ms, depth)
+        as_event(made, "__class__", Event)
         return made
 
     sample = ("trade.push", "EV_RECORD_ADD", {"order": 1}, "mt4", 2, "e", 3, 4, 1)
-    return make if make(*sample) == Event(*sample) else Event
+    try:
+        made = make(*sample)
+    except TypeError:  # an interpreter that refuses the class assignment
+        return Event
+    return make if type(made) is Event and made == Event(*sample) else Event
 
 
 _new_event = _event_maker()
