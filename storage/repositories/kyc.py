@@ -51,10 +51,11 @@ class KycRepository(Repository):
     def save_profiles(self, profiles: list[dict]) -> list[dict]:
         """``save_profile`` for a batch in one transaction: all are stored, or none (in order)."""
         stored = [_stored(_check(profile)) for profile in profiles]
+        latest = list({row["customer_id"]: row for row in stored}.values())  # one row per customer
         model = self._m.KycProfile
         with self._write():
-            for row in stored:
-                model.insert(**row).on_conflict(
+            for start in range(0, len(latest), 200):  # multi-row statements, not one per profile
+                model.insert_many(latest[start:start + 200]).on_conflict(
                     conflict_target=[model.customer_id],
                     preserve=[model.brand, model.required_level, model.current_level, model.steps],
                 ).execute()

@@ -71,3 +71,10 @@ def test_profiles_of_many_customers_are_read_at_once_and_absent_ones_left_out(st
     found = store.kyc.get_profiles(list(range(1, 1201)) + ["7", None])
     assert sorted(found) == list(range(1, 1200, 2))
     assert found[7] == store.kyc.get_profile(7) and found[7]["required_level"] == 1
+
+
+def test_a_batch_may_carry_one_customer_twice_and_the_last_profile_wins(store):
+    first, last = profile(required_level=1), profile(required_level=2)
+    assert store.kyc.save_profiles([first, profile(customer_id=56), last]) == [first, profile(customer_id=56), last]
+    assert store.kyc.get_profile(55)["required_level"] == 2
+    assert store.kyc.get_profile(56) == profile(customer_id=56)
