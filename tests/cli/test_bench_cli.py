@@ -9,3 +9,18 @@ def test_bench_accepts_its_own_options_through_the_brokerflow_command():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "--events" in result.stdout and "--rates" in result.stdout
+
+
+def test_the_hot_path_benchmark_runs_every_stage_and_logs_the_runs():
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_hotpath.py"
+    result = subprocess.run([sys.executable, str(script), "--events", "900", "--batch", "300"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["events"] == 600
+    assert set(figures["us_per_event"]) == {"decode", "router", "rules", "notifier", "customer", "kyc", "runlog"}
+    assert all(value > 0 for value in figures["us_per_event"].values())
+    assert figures["runs_logged"] > 600  # about 1.2 runs per event, every one written
