@@ -10,9 +10,9 @@ import pytest
 
 from actors.base import SafeActor, StatsRegistry
 from actors.messages import EventBatch, ReloadRules
-from workflow.events import Event
 from tests.actors.conftest import cell
 from tests.conftest import wait_until
+from workflow.events import Event
 
 
 @dataclass(frozen=True)
