@@ -209,3 +209,27 @@ def test_error_texts_never_show_credentials_tokens_or_header_values(receiver, se
     for result in results:
         assert secret not in result.error
     assert "connection failed" in results[0].error
+
+
+def test_a_request_carries_the_default_headers_and_the_callers_replace_them_whatever_their_case(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"), headers={"user-agent": "crm-bridge/2"})).ok
+    first, second = ({k.lower(): v for k, v in r["headers"].items()} for r in receiver.requests)
+    assert (first["user-agent"], first["accept-encoding"], first["accept"]) == (
+        "brokerflow-webhook/1", "identity", "*/*")
+    assert second["user-agent"] == "crm-bridge/2"
+
+
+def test_url_credentials_become_basic_auth_and_a_fragment_is_never_sent(receiver, sender):
+    url = f"http://hook%40user:p%3Ass@127.0.0.1:{receiver.server_address[1]}/ok?x=1#frag"
+    assert sender.send(WebhookRequest(url=url)).ok
+    (got,) = receiver.requests
+    assert got["headers"]["Authorization"] == "Basic aG9va0B1c2VyOnA6c3M="  # "hook@user:p:ss"
+    assert got["path"] == "/ok?x=1"
+
+
+def test_a_map_body_is_form_encoded(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"), body={"login": 7, "tag": ["a", "b"]})).ok
+    (got,) = receiver.requests
+    assert got["body"] == b"login=7&tag=a&tag=b"
+    assert got["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
