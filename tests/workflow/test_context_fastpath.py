@@ -46,30 +46,6 @@ def naive_links(refs: ReferenceData, event: Event) -> tuple[Any, Any, Any, Any]:
     return (group.get("brand") if group else None), account, group, customer
 
 
-def naive_amount(refs: ReferenceData, record: dict, group: dict | None) -> tuple[Any, str | None]:
-    if record.get("amount_usd") is not None:
-        return record["amount_usd"], None
-    profit = record.get("profit")
-    if profit is None:
-        return None, "the record has no amount_usd and no profit"
-    if group is None:
-        return None, f"no trading group known for login {record.get('login')}"
-    currency = group.get("currency")
-    if not currency:
-        return None, f"group {group.get('group')} has no currency"
-    rate = None
-    if isinstance(currency, str):
-        if currency.upper() == "USD":
-            rate = 1
-        else:
-            usd = (refs.rates.get(currency.upper()) or {}).get("usd")
-            if not isinstance(usd, bool) and isinstance(usd, (int, float)) and usd > 0:
-                rate = usd
-    if rate is None:
-        return None, f"no USD rate for {str(currency).upper()}"
-    return abs(profit) * rate, None
-
-
 def naive_context(trigger: str, event: Event, refs: ReferenceData) -> dict[str, Any]:
     brand, account, group, customer = naive_links(refs, event)
     record, topic = event.record, event.topic
@@ -79,7 +55,7 @@ def naive_context(trigger: str, event: Event, refs: ReferenceData) -> dict[str, 
         for key, value in record.items():
             ctx["trade." + key] = value
     if trigger in TRADE_TRIGGERS:
-        value, reason = naive_amount(refs, record, group)
+        value, reason = refs.amount_usd(record, group)  # the general, uncached conversion
         if value is None:
             missing["amount_usd"] = f"amount_usd unknown: {reason}"
         ctx["amount_usd"] = value
