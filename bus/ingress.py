@@ -136,6 +136,10 @@ class Ingress:
                 counts["malformed"] += 1
                 log.warning("bus: malformed message dropped: %s", exc.text)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one frame, never the poll
+                counts["malformed"] += 1
+                log.error("bus: message dropped, the decoder failed on it (%s)", type(exc).__name__)
+                continue
             verdict = check(event)
             if verdict == "duplicate":
                 counts["duplicates"] += 1

@@ -203,7 +203,8 @@ def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool
         get = payload.get
         event, record, event_id = get("event"), get("record"), get("id")
         source, seq, ts = get("source"), get("seq"), get("ts")
-        if ((event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED else event is None or type(event) is str)
+        if ((type(event) is str and event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED
+             else event is None or type(event) is str)
                 and type(record) is dict and (event_id is None or type(event_id) is str)
                 and (source is None or type(source) is str) and (seq is None or type(seq) is int)
                 and (ts is None or type(ts) is int) and _record_is_plain(topic, record)):

@@ -120,16 +120,18 @@ def test_malformed_frames_are_counted_and_logged_while_valid_ones_go_through(sta
         [b"nope.push", msgpack.packb({"record": RATE})],
         [b"rate.push", msgpack.packb({"record": {"currency": 1, "usd": 1.0}})],
         [b"rate.push", msgpack.packb(["not", "a", "map"])],
+        [b"trade.push", msgpack.packb({"event": ["EV_RECORD_ADD"],  # an unhashable event name
+                                       "record": {"order": 1, "login": 1, "cmd": "OP_BUY"}})],
     ]
     with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
         for frames in bad:
             pub.publish_raw(frames)
             pub.publish("rate.push", RATE)
-        wait_until(lambda: running.ingress.stats()["received"] == 12)
-    assert len(sink.events) == 6
-    assert running.ingress.stats()["malformed"] == 6
+        wait_until(lambda: running.ingress.stats()["received"] == 14)
+    assert len(sink.events) == 7
+    assert running.ingress.stats()["malformed"] == 7
     warnings = [r for r in caplog.records if r.name == "brokerflow.bus" and "malformed" in r.getMessage()]
-    assert len(warnings) == 6
+    assert len(warnings) == 7
 
 
 def test_duplicates_by_id_and_by_seq_are_dropped(start, publisher):

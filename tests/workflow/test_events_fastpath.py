@@ -22,7 +22,7 @@ class Text(str):
 ODD_VALUES = [None, True, False, 0, 7, -3, 1.5, float("inf"), "x", "", b"raw", [1], {"a": 1},
               Level.ONE, Text("t"), 2**70]
 SAMPLES = {"int": 42, "number": 1.25, "str": "EURUSD", "bool": True}
-EVENTS = ["EV_RECORD_ADD", "EV_RECORD_CLOSE_TRADE", "EV_SOMETHING", None, 5]
+EVENTS = ["EV_RECORD_ADD", "EV_RECORD_CLOSE_TRADE", "EV_SOMETHING", None, 5, ["EV_RECORD_ADD"], {"a": 1}]
 
 
 def _payload(rng: random.Random, topic: str) -> object:
