@@ -42,9 +42,18 @@ class KycActor(ActionActor):
         return cached
 
     def on_jobs(self, message: JobBatch) -> None:
-        """Load the batch's uncached profiles in one query, then perform the jobs."""
-        missing = {job.context.get("_customer_id"): job.brand for job in message.jobs}
-        missing = {cid: brand for cid, brand in missing.items() if cid is not None and cid not in self.profiles}
+        """Load the batch's uncached profiles in one query, then perform the jobs.
+
+        Only ids of known customers are preloaded; anything else (no customer, an unknown one,
+        an id of the wrong type from a process's input) is left to its own job, which fails
+        alone in ``perform``.
+        """
+        missing: dict[int, str | None] = {}
+        customers = self.refs.customers
+        for job in message.jobs:
+            customer_id = job.context.get("_customer_id")
+            if type(customer_id) is int and customer_id not in self.profiles and customer_id in customers:
+                missing.setdefault(customer_id, job.brand)
         if missing:
             try:
                 stored = self.repo.get_profiles(list(missing))

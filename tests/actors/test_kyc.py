@@ -38,3 +38,15 @@ def test_a_missing_or_unknown_customer_fails_the_run(stats, pipeline, store, ref
         "kyc.set_required_level: customer 999 is not known"]
     assert store.kyc.get_profile(999) is None
     assert cell(stats, "kyc")["failed"] == 0  # a failed run is not an actor failure
+
+
+def test_a_customer_id_of_the_wrong_type_fails_its_own_run_and_the_batch_goes_on(stats, pipeline, store, refs,
+                                                                                  run_ids, outbound):
+    actor = KycActor.start(stats, pipeline, now_ms, refs, store.kyc, outbound)
+    pipeline.register("kyc", actor)
+    jobs = (make_job(run_ids, [LEVEL_1], customer_id=[501]), make_job(run_ids, [LEVEL_1]))  # type: ignore[arg-type]
+    actor.tell(JobBatch(jobs))
+    runs = {run["id"]: run for run in logged(pipeline, store, 2)}
+    bad, good = runs[jobs[0].run_id], runs[jobs[1].run_id]
+    assert bad["status"] == "failed" and good["status"] == "success"
+    assert store.kyc.get_profile(501)["required_level"] == 1
