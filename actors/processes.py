@@ -197,8 +197,7 @@ class ProcessShard:
             batch.items.append(Deferred(self, message, None, None, exc, 0))
         finally:
             cell.processed += 1
-            if hasattr(cell, "messages"):
-                cell.messages += 1
+            cell.messages += 1
             cell.busy_ms += (time.perf_counter() - started) * 1000.0
 
     def forget(self, pid: str) -> None:
