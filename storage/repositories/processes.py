@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from peewee import IntegrityError
 
 from brokerflow.errors import Conflict
+from storage.bulk import insert_rows
 from storage.models import dumps
 from storage.repositories.base import Repository, invalid, is_int
 
 COLUMNS = ("pid", "state", "updated_at", "ended")
-NAMES = ", ".join(f'"{column}"' for column in COLUMNS)
 ON_CONFLICT = ('ON CONFLICT ("pid") DO UPDATE SET "state" = EXCLUDED."state", '
                '"updated_at" = EXCLUDED."updated_at", "ended" = EXCLUDED."ended"')
 MAX_BATCH_ROWS = 64
@@ -133,13 +133,8 @@ class ProcessRepository(Repository):
 
     def _write_rows(self, rows: Sequence[Row]) -> None:
         latest = list({row[0]: row for row in rows}.values())  # one row per pid: PostgreSQL refuses a pid twice
-        one = "(" + ", ".join([self._db.param] * len(COLUMNS)) + ")"
-        head = f'INSERT INTO "{self._m.Process._meta.table_name}" ({NAMES}) VALUES '
         with self._write():
-            for start in range(0, len(latest), MAX_BATCH_ROWS):
-                chunk = latest[start:start + MAX_BATCH_ROWS]
-                params = [value for row in chunk for value in row]
-                self._db.execute_sql(head + ", ".join([one] * len(chunk)) + " " + ON_CONFLICT, params)
+            insert_rows(self._db, self._m.Process._meta.table_name, COLUMNS, latest, ON_CONFLICT)
 
     def create(self, state: dict) -> str | int:
         """Store a new process and return its pid (a uuid4 hex is assigned when ``state`` has none)."""
