@@ -163,9 +163,10 @@ class RouterActor(SafeActor):
                 log.exception("router could not store %d %s record(s); the replica has them", len(records), kind)
 
     def _causal(self, event: Event) -> Event:
-        """The event at its causal depth: internal echoes carry it, CRM echoes are recognised."""
-        if event.topic != "customer.push":
-            return event
+        """A ``customer.push`` at its causal depth: internal echoes carry it, CRM echoes are recognised.
+
+        Only customer pushes come here; ``on_events`` tests the topic before the call.
+        """
         if is_internal(event):
             self.echoes.remember(event)
             return event
