@@ -1,21 +1,16 @@
-"""A requests adapter whose connections check, then pin, the address they connect to.
+"""Connections that check, then pin, the address they connect to.
 
 Checking a URL's host and then letting the HTTP library resolve it again leaves a window for
 DNS rebinding (the name answers a public address to the check and 127.0.0.1 to the connect).
-Here the check happens inside urllib3's ``_new_conn``, on the very addresses the socket then
-connects to; TLS still verifies the certificate against the URL's host name, because urllib3
-takes the SNI/verification name from ``host`` after ``_new_conn`` returns.
+Here the host is resolved once, every address is checked, and the socket connects to one of
+those very addresses; TLS still verifies the certificate against the URL's host name (the
+caller wraps the socket with it as ``server_hostname``).
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NewConnectionError
 
 from brokerflow.errors import ActionFailed
 
@@ -51,39 +46,22 @@ class TargetGuard:
         return addresses
 
 
-class _PinnedMixin:
-    guard: TargetGuard
-    _dns_host: str
-    port: int
+def connect_pinned(guard: TargetGuard, host: str, port: int, timeout_s: float) -> socket.socket:
+    """A TCP connection to an address of ``host`` that ``guard`` checked: the first that answers.
 
-    def _new_conn(self):  # type: ignore[no-untyped-def]
-        host = self._dns_host
-        last_error: Exception | None = None
-        for ip in self.guard.addresses(host.rstrip("."), self.port):
-            self._dns_host = ip
-            try:
-                return super()._new_conn()  # type: ignore[misc]
-            except NewConnectionError as exc:  # refused/unreachable: try the next address
-                last_error = exc
-            finally:
-                self._dns_host = host
-        assert last_error is not None
-        raise last_error
-
-
-class PinnedAdapter(HTTPAdapter):
-    """``HTTPAdapter`` whose pools build connections that go through ``guard``."""
-
-    def __init__(self, guard: TargetGuard, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._guard = guard
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        attrs = {"guard": self._guard}
-        http_conn = type("PinnedHTTPConnection", (_PinnedMixin, HTTPConnection), attrs)
-        https_conn = type("PinnedHTTPSConnection", (_PinnedMixin, HTTPSConnection), attrs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": type("PinnedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-            "https": type("PinnedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
-        }
+    A refused or unreachable address moves on to the next one; a timeout ends the attempt
+    (``TimeoutError``), like every other address failing (``OSError``).
+    """
+    last_error: OSError | None = None
+    for ip in guard.addresses(host.rstrip("."), port):
+        try:
+            sock = socket.create_connection((ip, port), timeout=timeout_s)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            last_error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a request is one write; never wait on it
+        return sock
+    assert last_error is not None
+    raise last_error

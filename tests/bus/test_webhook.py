@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -8,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bus.webhook import WebhookRequest, WebhookSender
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 LOOPBACK = ["127.0.0.0/8"]
 
@@ -23,6 +24,21 @@ class Receiver(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.release = threading.Event()
         self.lock = threading.Lock()
+        self.connections: list[socket.socket] = []
+        self.finished = 0  # connections whose handler has ended (they leave ``connections``)
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.connections.append(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request_sockets(self) -> None:
+        """Close every connection from the server's side, as an idle timeout would, and wait for it."""
+        with self.lock:
+            connections, target = list(self.connections), self.finished + len(self.connections)
+        for sock in connections:
+            sock.shutdown(socket.SHUT_RDWR)
+        wait_until(lambda: self.finished >= target)
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that gave up (timeout, big body dropped) breaks the pipe: expected here
@@ -39,6 +55,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def finish(self) -> None:
+        super().finish()
+        with self.server.lock:
+            self.server.connections.remove(self.request)
+            self.server.finished += 1
+
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -48,6 +70,11 @@ class Handler(BaseHTTPRequestHandler):
         route = self.path.split("?", 1)[0]
         if route == "/slow":
             self.server.release.wait(10)
+        if route == "/chunked":
+            self._reply_chunked()
+            return
+        if route == "/close":
+            self.close_connection = True
         status, payload, extra = {
             "/fail": (500, b"boom", {}),
             "/redirect": (302, b"", {"Location": "/ok"}),
@@ -60,6 +87,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _reply_chunked(self) -> None:
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for piece in (b"hello ", b"chunked ", b"world"):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
@@ -233,3 +268,34 @@ def test_a_map_body_is_form_encoded(receiver, sender):
     (got,) = receiver.requests
     assert got["body"] == b"login=7&tag=a&tag=b"
     assert got["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_a_chunked_reply_is_read_to_its_end_and_the_connection_reused(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/chunked"))).ok
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    assert len({r["port"] for r in receiver.requests}) == 1
+
+
+def test_a_connection_the_server_closes_is_not_reused(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/close"))).ok
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    first, second = (r["port"] for r in receiver.requests)
+    assert first != second
+
+
+def test_an_idle_connection_closed_by_the_server_is_replaced_before_use(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    receiver.shutdown_request_sockets()
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    assert len({r["port"] for r in receiver.requests}) == 2
+
+
+def test_a_body_that_is_neither_text_nor_a_map_is_refused_unsent(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/ok"), body=[1, 2]))  # type: ignore[arg-type]
+    assert (result.ok, result.error) == (False, "body must be text or a map")
+    assert receiver.requests == []
+
+
+def test_a_path_with_spaces_and_unicode_is_percent_encoded(receiver, sender):
+    assert sender.send(WebhookRequest(url=receiver.url("/ok/a b/é?q=x y"))).ok
+    assert receiver.requests[0]["path"] == "/ok/a%20b/%C3%A9?q=x%20y"
