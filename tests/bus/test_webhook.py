@@ -79,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             "/fail": (500, b"boom", {}),
             "/redirect": (302, b"", {"Location": "/ok"}),
             "/big": (200, b"x" * 200_000, {}),
+            "/empty": (204, b"", {}),
         }.get(route, (200, b"ok", {}))
         self.send_response(status)
         for name, value in extra.items():
@@ -299,3 +300,10 @@ def test_a_body_that_is_neither_text_nor_a_map_is_refused_unsent(receiver, sende
 def test_a_path_with_spaces_and_unicode_is_percent_encoded(receiver, sender):
     assert sender.send(WebhookRequest(url=receiver.url("/ok/a b/é?q=x y"))).ok
     assert receiver.requests[0]["path"] == "/ok/a%20b/%C3%A9?q=x%20y"
+
+
+def test_replies_without_a_body_leave_the_connection_reusable(receiver, sender):
+    for request in (WebhookRequest(url=receiver.url("/ok"), method="HEAD"), WebhookRequest(url=receiver.url("/empty")),
+                    WebhookRequest(url=receiver.url("/ok"))):
+        assert sender.send(request).ok
+    assert len({r["port"] for r in receiver.requests}) == 1
