@@ -102,9 +102,11 @@ class RunLogActor(SafeActor):
         for job in message.jobs:
             try:
                 append((run_row(job, now), job))
-            except Exception:  # noqa: BLE001 - one broken job must not cost the others
+            except Exception as exc:  # noqa: BLE001 - one broken job must not cost the others
                 self.cell.failed += 1
                 log.exception("runlog: a finished job could not be recorded: %r", type(job).__name__)
+                if isinstance(job, RunJob):
+                    self._tell(job, exc)  # whoever waits on it learns now, not at its own timeout
         if len(self.pending) >= self.batch_rows or self.inbox_empty():
             self.flush()
 
