@@ -2,9 +2,10 @@
 
 pyzmq releases the GIL around every send and receive, even a non-blocking one that returns in
 a microsecond; beside the engine's busy actor threads each release hands the GIL away and the
-caller waits up to a switch interval to get it back. The ingress drain (``bus._drain``) and the
-outbound PUB (``bus.outbound``) therefore call libzmq's own functions with ``ZMQ_DONTWAIT``,
-which never block, so keeping the GIL for them is harmless.
+caller waits up to a switch interval to get it back. The ingress drain (``bus._drain``), the
+outbound PUB (``bus.outbound``) and the management API's replies (``api.server``) therefore
+call libzmq's own functions with ``ZMQ_DONTWAIT``, which never block, so keeping the GIL for
+them is harmless.
 
 Only the very copy pyzmq's sockets live in may be used: exactly one libzmq mapped into the
 process (Linux ``/proc/self/maps``), of pyzmq's version, that recognises the socket. Anything
@@ -14,9 +15,13 @@ else (another platform, two copies loaded) answers None and the callers use pyzm
 from __future__ import annotations
 
 import ctypes
+import errno
 import threading
+from collections.abc import Callable, Sequence
 
 import zmq
+
+MultipartSender = Callable[[Sequence[bytes]], None]
 
 _lock = threading.Lock()
 _LIB: ctypes.PyDLL | None | bool = False  # False: not looked up yet; None: unavailable
@@ -37,6 +42,34 @@ def owns(lib: ctypes.PyDLL, sock: zmq.Socket) -> bool:
     rc = lib.zmq_getsockopt(ctypes.c_void_p(sock.underlying), ctypes.c_int(zmq.TYPE),
                             ctypes.byref(kind), ctypes.byref(size))
     return rc == 0 and kind.value == sock.type
+
+
+def multipart_sender(sock: zmq.Socket) -> MultipartSender | None:
+    """``send(frames)``: one message through this libzmq with the GIL held, or None (use pyzmq).
+
+    Never blocks (``ZMQ_DONTWAIT``): a full queue raises ``zmq.Again`` at the first frame, when
+    nothing of the message went out; any other failure raises ``zmq.ZMQError``. Only the thread
+    that owns ``sock`` (or holds its lock) may call it, and never after the socket was closed.
+    """
+    lib = loaded()
+    if lib is None or not owns(lib, sock):
+        return None
+    zmq_send, zmq_errno = lib.zmq_send, lib.zmq_errno
+    handle = ctypes.c_void_p(sock.underlying)
+    more, last = ctypes.c_int(zmq.SNDMORE | zmq.DONTWAIT), ctypes.c_int(zmq.DONTWAIT)
+    size, eagain, eintr = ctypes.c_size_t, errno.EAGAIN, errno.EINTR
+
+    def send(frames: Sequence[bytes]) -> None:
+        end = len(frames) - 1
+        for index, frame in enumerate(frames):
+            flags = last if index == end else more
+            while zmq_send(handle, frame, size(len(frame)), flags) < 0:
+                code = zmq_errno()
+                if code == eintr:
+                    continue
+                raise zmq.Again(code) if code == eagain else zmq.ZMQError(code)
+
+    return send
 
 
 def _mapped_path() -> str | None:

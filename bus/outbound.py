@@ -14,9 +14,8 @@ XPUB drops, as before). Where the library pyzmq loaded cannot be found, pyzmq se
 
 from __future__ import annotations
 
-import ctypes
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -28,8 +27,6 @@ from bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 # Subscription messages queue up on an XPUB until read; read them now and then.
 _DRAIN_EVERY = 1024
 _TOPIC_FRAMES = 64  # encoded topics kept; the engine has three
-
-FrameSender = Callable[[bytes, bytes], None]
 
 
 class Outbound(XpubOwner):
@@ -51,7 +48,7 @@ class Outbound(XpubOwner):
         self._sent = 0
         self._topics: dict[str, bytes] = {}
         self._pack = msgpack.Packer(use_bin_type=True).pack  # used under the lock only
-        self._send_frames = (gil_holding_sender(self._sock) if hold_gil else None) or self._pyzmq_frames
+        self._send_frames = (_libzmq.multipart_sender(self._sock) if hold_gil else None) or self._pyzmq_frames
 
     @property
     def holds_gil(self) -> bool:
@@ -75,7 +72,7 @@ class Outbound(XpubOwner):
             before = self._sent
             try:
                 for payload in payloads:
-                    send_frames(topic_frame, pack(payload))
+                    send_frames((topic_frame, pack(payload)))
                     self._sent += 1
             finally:
                 if self._sent // _DRAIN_EVERY != before // _DRAIN_EVERY:
@@ -91,26 +88,5 @@ class Outbound(XpubOwner):
             self._topics[topic] = frame
         return frame
 
-    def _pyzmq_frames(self, topic_frame: bytes, payload_frame: bytes) -> None:
-        self._sock.send_multipart((topic_frame, payload_frame))
-
-
-def gil_holding_sender(sock: zmq.Socket) -> FrameSender | None:
-    """Two-frame sends on ``sock`` through the libzmq pyzmq itself uses, or None (use pyzmq).
-
-    Call it under the socket's lock, on an open socket.
-    """
-    lib = _libzmq.loaded()
-    if lib is None or not _libzmq.owns(lib, sock):
-        return None
-    zmq_send, zmq_errno = lib.zmq_send, lib.zmq_errno
-    handle = ctypes.c_void_p(sock.underlying)
-    more, last = ctypes.c_int(zmq.SNDMORE | zmq.DONTWAIT), ctypes.c_int(zmq.DONTWAIT)
-    size = ctypes.c_size_t
-
-    def send_frames(topic_frame: bytes, payload_frame: bytes) -> None:
-        if (zmq_send(handle, topic_frame, size(len(topic_frame)), more) < 0
-                or zmq_send(handle, payload_frame, size(len(payload_frame)), last) < 0):
-            raise zmq.ZMQError(zmq_errno())
-
-    return send_frames
+    def _pyzmq_frames(self, frames: Sequence[bytes]) -> None:
+        self._sock.send_multipart(frames)

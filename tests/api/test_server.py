@@ -9,6 +9,7 @@ import time
 from concurrent.futures import Future
 
 import msgpack
+import pytest
 import zmq
 
 import brokerflow
@@ -34,6 +35,18 @@ def test_ping_answers_pong_in_msgpack_and_in_json(serve):
     expected = {"success": True, "body": {"pong": True, "version": brokerflow.__version__}}
     assert client.call("Ping") == expected
     assert client.call("Ping", as_json=True) == expected
+
+
+@pytest.mark.parametrize("hold_gil", [True, False])
+def test_replies_arrive_whole_on_both_send_paths(serve, hold_gil):
+    running = serve(_dispatcher(), hold_gil=hold_gil)
+    assert running.server.holds_gil is hold_gil  # on Linux the GIL-holding libzmq path is found
+    clients = [running.client() for _ in range(4)]
+    expected = {"success": True, "body": {"pong": True, "version": brokerflow.__version__}}
+    for _ in range(3):
+        for client in clients:
+            assert client.call("Ping") == expected
+            assert client.call("Ping", as_json=True) == expected
 
 
 def test_the_bound_endpoint_names_the_real_port():
