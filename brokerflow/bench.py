@@ -5,7 +5,8 @@ Every figure is measured in the same run, so machine noise cancels out of the ra
 - ceiling: the same publisher sending the same events to a bare SUB that only decodes them;
 - engine, max rate: a real ``brokerflow serve`` process on a fresh SQLite file with 4 brands
   × 50 rules, N events from a separate publisher process, until the last run is logged;
-- engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``;
+- engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``,
+  beside the same paced publisher's latency to a bare SUB (the floor the machine sets);
 - Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients.
 
 It never asserts; it prints a table and one JSON line.
@@ -93,6 +94,30 @@ def measure_ceiling(count: int, folder: str) -> dict[str, Any]:
     sub.close(linger=0)
     rate = (received - 1) / (last - first) if received > 1 and last > first else 0.0
     return {"events": count, "received": received, "events_per_s": round(rate)}
+
+
+def measure_transport_latency(rate: int, seconds: float, folder: str) -> dict[str, Any]:
+    """The fixed-rate latency floor: the same paced publisher to a bare SUB that only decodes.
+
+    Latency is receive time minus the event's ``ts``, in ms like the engine's figure, so the
+    engine's p99 can be read beside what the machine's scheduling and the transport alone cost.
+    """
+    endpoint = f"tcp://127.0.0.1:{_port()}"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 2_000_000)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.bind(endpoint)
+    count = int(rate * seconds)
+    proc, _ = _spawn_publisher(endpoint, count, rate, f"floor-{rate}", f"f{rate}-", folder)
+    latencies: list[float] = []
+    while len(latencies) < count and sub.poll(5000):
+        _topic, payload = sub.recv_multipart()
+        latencies.append(int(time.time() * 1000) - msgpack.unpackb(payload, raw=False)["ts"])
+    proc.join(30)
+    sub.close(linger=0)
+    return {"rate": rate, "events": count, "received": len(latencies), "p50_ms": _percentile(latencies, 0.5),
+            "p99_ms": _percentile(latencies, 0.99), "max_ms": max(latencies, default=0)}
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -304,9 +329,14 @@ def _table(result: dict[str, Any]) -> str:
              f"engine max rate              {m['events_per_s']:>9,} events/s  "
              f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
              f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
+    floors = {floor["rate"]: floor for floor in result.get("transport_latency", [])}
     for fixed in result["fixed_rates"]:
         lines.append(f"engine at {fixed['rate']:>5}/s latency       p50 {fixed['p50_ms']} ms  p99 {fixed['p99_ms']} ms"
                      f"  max {fixed['max_ms']} ms  ({fixed['runs']} runs)")
+        floor = floors.get(fixed["rate"])
+        if floor:
+            lines.append(f"  transport alone at {floor['rate']:>5}/s  p50 {floor['p50_ms']} ms"
+                         f"  p99 {floor['p99_ms']} ms  max {floor['max_ms']} ms  (PUB→SUB + decode, same publisher)")
     for wm in result["workflow"]:
         lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
                      f"  p99 {wm['p99_ms']} ms")
@@ -339,8 +369,10 @@ def main(argv: list[str] | None = None) -> int:
             result["max_rate"] = measure_max_rate(engine, args.events, folder)
             result["ratio_to_ceiling"] = round(result["max_rate"]["events_per_s"]
                                                / max(1, result["ceiling"]["events_per_s"]), 3)
-            result["fixed_rates"] = [measure_fixed_rate(engine, int(rate), args.fixed_seconds, folder)
-                                     for rate in args.rates.split(",") if rate]
+            rates = [int(rate) for rate in args.rates.split(",") if rate]
+            result["fixed_rates"] = [measure_fixed_rate(engine, rate, args.fixed_seconds, folder) for rate in rates]
+            result["transport_latency"] = [measure_transport_latency(rate, args.fixed_seconds, folder)
+                                           for rate in rates]
             result["workflow"] = [measure_workflow(engine, clients, args.wm_seconds) for clients in (1, 8)]
             if args.soak_seconds > 0:
                 result["soak"] = measure_soak(engine, args.soak_rate, args.soak_seconds, folder)

@@ -24,3 +24,11 @@ def test_the_hot_path_benchmark_runs_every_stage_and_logs_the_runs():
     assert set(figures["us_per_event"]) == {"decode", "router", "rules", "notifier", "customer", "kyc", "runlog"}
     assert all(value > 0 for value in figures["us_per_event"].values())
     assert figures["runs_logged"] > 600  # about 1.2 runs per event, every one written
+
+
+def test_the_transport_latency_floor_receives_every_event_of_the_paced_publisher(tmp_path):
+    from brokerflow.bench import measure_transport_latency
+
+    floor = measure_transport_latency(2000, 0.5, str(tmp_path))
+    assert (floor["rate"], floor["events"], floor["received"]) == (2000, 1000, 1000)
+    assert 0 <= floor["p50_ms"] <= floor["p99_ms"] <= floor["max_ms"] < 5000
