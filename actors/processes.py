@@ -294,13 +294,18 @@ class ProcessWorker(SafeActor):
         self.shard = shard
         self.handlers = {ProcessCommand: self.on_command, Sweep: self.on_sweep}
 
-    def on_command(self, message: ProcessCommand) -> None:
+    def on_receive(self, message: Any) -> Any:
+        """Everything under the shard's lock, the counting included: the burst path counts into
+        this same cell from the API thread, and two unguarded ``+=`` can lose one of them."""
+        self.cell.active = True  # visible while it waits for a burst to let go of the shard
         with self.shard.lock:
-            self.shard.command(message)
+            return super().on_receive(message)
+
+    def on_command(self, message: ProcessCommand) -> None:
+        self.shard.command(message)
 
     def on_sweep(self, message: Sweep) -> None:
-        with self.shard.lock:
-            self.shard.sweep(message.now_ms)
+        self.shard.sweep(message.now_ms)
 
 
 class ProcessManager:

@@ -7,6 +7,9 @@ that commit. Real SQLite store and worker threads; a real ROUTER server for the 
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import msgpack
 import pytest
 import zmq
@@ -120,3 +123,31 @@ def test_pipelined_requests_of_one_peer_are_each_answered_in_order_and_all_store
     history = running.api.call("HISTORY", {"pid": pid, "name": "h1"})["history"]
     assert values(history) == [None, *(str(i) for i in range(count))]
     assert running.engine.store.processes.load(pid)["history"][-1]["value"] == str(count - 1)
+
+
+def test_the_counters_lose_no_command_when_both_doors_count_at_once(pool):
+    """The burst path counts on the API thread into the worker's cell; the worker counts too."""
+    manager, stats = pool
+    pids = [manager.handle("START", {"name": "counter"}, None).result(timeout=10)["pid"] for _ in range(4)]
+    rounds = 150
+
+    def bursts() -> None:
+        for _ in range(rounds):
+            burst = Burst()
+            for pid in pids:
+                manager.handle("AVAILABLE_EVENTS", {"pid": pid}, None, burst=burst)
+            burst.close()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches everywhere: a lost update shows at once
+    try:
+        thread = threading.Thread(target=bursts)
+        thread.start()
+        told = [manager.handle("AVAILABLE_EVENTS", {"pid": pid}, None) for _ in range(rounds) for pid in pids]
+        thread.join(30)
+        for reply in told:
+            reply.result(timeout=10)
+    finally:
+        sys.setswitchinterval(switch)
+    cells = [c for c in stats.snapshot() if c["kind"] == "process"]
+    assert sum(c["processed"] for c in cells) == len(pids) * (1 + 2 * rounds)
