@@ -36,6 +36,30 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--webhook-allow", action="append", help="allowed private webhook network (CIDR)")
     serve.add_argument("--smtp", dest="smtp_relay", help="SMTP relay HOST:PORT for email.send")
     serve.add_argument("--smtp-listen", help="SMTP listener HOST:PORT for email.received")
+    tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
+    tuning.add_argument("--webhook-workers", type=_positive(int), metavar="N",
+                        help="concurrent webhook requests (default 16; a quarter of them per host)")
+    tuning.add_argument("--process-workers", type=_positive(int), metavar="N",
+                        help="process worker actors (default 8)")
+    tuning.add_argument("--process-live-cap", type=_positive(int), metavar="N",
+                        help="active processes kept in memory (default 1000)")
+    tuning.add_argument("--process-idle-s", type=_positive(float), metavar="S",
+                        help="seconds before an idle process is passivated (default 60)")
+
+
+def _positive(kind: type) -> Any:
+    """An argparse type: a number of ``kind`` above zero, or argparse's own usage error."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number > 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen"):
+    for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
+                 "webhook_workers", "process_workers", "process_live_cap", "process_idle_s"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow"):

@@ -10,11 +10,40 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from brokerflow.errors import ValidationFailed
+
 DEFAULT_DB = "sqlite:///brokerflow.db"
 DEFAULT_EVENTS_BIND = ("tcp://127.0.0.1:5556",)
 DEFAULT_API_BIND = "tcp://127.0.0.1:5557"
 DEFAULT_PUB_BIND = "tcp://127.0.0.1:5558"
 DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+# Engine tuning read from the environment (the CLI has a flag for each but the GC threshold):
+# (Settings field, variable, int or float). ``gc_gen0`` may be 0 (CPython's defaults); the
+# others must be positive.
+TUNING_ENV = (
+    ("gc_gen0", "BROKERFLOW_GC_GEN0", int),
+    ("webhook_workers", "BROKERFLOW_WEBHOOK_WORKERS", int),
+    ("process_workers", "BROKERFLOW_PROCESS_WORKERS", int),
+    ("process_live_cap", "BROKERFLOW_PROCESS_LIVE_CAP", int),
+    ("process_idle_s", "BROKERFLOW_PROCESS_IDLE_S", float),
+)
+
+
+def tuning_value(name: str, text: str, kind: type) -> int | float:
+    """``text`` as a tuning number; ``ValidationFailed`` naming ``name`` when it is not one."""
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        value = None
+    minimum = 0 if name == "BROKERFLOW_GC_GEN0" else 1e-9
+    if value is None or value != value or value < minimum or value == float("inf"):
+        wanted = "a whole number" if kind is int else "a number"
+        bound = ">= 0" if minimum == 0 else "> 0"
+        raise ValidationFailed(f"{name} must be {wanted} {bound}, got {text!r}",
+                               details=[{"path": name, "message": f"must be {wanted} {bound}"}])
+    return value
 
 
 @dataclass(frozen=True)
@@ -68,8 +97,9 @@ class Settings:
             values["http"] = env["BROKERFLOW_HTTP"] or None
         if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):
             values["http"] = None
-        if "BROKERFLOW_GC_GEN0" in env:
-            values["gc_gen0"] = int(env["BROKERFLOW_GC_GEN0"])
+        for name, key, kind in TUNING_ENV:
+            if key in env:
+                values[name] = tuning_value(key, env[key], kind)
         if "EVENTBUS_SCHEDULER_INTERVAL" in env:
             values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
