@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bus._http import host_header, request_bytes, target
+from bus._http import ascii_host, host_header, request_bytes, target
 
 
 def test_a_request_is_its_line_host_headers_length_and_body_in_one_buffer():
@@ -20,10 +20,20 @@ def test_an_empty_post_says_length_zero_and_a_get_says_nothing():
     assert b"Content-Length" not in request_bytes("GET", "/", "h", {}, None)
 
 
-def test_a_host_or_length_given_by_the_caller_is_not_sent_twice():
-    data = request_bytes("PUT", "/", "h", {"host": "other", "content-length": "2"}, b"{}")
-    assert data.count(b"ost:") == 1 and data.count(b"ength:") == 1
-    assert b"host: other\r\n" in data
+def test_a_host_given_by_the_caller_is_kept_and_not_sent_twice():
+    data = request_bytes("GET", "/", "h", {"host": "other"}, None)
+    assert data.count(b"ost:") == 1 and b"host: other\r\n" in data
+
+
+@pytest.mark.parametrize("framing", [{"Content-Length": "0"}, {"transfer-encoding": "chunked"},
+                                     {"Content-Length": "999", "Transfer-Encoding": "chunked"}])
+def test_the_framing_is_the_senders_whatever_the_caller_says(framing):
+    body = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nX: "
+    data = request_bytes("POST", "/", "h", framing, body)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert rest == body
+    assert b"transfer-encoding" not in head.lower()
+    assert head.lower().count(b"content-length") == 1 and head.endswith(b"Content-Length: %d" % len(body))
 
 
 @pytest.mark.parametrize("headers", [{"X-Bad": "a\r\nInjected: 1"}, {"X-Bad": "a\nb"}, {"X-Bad": "a\x00"},
@@ -42,10 +52,25 @@ def test_latin1_header_values_pass():
     ("https", "hooks.example", 443, "hooks.example"),
     ("https", "hooks.example", 80, "hooks.example:80"),
     ("http", "::1", 8080, "[::1]:8080"),
-    ("http", "bücher.example", 80, "xn--bcher-kva.example"),
+    ("http", "xn--bcher-kva.example", 80, "xn--bcher-kva.example"),
 ])
 def test_the_host_header(scheme, host, port, expected):
     assert host_header(scheme, host, port) == expected
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("hooks.example", "hooks.example"), ("Hooks.Example.", "hooks.example"), ("127.0.0.1", "127.0.0.1"),
+    ("::1", "::1"), ("bücher.example", "xn--bcher-kva.example"),
+    ("faß.de", "xn--fa-hia.de"),  # IDNA 2008; Python's own codec (2003) says fass.de: another domain
+])
+def test_hosts_go_out_in_idna_2008(host, expected):
+    assert ascii_host(host) == expected
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..b", "-lead.example", "under_score.example", ""])
+def test_a_host_that_is_no_host_name_is_refused(host):
+    with pytest.raises(ValueError):
+        ascii_host(host)
 
 
 @pytest.mark.parametrize(("url", "expected"), [

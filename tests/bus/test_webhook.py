@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bus._http import Connection, IdleConnections
 from bus.webhook import WebhookRequest, WebhookSender
 from tests.conftest import free_port, wait_until
 
@@ -73,7 +77,27 @@ class Handler(BaseHTTPRequestHandler):
         if route == "/chunked":
             self._reply_chunked()
             return
-        if route == "/close":
+        if route == "/early":  # an interim 103, and the final reply only a moment later
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+            self.wfile.flush()
+            # A sleep on purpose: the 201 must reach the client apart from the 103, after the
+            # client is done with it, so a client that reused the connection would read it as
+            # the reply to its next request.
+            time.sleep(0.2)
+            self.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+            return
+        if route == "/nolength":  # a 204 with no Content-Length at all
+            self.send_response(204)
+            self.end_headers()
+            return
+        if route == "/close":  # closes, and says so
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if route == "/drop":  # closes without saying so: the client learns only on its next use
             self.close_connection = True
         status, payload, extra = {
             "/fail": (500, b"boom", {}),
@@ -304,6 +328,84 @@ def test_a_path_with_spaces_and_unicode_is_percent_encoded(receiver, sender):
 
 def test_replies_without_a_body_leave_the_connection_reusable(receiver, sender):
     for request in (WebhookRequest(url=receiver.url("/ok"), method="HEAD"), WebhookRequest(url=receiver.url("/empty")),
-                    WebhookRequest(url=receiver.url("/ok"))):
+                    WebhookRequest(url=receiver.url("/nolength")), WebhookRequest(url=receiver.url("/ok"))):
         assert sender.send(request).ok
     assert len({r["port"] for r in receiver.requests}) == 1
+
+
+def test_a_request_meeting_a_connection_its_server_just_closed_is_sent_again_on_a_new_one(receiver, sender):
+    for round_ in range(20):  # the close races the next request: detected before use, or retried
+        assert sender.send(WebhookRequest(url=receiver.url(f"/drop?r={round_}"))).ok
+        result = sender.send(WebhookRequest(url=receiver.url(f"/ok?r={round_}")))
+        assert (result.ok, result.status) == (True, 200), result.error
+    assert [r["path"] for r in receiver.requests] == [p for n in range(20) for p in (f"/drop?r={n}", f"/ok?r={n}")]
+
+
+def test_an_interim_reply_fails_the_request_and_never_desyncs_the_next_one(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/early")))
+    assert (result.ok, result.status, result.error) == (False, 103, "HTTP 103")
+    result = sender.send(WebhookRequest(url=receiver.url("/fail")))
+    assert (result.ok, result.status) == (False, 500)  # its own reply, not the 201 left behind
+
+
+def test_a_rules_framing_headers_cannot_smuggle_a_second_request(receiver, sender):
+    body = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nX-Pad: "
+    for framing in ({"Transfer-Encoding": "chunked"}, {"Content-Length": "0"}):
+        assert sender.send(WebhookRequest(url=receiver.url("/ok?a"), headers=framing, body=body)).ok
+        result = sender.send(WebhookRequest(url=receiver.url("/ok?b"), headers={"Authorization": "Bearer s"}))
+        assert (result.ok, result.status) == (True, 200)
+    assert [r["path"] for r in receiver.requests] == ["/ok?a", "/ok?b"] * 2
+    assert {r["body"] for r in receiver.requests if r["path"] == "/ok?a"} == {body.encode()}
+
+
+def test_a_unicode_host_is_looked_up_and_sent_in_idna_2008(receiver):
+    lookups: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    sender = WebhookSender(LOOPBACK, resolver=resolver)
+    try:
+        assert sender.send(WebhookRequest(url=receiver.url("/ok", host="faß.example"))).ok
+        bad = sender.send(WebhookRequest(url=receiver.url("/ok", host="a..b")))
+    finally:
+        sender.close()
+    assert lookups == ["xn--fa-hia.example"]  # not fass.example, another domain
+    assert receiver.requests[0]["headers"]["Host"] == f"xn--fa-hia.example:{receiver.server_address[1]}"
+    assert (bad.ok, bad.error) == (False, "invalid url")
+
+
+def test_connections_are_reused_when_the_process_has_past_1024_descriptors(receiver, sender):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1300:  # room for the filler below
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096 if hard == resource.RLIM_INFINITY else min(hard, 4096), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        for _ in range(4):
+            assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len({r["port"] for r in receiver.requests}) == 1
+
+
+def test_idle_connections_are_kept_for_a_bounded_number_of_origins():
+    pool = IdleConnections(size=2, origins=2)
+    sockets = [socket.socketpair() for _ in range(3)]
+    try:
+        for index, (ours, _theirs) in enumerate(sockets):
+            pool.put(("http", f"h{index}", 80), Connection(ours))
+        assert sockets[0][0].fileno() == -1  # the least recently used origin's connection was closed
+        assert pool.take(("http", "h0", 80)) is None
+        assert pool.take(("http", "h2", 80)).sock is sockets[2][0]
+        pool.close()
+        assert sockets[1][0].fileno() == -1
+        late, _ = sockets[2]
+        pool.put(("http", "h2", 80), Connection(late))  # handed back after close: closed, not kept
+        assert late.fileno() == -1
+    finally:
+        for pair in sockets:
+            for sock in pair:
+                sock.close()

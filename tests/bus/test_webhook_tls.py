@@ -22,6 +22,7 @@ class _Ok(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.hosts.append(self.headers["Host"])  # type: ignore[attr-defined]
+        self.server.ports.append(self.client_address[1])  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -48,7 +49,7 @@ def https_server(ca) -> Iterator[ThreadingHTTPServer]:
     """An HTTPS receiver on 127.0.0.1 whose certificate names ``localhost`` only."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     server.daemon_threads = True
-    server.hosts = []  # type: ignore[attr-defined]
+    server.hosts, server.ports = [], []  # type: ignore[attr-defined]
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -74,6 +75,7 @@ def test_a_certificate_from_a_trusted_ca_for_the_host_is_accepted(https_server, 
     finally:
         sender.close()
     assert https_server.hosts == [f"localhost:{https_server.server_address[1]}"] * 2
+    assert len(set(https_server.ports)) == 1  # one TLS connection carried both
 
 
 def test_a_certificate_for_another_host_is_refused(https_server, ca_file):
