@@ -60,6 +60,11 @@ def multipart_sender(sock: zmq.Socket) -> MultipartSender | None:
     size, eagain, eintr = ctypes.c_size_t, errno.EAGAIN, errno.EINTR
 
     def send(frames: Sequence[bytes]) -> None:
+        if sock.closed:  # the handle would point at freed memory
+            raise zmq.ZMQError(errno.ENOTSOCK)
+        for frame in frames:  # checked before the first goes out: never half a message
+            if type(frame) is not bytes:
+                raise TypeError(f"a frame must be bytes, not {type(frame).__name__}")
         end = len(frames) - 1
         for index, frame in enumerate(frames):
             flags = last if index == end else more
@@ -95,6 +100,7 @@ def _find() -> ctypes.PyDLL | None:
         lib.zmq_version(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
         for name in ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_errno"):
             getattr(lib, name).restype = ctypes.c_int
+        lib.zmq_send.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
     except (OSError, AttributeError):
         return None
     if (major.value, minor.value, patch.value) != zmq.zmq_version_info():

@@ -30,7 +30,7 @@ def test_a_message_of_many_frames_arrives_whole_and_in_order(context):
     assert [pull.recv_multipart() for _ in messages] == messages
 
 
-def test_a_full_queue_raises_again_and_sends_nothing(context):
+def test_a_full_queue_raises_again(context):
     push = context.socket(zmq.PUSH)
     push.bind("tcp://127.0.0.1:*")  # no peer: nowhere to queue
     with pytest.raises(zmq.Again):
@@ -43,3 +43,24 @@ def test_another_failure_raises_zmq_error(context):
     with pytest.raises(zmq.ZMQError) as failure:
         multipart_sender(rep)([b"no request was read"])  # REP may not send first: EFSM
     assert not isinstance(failure.value, zmq.Again)
+
+
+def test_a_frame_that_is_not_bytes_fails_before_anything_is_sent(context):
+    pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push.connect(f"tcp://127.0.0.1:{port}")
+    send = multipart_sender(push)
+    for bad in ([b"topic", bytearray(b"payload")], [b"topic", "text"]):
+        with pytest.raises(TypeError):
+            send(bad)
+    send([b"whole", b"message"])
+    pull.setsockopt(zmq.RCVTIMEO, 5000)
+    assert pull.recv_multipart() == [b"whole", b"message"]  # no half message went out before it
+
+
+def test_a_closed_socket_raises_instead_of_touching_freed_memory(context):
+    push = context.socket(zmq.PUSH)
+    send = multipart_sender(push)
+    push.close(linger=0)
+    with pytest.raises(zmq.ZMQError):
+        send([b"late"])
