@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from actors.base import SafeActor, StatsRegistry
@@ -177,8 +178,13 @@ class RunLogActor(SafeActor):
 
     @staticmethod
     def _tell(job: RunJob, exc: BaseException) -> None:
-        if job.reply is not None and not job.reply.done():
-            job.reply.set_exception(exc)
+        """Fail the job's waiter, if it has one still waiting; never raises (it runs in handlers)."""
+        reply = getattr(job, "reply", None)
+        if isinstance(reply, Future) and not reply.done():
+            try:
+                reply.set_exception(exc)
+            except InvalidStateError:  # answered in between by another thread
+                pass
 
     def on_stop(self) -> None:
         try:
