@@ -75,13 +75,19 @@ def _spawn_publisher(endpoint: str, count: int, rate: float, source: str, prefix
     return proc, out
 
 
-def measure_ceiling(count: int, folder: str) -> dict[str, Any]:
+def _bare_sub() -> tuple[zmq.Socket, str]:
+    """The transport's side of the ceiling and the latency floor: a bound SUB taking everything."""
     endpoint = f"tcp://127.0.0.1:{_port()}"
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 2_000_000)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.setsockopt(zmq.LINGER, 0)
     sub.bind(endpoint)
+    return sub, endpoint
+
+
+def measure_ceiling(count: int, folder: str) -> dict[str, Any]:
+    sub, endpoint = _bare_sub()
     proc, _ = _spawn_publisher(endpoint, count, 0, "ceiling", "c", folder)
     received, first, last = 0, 0.0, 0.0
     while received < count and sub.poll(5000):
@@ -102,12 +108,7 @@ def measure_transport_latency(rate: int, seconds: float, folder: str) -> dict[st
     Latency is receive time minus the event's ``ts``, in ms like the engine's figure, so the
     engine's p99 can be read beside what the machine's scheduling and the transport alone cost.
     """
-    endpoint = f"tcp://127.0.0.1:{_port()}"
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 2_000_000)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.bind(endpoint)
+    sub, endpoint = _bare_sub()
     count = int(rate * seconds)
     proc, _ = _spawn_publisher(endpoint, count, rate, f"floor-{rate}", f"f{rate}-", folder)
     latencies: list[float] = []
