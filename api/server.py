@@ -56,8 +56,8 @@ class ApiServer:
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes * HARD_CAP_FACTOR + 65536)
         self._sock.bind(bind_endpoint)
         self.endpoint: str = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        # Replies go out with the GIL held (bus._libzmq): pyzmq released it for each of a reply's
-        # frames, and taking it back beside busy threads was a sixth of a process command's CPU.
+        # Replies go out with the GIL held (bus._libzmq), as the outbound PUB's messages do: pyzmq
+        # releases it for each frame, and beside busy threads each release waits to get it back.
         self._send_frames = (multipart_sender(self._sock) if hold_gil else None) or self._pyzmq_send
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -183,7 +183,6 @@ class ApiServer:
             log.warning("reply dropped: the client's queue is full")
             return 0
         return 1
-
 
     def _pyzmq_send(self, frames: list[bytes]) -> None:
         """Frame by frame as ``send_multipart`` does, without its per-call checks."""

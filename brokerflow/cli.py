@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from brokerflow import __version__, gcpolicy
-from brokerflow.settings import DEFAULT_API_BIND, Settings
+from brokerflow.settings import DEFAULT_API_BIND, Settings, tuning_number
 
 log = logging.getLogger("brokerflow")
 
@@ -48,15 +48,12 @@ def _add_serve(sub: Any) -> None:
 
 
 def _positive(kind: type) -> Any:
-    """An argparse type: a number of ``kind`` above zero, or argparse's own usage error."""
+    """An argparse type: ``settings.tuning_number`` above zero, or argparse's own usage error."""
     def parse(text: str) -> Any:
         try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not 0 < value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number > 0, got {text!r}")
-        return value
+            return tuning_number(text, kind)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = kind.__name__
     return parse

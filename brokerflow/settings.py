@@ -20,30 +20,35 @@ DEFAULT_HTTP = "127.0.0.1:8080"
 
 
 # Engine tuning read from the environment (the CLI has a flag for each but the GC threshold):
-# (Settings field, variable, int or float). ``gc_gen0`` may be 0 (CPython's defaults); the
-# others must be positive.
+# (Settings field, variable, int or float, whether 0 is allowed: for gc_gen0 it keeps
+# CPython's defaults; the others must be positive).
 TUNING_ENV = (
-    ("gc_gen0", "BROKERFLOW_GC_GEN0", int),
-    ("webhook_workers", "BROKERFLOW_WEBHOOK_WORKERS", int),
-    ("process_workers", "BROKERFLOW_PROCESS_WORKERS", int),
-    ("process_live_cap", "BROKERFLOW_PROCESS_LIVE_CAP", int),
-    ("process_idle_s", "BROKERFLOW_PROCESS_IDLE_S", float),
+    ("gc_gen0", "BROKERFLOW_GC_GEN0", int, True),
+    ("webhook_workers", "BROKERFLOW_WEBHOOK_WORKERS", int, False),
+    ("process_workers", "BROKERFLOW_PROCESS_WORKERS", int, False),
+    ("process_live_cap", "BROKERFLOW_PROCESS_LIVE_CAP", int, False),
+    ("process_idle_s", "BROKERFLOW_PROCESS_IDLE_S", float, False),
 )
 
 
-def tuning_value(name: str, text: str, kind: type) -> int | float:
-    """``text`` as a tuning number; ``ValidationFailed`` naming ``name`` when it is not one."""
+def tuning_number(text: str, kind: type, zero_ok: bool = False) -> int | float:
+    """``text`` as a finite ``kind`` above zero (or at least zero); ValueError saying what is wanted."""
     try:
         value = kind(text)
     except (TypeError, ValueError):
         value = None
-    minimum = 0 if name == "BROKERFLOW_GC_GEN0" else 1e-9
-    if value is None or value != value or value < minimum or value == float("inf"):
+    if value is None or not ((0 <= value) if zero_ok else (0 < value)) or not value < float("inf"):  # NaN fails too
         wanted = "a whole number" if kind is int else "a number"
-        bound = ">= 0" if minimum == 0 else "> 0"
-        raise ValidationFailed(f"{name} must be {wanted} {bound}, got {text!r}",
-                               details=[{"path": name, "message": f"must be {wanted} {bound}"}])
+        raise ValueError(f"must be {wanted} {'>= 0' if zero_ok else '> 0'}, got {text!r}")
     return value
+
+
+def tuning_value(name: str, text: str, kind: type, zero_ok: bool = False) -> int | float:
+    """``tuning_number`` for the variable ``name``: ``ValidationFailed`` naming it when wrong."""
+    try:
+        return tuning_number(text, kind, zero_ok)
+    except ValueError as exc:
+        raise ValidationFailed(f"{name} {exc}", details=[{"path": name, "message": str(exc)}]) from None
 
 
 @dataclass(frozen=True)
@@ -97,9 +102,9 @@ class Settings:
             values["http"] = env["BROKERFLOW_HTTP"] or None
         if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):
             values["http"] = None
-        for name, key, kind in TUNING_ENV:
+        for name, key, kind, zero_ok in TUNING_ENV:
             if key in env:
-                values[name] = tuning_value(key, env[key], kind)
+                values[name] = tuning_value(key, env[key], kind, zero_ok)
         if "EVENTBUS_SCHEDULER_INTERVAL" in env:
             values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
