@@ -48,8 +48,9 @@ def multipart_sender(sock: zmq.Socket) -> MultipartSender | None:
     """``send(frames)``: one message through this libzmq with the GIL held, or None (use pyzmq).
 
     Never blocks (``ZMQ_DONTWAIT``): a full queue raises ``zmq.Again`` at the first frame, when
-    nothing of the message went out; any other failure raises ``zmq.ZMQError``. Only the thread
-    that owns ``sock`` (or holds its lock) may call it, and never after the socket was closed.
+    nothing of the message went out; a frame that is not ``bytes`` raises ``TypeError`` before
+    any is sent; a closed socket or any other failure raises ``zmq.ZMQError``. Only the thread
+    that owns ``sock`` (or holds its lock) may call it.
     """
     lib = loaded()
     if lib is None or not owns(lib, sock):
