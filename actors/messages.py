@@ -23,11 +23,15 @@ class EventBatch:
 
 @dataclass(frozen=True, slots=True)
 class ReferenceUpdate:
-    """A reference record changed through the management API; the router owns the replica."""
+    """A reference record changed through the management API; the router owns the replica.
+
+    ``reply`` is set once the replica holds the change, so the API can answer only then.
+    """
 
     kind: str
     record: Mapping[str, Any]
     removed: bool = False
+    reply: Future | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,8 @@ class RouterActor(SafeActor):
             self.refs.remove(message.kind, self.refs.key_of(message.kind, message.record))
         else:
             self.refs.apply(message.kind, dict(message.record))
+        if message.reply is not None and not message.reply.done():
+            message.reply.set_result(True)
 
     def _apply_reference(self, event: Event, persist: dict[str, list[dict]]) -> None:
         kind = REFERENCE_TOPICS[event.topic]

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from actors.base import StatsRegistry
@@ -39,6 +40,7 @@ from workflow.reference import ReferenceData
 log = logging.getLogger("brokerflow.engine")
 
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
+REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
 
 
 def now_ms() -> int:
@@ -172,7 +174,19 @@ class Engine:
         reply.result(timeout=10)
 
     def reference_changed(self, kind: str, record: dict) -> None:
-        self.router.tell(ReferenceUpdate(kind, dict(record)))
+        """Hand a stored change to the router's replica and wait until it holds it.
+
+        The management call returns only then, so what an admin wrote is what the next dry run,
+        sweep or event sees. A router too busy to apply it within ``REFERENCE_APPLY_WAIT_S``
+        still applies it in order; the call does not wait longer.
+        """
+        applied: Future = Future()
+        self.router.tell(ReferenceUpdate(kind, dict(record), reply=applied))
+        try:
+            applied.result(timeout=REFERENCE_APPLY_WAIT_S)
+        except FutureTimeout:
+            log.warning("the router has not applied a %s change after %.0f s; it will, in order",
+                        kind, REFERENCE_APPLY_WAIT_S)
 
     # -- monitoring --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

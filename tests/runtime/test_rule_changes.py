@@ -79,3 +79,13 @@ def test_rules_run_in_priority_order(runtime):
     runs = runtime.wait_runs(3)
     order = [run["rule_id"] for run in sorted(runs, key=lambda run: run["id"])]
     assert order == [early["id"], default["id"], late["id"]]
+
+
+def test_a_reference_upsert_is_in_the_replica_when_the_call_returns_even_behind_a_backlog(runtime):
+    """Read your writes: a dry run or an event right after an upsert sees it."""
+    for order in range(3000):  # a backlog of events in front of the router
+        runtime.publish("trade.push", {"order": order, "login": 1001, "cmd": "OP_BUY", "volume": 1})
+    for customer_id in range(9000, 9010):
+        runtime.upsert("Customer", {"id": customer_id, "brand": "alpha", "email": f"c{customer_id}@example.com"})
+        assert customer_id in runtime.engine.refs.customers
+    runtime.settle()
