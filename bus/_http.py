@@ -172,20 +172,18 @@ class IdleConnections:
 
     def put(self, origin: Origin, conn: Connection) -> None:
         evicted: list[Connection] = []
+        kept = False
         with self._lock:
-            stack = None if self._closed else self._idle.get(origin)
-            if stack is None and not self._closed:
-                stack = self._idle[origin] = []
+            if not self._closed:
+                stack = self._idle.setdefault(origin, [])
+                self._idle.move_to_end(origin)
                 while len(self._idle) > self._origins:
                     evicted.extend(self._idle.popitem(last=False)[1])
-            if stack is not None and len(stack) < self._size:
-                self._idle.move_to_end(origin)
-                stack.append(conn)
-                conn = None
-        for stale in evicted:
+                if len(stack) < self._size:
+                    stack.append(conn)
+                    kept = True
+        for stale in evicted if kept else [*evicted, conn]:
             stale.close()
-        if conn is not None:
-            conn.close()
 
     def close(self) -> None:
         with self._lock:

@@ -49,11 +49,13 @@ class TargetGuard:
 def connect_pinned(guard: TargetGuard, host: str, port: int, timeout_s: float) -> socket.socket:
     """A TCP connection to an address of ``host`` that ``guard`` checked: the first that answers.
 
+    ``host`` comes as ``bus._http.ascii_host`` gives it (IDNA 2008, no trailing dot).
+
     A refused or unreachable address moves on to the next one; a timeout ends the attempt
     (``TimeoutError``), like every other address failing (``OSError``).
     """
     last_error: OSError | None = None
-    for ip in guard.addresses(host.rstrip("."), port):
+    for ip in guard.addresses(host, port):
         try:
             sock = socket.create_connection((ip, port), timeout=timeout_s)
         except TimeoutError:
