@@ -17,13 +17,16 @@ import re
 import select
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import BinaryIO
 from urllib.parse import SplitResult, quote
 
 import idna
 
 MAX_RESPONSE_BYTES = 64 * 1024  # past this a reply's body is dropped with its connection
+MAX_INTERIM_REPLIES = 16  # 1xx replies read past before the final one; more fail the request
 BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))  # they say Content-Length: 0 when empty
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch  # a header name (RFC 9110 token)
@@ -104,17 +107,32 @@ class Connection:
         self.sock = sock
 
     def exchange(self, data: bytes, method: str, timeout_s: float) -> tuple[int, bool]:
-        """Send one request, read its reply: (status, whether the connection may carry another)."""
+        """Send one request, read its reply: (status, whether the connection may carry another).
+
+        Interim replies (103 Early Hints, 102) are read past to the final one, all of them
+        within ``timeout_s``; after ``MAX_INTERIM_REPLIES`` of them, or a 101 (what follows is
+        no longer HTTP), the last status is the answer and the connection is not reused.
+        """
+        deadline = time.monotonic() + timeout_s
         self.sock.settimeout(timeout_s)
         self.sock.sendall(data)
-        response = http.client.HTTPResponse(self.sock, method=method)
+        reader = _SharedReader(self.sock.makefile("rb"))
         try:
-            response.begin()
-            if response.status < 200:  # an interim reply (103, 101) other than 100: what follows is unread
-                return response.status, False
-            return response.status, _drain(response)
+            for _ in range(MAX_INTERIM_REPLIES):
+                response = http.client.HTTPResponse(reader, method=method)
+                response.begin()
+                if response.status >= 200:
+                    return response.status, _drain(response)
+                if response.status == 101:
+                    break
+                response.fp = None  # done with: closing it (as its finaliser would) must not close the buffer
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no final reply within the timeout")
+                self.sock.settimeout(remaining)
+            return response.status, False
         finally:
-            response.close()
+            reader.fp.close()
 
     def still_open(self) -> bool:
         """An idle connection has nothing to read: readable means its server closed it (or misbehaved).
@@ -130,6 +148,23 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _SharedReader:
+    """Stands where ``HTTPResponse`` expects a socket: every reply of one exchange reads the same buffer.
+
+    ``HTTPResponse`` reads through a buffered file it makes from its socket; what that buffer
+    holds past an interim reply's headers is the start of the next reply, so the replies after
+    it must read on from the same buffer, not from the socket.
+    """
+
+    __slots__ = ("fp",)
+
+    def __init__(self, fp: BinaryIO) -> None:
+        self.fp = fp
+
+    def makefile(self, _mode: str) -> BinaryIO:
+        return self.fp
 
 
 def _drain(response: http.client.HTTPResponse) -> bool:

@@ -51,6 +51,18 @@ class Receiver(ThreadingHTTPServer):
         return f"http://{host}:{self.server_address[1]}{path}"
 
 
+# Replies written as they are, in one write.
+RAW_REPLIES = {
+    # interim replies and the final one together
+    "/early-burst": b"HTTP/1.1 102 Processing\r\n\r\n" + b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                    + b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok",
+    # interim replies past the client's bound, then a 200
+    "/early-endless": b"HTTP/1.1 103 Early Hints\r\n\r\n" * 17 + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    # 101: what would follow is another protocol
+    "/switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is observable
     disable_nagle_algorithm = True  # else every keep-alive reply stalls ~40 ms
@@ -81,10 +93,17 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
             self.wfile.flush()
             # A sleep on purpose: the 201 must reach the client apart from the 103, after the
-            # client is done with it, so a client that reused the connection would read it as
-            # the reply to its next request.
+            # client has parsed the 103 alone, so it reads the final reply from the socket.
             time.sleep(0.2)
             self.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+            return
+        if route in RAW_REPLIES:
+            self.wfile.write(RAW_REPLIES[route])
+            return
+        if route == "/early-hang":  # an interim reply, and the final one never comes
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\n\r\n")
+            self.wfile.flush()
+            self.server.release.wait(10)
             return
         if route == "/nolength":  # a 204 with no Content-Length at all
             self.send_response(204)
@@ -341,11 +360,34 @@ def test_a_request_meeting_a_connection_its_server_just_closed_is_sent_again_on_
     assert [r["path"] for r in receiver.requests] == [p for n in range(20) for p in (f"/drop?r={n}", f"/ok?r={n}")]
 
 
-def test_an_interim_reply_fails_the_request_and_never_desyncs_the_next_one(receiver, sender):
-    result = sender.send(WebhookRequest(url=receiver.url("/early")))
-    assert (result.ok, result.status, result.error) == (False, 103, "HTTP 103")
+def test_interim_replies_are_read_past_to_the_final_reply(receiver, sender):
+    for path, status in (("/early", 201), ("/early-burst", 202)):
+        result = sender.send(WebhookRequest(url=receiver.url(path)))
+        assert (result.ok, result.status, result.error) == (True, status, None)
     result = sender.send(WebhookRequest(url=receiver.url("/fail")))
-    assert (result.ok, result.status) == (False, 500)  # its own reply, not the 201 left behind
+    assert (result.ok, result.status) == (False, 500)  # its own reply: nothing of the last was left unread
+    assert len({r["port"] for r in receiver.requests}) == 1  # and the connection carried all three
+
+
+def test_endless_interim_replies_fail_the_request_and_its_connection_is_dropped(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/early-endless")))
+    assert (result.ok, result.status, result.error) == (False, 103, "HTTP 103")
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok  # its own reply, on a new connection
+    assert len({r["port"] for r in receiver.requests}) == 2
+
+
+def test_an_interim_reply_does_not_extend_the_timeout(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/early-hang"), timeout_ms=1000))
+    assert (result.ok, result.status) == (False, None)
+    assert "timeout" in result.error
+    assert 900 <= result.ms < 3000
+
+
+def test_a_switch_of_protocols_fails_the_request(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/switch")))
+    assert (result.ok, result.status, result.error) == (False, 101, "HTTP 101")
+    assert sender.send(WebhookRequest(url=receiver.url("/ok"))).ok
+    assert len({r["port"] for r in receiver.requests}) == 2
 
 
 def test_a_rules_framing_headers_cannot_smuggle_a_second_request(receiver, sender):
