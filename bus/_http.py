@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import io
 import ipaddress
 import re
 import select
@@ -20,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import SplitResult, quote
 
 import idna
@@ -109,14 +110,14 @@ class Connection:
     def exchange(self, data: bytes, method: str, timeout_s: float) -> tuple[int, bool]:
         """Send one request, read its reply: (status, whether the connection may carry another).
 
-        Interim replies (103 Early Hints, 102) are read past to the final one, all of them
-        within ``timeout_s``; after ``MAX_INTERIM_REPLIES`` of them, or a 101 (what follows is
-        no longer HTTP), the last status is the answer and the connection is not reused.
+        The whole reply must arrive within ``timeout_s`` (``TimeoutError`` otherwise), however
+        its server paces it. Interim replies (103 Early Hints, 102) are read past to the final
+        one; after ``MAX_INTERIM_REPLIES`` of them, or a 101 (what follows is no longer HTTP),
+        the last status is the answer and the connection is not reused.
         """
-        deadline = time.monotonic() + timeout_s
         self.sock.settimeout(timeout_s)
         self.sock.sendall(data)
-        reader = _SharedReader(self.sock.makefile("rb"))
+        reader = _SharedReader(io.BufferedReader(_DeadlineReader(self.sock, time.monotonic() + timeout_s)))
         try:
             for _ in range(MAX_INTERIM_REPLIES):
                 response = http.client.HTTPResponse(reader, method=method)
@@ -126,10 +127,6 @@ class Connection:
                 if response.status == 101:
                     break
                 response.fp = None  # done with: closing it (as its finaliser would) must not close the buffer
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError("no final reply within the timeout")
-                self.sock.settimeout(remaining)
             return response.status, False
         finally:
             reader.fp.close()
@@ -148,6 +145,26 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _DeadlineReader(socket.SocketIO):
+    """The socket's reading side, with one deadline for all its reads.
+
+    A socket's own timeout bounds each read, so a server that sends its reply a few bytes at
+    a time could hold a worker for as long as it liked; here every read gets only what is
+    left of the request's time.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__(sock, "rb")
+        self._deadline = deadline
+
+    def readinto(self, buffer: Any) -> int | None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no complete reply within the timeout")
+        self._sock.settimeout(remaining)
+        return super().readinto(buffer)
 
 
 class _SharedReader:

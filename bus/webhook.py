@@ -1,6 +1,7 @@
 """The HTTP edge of the ``webhook.send`` action (seed 000): one blocking, thread-safe sender.
 
-Semantics: method defaults to POST, ``timeout_ms`` is clamped to 1000..30000, only a 2xx is a
+Semantics: method defaults to POST, ``timeout_ms`` is clamped to 1000..30000 and bounds the
+connect and then the whole reply, however slowly its server sends it; only a 2xx is a
 success, redirects are never followed (a 3xx is a failure: following one could lead anywhere,
 including inside the network), and every request carries ``Idempotency-Key`` so a receiver can
 drop a retry it already handled.

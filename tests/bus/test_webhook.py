@@ -4,7 +4,6 @@ import os
 import resource
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,15 +50,23 @@ class Receiver(ThreadingHTTPServer):
         return f"http://{host}:{self.server_address[1]}{path}"
 
 
-# Replies written as they are, in one write.
-RAW_REPLIES = {
+# Replies written as they are: bytes are written, numbers are pauses (s) between them.
+PACED_REPLIES: dict[str, tuple[bytes | float, ...]] = {
+    # an interim 103 and, apart from it, the final reply: the client has parsed the 103 alone
+    # and must read the 201 from the socket, not from what it buffered
+    "/early": (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", 0.2,
+               b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
     # interim replies and the final one together
-    "/early-burst": b"HTTP/1.1 102 Processing\r\n\r\n" + b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
-                    + b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok",
+    "/early-burst": (b"HTTP/1.1 102 Processing\r\n\r\n" + b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+                     + b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok",),
     # interim replies past the client's bound, then a 200
-    "/early-endless": b"HTTP/1.1 103 Early Hints\r\n\r\n" * 17 + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "/early-endless": (b"HTTP/1.1 103 Early Hints\r\n\r\n" * 17 + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",),
+    # an interim reply, and the final one never comes
+    "/early-hang": (b"HTTP/1.1 103 Early Hints\r\n\r\n", 10.0),
     # 101: what would follow is another protocol
-    "/switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    "/switch": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",),
+    # a whole reply, a byte every 100 ms: each read is quick, the reply is not (4 s)
+    "/drip": (b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n", *(0.1, b"x") * 40),
 }
 
 
@@ -89,21 +96,8 @@ class Handler(BaseHTTPRequestHandler):
         if route == "/chunked":
             self._reply_chunked()
             return
-        if route == "/early":  # an interim 103, and the final reply only a moment later
-            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
-            self.wfile.flush()
-            # A sleep on purpose: the 201 must reach the client apart from the 103, after the
-            # client has parsed the 103 alone, so it reads the final reply from the socket.
-            time.sleep(0.2)
-            self.wfile.write(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
-            return
-        if route in RAW_REPLIES:
-            self.wfile.write(RAW_REPLIES[route])
-            return
-        if route == "/early-hang":  # an interim reply, and the final one never comes
-            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\n\r\n")
-            self.wfile.flush()
-            self.server.release.wait(10)
+        if route in PACED_REPLIES:
+            self._reply_paced(PACED_REPLIES[route])
             return
         if route == "/nolength":  # a 204 with no Content-Length at all
             self.send_response(204)
@@ -131,6 +125,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _reply_paced(self, steps: tuple[bytes | float, ...]) -> None:
+        for step in steps:
+            if isinstance(step, bytes):
+                self.wfile.write(step)
+                self.wfile.flush()
+            elif self.server.release.wait(step):  # a pause that is the point of the route; the test's end cuts it
+                return
 
     def _reply_chunked(self) -> None:
         self.send_response(200)
@@ -204,6 +206,13 @@ def test_a_slow_receiver_fails_at_the_timeout(receiver, sender):
     assert not result.ok and result.status is None
     assert "timeout" in result.error
     assert 900 <= result.ms < 3000
+
+
+def test_a_reply_that_keeps_trickling_in_fails_at_the_timeout(receiver, sender):
+    result = sender.send(WebhookRequest(url=receiver.url("/drip"), timeout_ms=1000))
+    assert (result.ok, result.status) == (False, None)
+    assert "timeout" in result.error
+    assert 900 <= result.ms < 3000  # the drip would take 4 s
 
 
 def test_a_timeout_below_one_second_is_clamped_up(receiver, sender):
