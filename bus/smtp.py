@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from brokerflow.errors import ActionFailed
 
@@ -28,6 +29,8 @@ log = logging.getLogger("brokerflow.smtp")
 
 DEFAULT_FROM = "brokerflow@localhost"
 MAX_BODY_CHARS = 64 * 1024  # what rules see of a received body
+MAX_SESSIONS = 64  # open SMTP sessions; one more is answered 421 and closed
+IDLE_TIMEOUT_S = 30.0  # a session silent this long (or one DATA transfer this slow) is closed
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -110,27 +113,85 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+class _Sessions:
+    """The open sessions of one listener; touched only on its event-loop thread, so no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.open, self.saturated = limit, 0, False
+
+
+class _CappedSMTP(SMTP):
+    """aiosmtpd's protocol with a cap on concurrent sessions: past it a peer is told ``421`` and
+    disconnected before any session state exists, so idle or slow peers cannot pile up."""
+
+    def __init__(self, handler: Any, sessions: _Sessions, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions, self._refused = sessions, False
+
+    def connection_made(self, transport: Any) -> None:
+        sessions = self._sessions
+        if sessions.open >= sessions.limit:
+            self._refused = True
+            if not sessions.saturated:  # once per saturation, not once per refused peer
+                sessions.saturated = True
+                log.warning("SMTP listener full (%d sessions): refusing new ones with 421", sessions.limit)
+            transport.write(b"421 4.3.2 Too many connections, try again later\r\n")
+            transport.close()
+            return
+        sessions.open += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        self._sessions.open -= 1
+        if self._sessions.open < self._sessions.limit:
+            self._sessions.saturated = False
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return False if self._refused else super().eof_received()
+
+
 class _BoundController(Controller):
     """aiosmtpd's threaded controller serving a socket bound up front: a port in use fails at
     once (not after the controller's ready timeout) and port 0 picks a free port."""
 
-    def __init__(self, handler: Any, host: str, port: int, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, host: str, port: int, max_sessions: int, **kwargs: Any) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.create_server((host, port), family=family)
+        self.sessions = _Sessions(max_sessions)
         super().__init__(handler, hostname=host, port=self.sock.getsockname()[1], **kwargs)
+
+    def factory(self) -> SMTP:
+        return _CappedSMTP(self.handler, self.sessions, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self.sock, ssl=self.ssl_context)
 
 
 class SmtpListener:
-    """aiosmtpd on its own thread; ``on_mail`` runs on that thread and must only hand off."""
+    """aiosmtpd on its own thread; ``on_mail`` runs on that thread and must only hand off.
+
+    ``max_bytes`` caps a message (``552`` beyond); ``max_sessions`` caps concurrent sessions
+    (``421`` beyond); ``idle_timeout_s`` closes a session that sends nothing for that long.
+    """
 
     def __init__(self, endpoint: str, on_mail: Callable[[Mapping[str, Any]], None],
-                 max_bytes: int = 1_048_576) -> None:
+                 max_bytes: int = 1_048_576, *, max_sessions: int = MAX_SESSIONS,
+                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
         host, port = split_endpoint(endpoint)
-        self.controller = _BoundController(_Handler(on_mail), host, port, data_size_limit=max_bytes,
-                                           ready_timeout=5.0)
+        self.controller = _BoundController(_Handler(on_mail), host, port, max_sessions,
+                                           data_size_limit=max_bytes, timeout=idle_timeout_s, ready_timeout=5.0)
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions open now (read from another thread: a snapshot, good for tests and stats)."""
+        return self.controller.sessions.open
 
     @property
     def endpoint(self) -> str:

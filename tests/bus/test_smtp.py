@@ -1,0 +1,76 @@
+"""The SMTP listener against hostile peers, over real sockets on loopback (smtplib or raw)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bus.smtp import SmtpListener, split_endpoint
+from tests.conftest import wait_until
+
+
+class Inbox:
+    """What the listener handed over, in order."""
+
+    def __init__(self) -> None:
+        self.mails: list[dict[str, Any]] = []
+
+    def __call__(self, mail: Any) -> None:
+        self.mails.append(dict(mail))
+
+
+@pytest.fixture
+def listen() -> Iterator[Any]:
+    started: list[SmtpListener] = []
+
+    def start(on_mail: Any = None, **options: Any) -> SmtpListener:
+        listener = SmtpListener("127.0.0.1:0", on_mail or Inbox(), **options).start()
+        started.append(listener)
+        # the controller's own start-up probe is a session too; wait until it has gone
+        wait_until(lambda: listener.open_sessions == 0)
+        return listener
+
+    yield start
+    for listener in started:
+        listener.stop()
+
+
+def connect(listener: SmtpListener, timeout_s: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(split_endpoint(listener.endpoint), timeout=timeout_s)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\0" * 8)
+    return sock
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """One reply line, or ``b""`` when the server closed the connection."""
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def test_sessions_past_the_cap_are_answered_421_and_closed(listen):
+    listener = listen(max_sessions=2)
+    first, second = connect(listener), connect(listener)
+    with first, second:
+        assert read_reply(first).startswith(b"220") and read_reply(second).startswith(b"220")
+        with connect(listener) as third:
+            assert read_reply(third).startswith(b"421")
+            assert third.recv(100) == b""  # and the server hung up
+    wait_until(lambda: listener.open_sessions == 0)
+    with connect(listener) as later:  # the slots came back when the sessions ended
+        assert read_reply(later).startswith(b"220")
+
+
+def test_an_idle_session_is_closed_after_the_idle_timeout(listen):
+    listener = listen(idle_timeout_s=0.3)
+    with connect(listener, timeout_s=5.0) as idle:
+        assert read_reply(idle).startswith(b"220")
+        assert idle.recv(100) == b""  # closed by the server well before the socket's 5 s timeout
+    wait_until(lambda: listener.open_sessions == 0)
