@@ -25,6 +25,7 @@ log = logging.getLogger("brokerflow.router")
 _KEYS = {"group": "group", "account": "login", "customer": "id", "manager": "id", "rate": "currency"}
 ECHO_WINDOW_MS = 60_000
 ECHO_CUSTOMERS = 100_000
+_LOGGED_FAILURES = 3  # unstorable records logged one by one per batch; the rest as a count
 
 
 def is_internal(event: Event) -> bool:
@@ -79,9 +80,11 @@ class RouterCounters:
         self.skipped_no_brand = 0
         self.loops_stopped = 0
         self.no_trigger = 0
+        self.reference_unstored = 0  # reference records storage refused (the replica has them)
 
     def snapshot(self) -> dict[str, int]:
-        return {"skipped_no_brand": self.skipped_no_brand, "loops_stopped": self.loops_stopped}
+        return {"skipped_no_brand": self.skipped_no_brand, "loops_stopped": self.loops_stopped,
+                "reference_unstored": self.reference_unstored}
 
 
 class RouterActor(SafeActor):
@@ -156,13 +159,35 @@ class RouterActor(SafeActor):
                 ref.tell(Evaluate(tuple(items)))
 
     def _persist(self, persist: dict[str, list[dict]]) -> None:
-        """Store the batch's reference pushes; a failure is logged, the events still run."""
+        """Store the batch's reference pushes; a failure is logged, the events still run.
+
+        A batch storage refuses is stored again record by record, so one record it cannot take
+        (a login past BIGINT, a value JSON cannot encode) costs only itself: that one is
+        counted (``reference_unstored``) and logged by its shape, never its contents.
+        """
         for kind, records in persist.items():
             try:
                 self.reference_repo.upsert_many(kind, records)
-            except Exception:  # noqa: BLE001 - the replica has them; storage catches up on the next push
-                self.cell.failed += 1
-                log.exception("router could not store %d %s record(s); the replica has them", len(records), kind)
+            except Exception as exc:  # noqa: BLE001 - the replica has them; storage catches up on the next push
+                log.warning("router could not store %d %s record(s) at once (%s); storing them one by one",
+                            len(records), kind, type(exc).__name__)
+                self._persist_each(kind, records)
+
+    def _persist_each(self, kind: str, records: list[dict]) -> None:
+        try:
+            failures = self.reference_repo.upsert_each(kind, records)
+        except Exception as exc:  # noqa: BLE001 - the replica has them; storage catches up on the next push
+            failures = [(index, exc) for index in range(len(records))]
+        if not failures:
+            return
+        self.cell.failed += len(failures)
+        self.counters.reference_unstored += len(failures)
+        for index, exc in failures[:_LOGGED_FAILURES]:
+            record = records[index]
+            log.error("router could not store a %s record (%s; key of type %s, %d fields); the replica has it",
+                      kind, type(exc).__name__, type(record.get(_KEYS.get(kind, ""))).__name__, len(record))
+        if len(failures) > _LOGGED_FAILURES:
+            log.error("router could not store %d more %s record(s)", len(failures) - _LOGGED_FAILURES, kind)
 
     def _causal(self, event: Event) -> Event:
         """A ``customer.push`` at its causal depth: internal echoes carry it, CRM echoes are recognised.

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import peewee
+
 from brokerflow.errors import ValidationFailed
 from storage.repositories.base import Repository, is_int
 
@@ -144,6 +146,34 @@ class ReferenceRepository(Repository):
                     preserve=[getattr(model, field) for field in spec.columns + ("data",)],
                 ).execute()
         return merged_records
+
+    def upsert_each(self, kind: str, records: Iterable[dict]) -> list[tuple[int, Exception]]:
+        """``upsert`` record by record, each in its own transaction; the records that failed.
+
+        The fallback when ``upsert_many`` refused a batch: one record storage cannot take (a
+        login past BIGINT, a value JSON cannot encode, a key of the wrong type) must not cost
+        the batch's good records. Returns ``(index, error)`` per record not stored, in order.
+        A database that is unavailable (locked, connection lost) fails every record alike, so
+        after the first such error the rest are reported with it, untried: a batch of 5,000
+        must not wait out 5,000 busy timeouts.
+        """
+        spec = _kind(kind)
+        failures: list[tuple[int, Exception]] = []
+        unavailable: Exception | None = None
+        for index, record in enumerate(records):
+            if unavailable is not None:
+                failures.append((index, unavailable))
+                continue
+            try:
+                _check(spec, record)
+                with self._write():
+                    self._upsert(spec, record)
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                unavailable = exc
+                failures.append((index, exc))
+            except Exception as exc:  # noqa: BLE001 - this record's own problem; the next one is tried
+                failures.append((index, exc))
+        return failures
 
     def _load_many(self, spec: Kind, keys: list[tuple]) -> dict[tuple, dict | None]:
         """The stored record of each distinct key (None where there is none), in first-seen order."""

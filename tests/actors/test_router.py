@@ -43,12 +43,15 @@ def test_garbage_and_broken_events_are_counted_and_the_good_ones_run(stats, refs
 
 
 class FailingUpserts:
-    """The real repository, except that storing a batch fails (a locked or lost database)."""
+    """The real repository, except that storing fails (a locked or lost database)."""
 
     def __init__(self, repo: Any) -> None:
         self.repo = repo
 
     def upsert_many(self, kind: str, records: list) -> list:
+        raise OSError("disk gone")
+
+    def upsert_each(self, kind: str, records: list) -> list:
         raise OSError("disk gone")
 
     def __getattr__(self, name: str) -> Any:
@@ -57,13 +60,45 @@ class FailingUpserts:
 
 def test_a_reference_store_failure_does_not_lose_the_batchs_events(stats, refs, store, pipeline, run_ids,
                                                                      outbound):
-    router = start_router(stats, refs, FailingUpserts(store.reference), pipeline, run_ids, outbound, store)
+    counters = RouterCounters()
+    router = start_router(stats, refs, FailingUpserts(store.reference), pipeline, run_ids, outbound, store,
+                          counters)
     account = Event("account.push", "EV_RECORD_ADD", {"login": 1005, "group": "real-usd"})
     router.tell(EventBatch((account, deposit(1, login=1005))))
     [run] = logged(pipeline, store, 1)
     assert run["event_id"] == "t:1"
     assert refs.accounts[1005]["group"] == "real-usd"  # the replica has it
     assert cell(stats, "router")["failed"] == 1
+    assert counters.reference_unstored == 1
+
+
+SECRET = "s3cr3t-value"
+
+
+def test_one_unstorable_reference_record_costs_only_itself(stats, refs, store, pipeline, run_ids, outbound,
+                                                           caplog):
+    counters = RouterCounters()
+    router = start_router(stats, refs, store.reference, pipeline, run_ids, outbound, store, counters)
+    pushes = (
+        Event("account.push", "EV_RECORD_ADD", {"login": 2001, "group": "real-usd"}),
+        Event("account.push", "EV_RECORD_ADD", {"login": 2**63, "group": "real-usd", "name": SECRET}),  # > BIGINT
+        Event("account.push", "EV_RECORD_ADD", {"login": 2002, "group": "real-usd"}),
+        Event("customer.push", "EV_RECORD_UPDATE", {"id": 601, "brand": "alpha"}),
+        Event("customer.push", "EV_RECORD_UPDATE", {"id": 602, "brand": "alpha", "blob": {b"k": SECRET}}),  # no JSON
+        Event("customer.push", "EV_RECORD_UPDATE", {"id": 603, "brand": "alpha", "raw": SECRET.encode()}),  # no JSON
+        Event("customer.push", "EV_RECORD_UPDATE", {"id": 604, "brand": "alpha"}),
+    )
+    router.tell(EventBatch((*pushes, deposit(1, login=2002))))
+    [run] = logged(pipeline, store, 1)  # the batch's events still run
+    assert run["event_id"] == "t:1"
+    wait_until(lambda: counters.reference_unstored == 3)
+    assert [r["login"] for r in store.reference.all("account") if r["login"] > 2000] == [2001, 2002]
+    assert [r["id"] for r in store.reference.all("customer") if r["id"] > 600] == [601, 604]
+    assert cell(stats, "router")["failed"] == 3
+    assert counters.snapshot()["reference_unstored"] == 3
+    unstored = [r.getMessage() for r in caplog.records if "could not store a" in r.getMessage()]
+    assert len(unstored) == 3 and "OverflowError" in unstored[0] and "TypeError" in unstored[1]
+    assert not any(SECRET in r.getMessage() or str(2**63) in r.getMessage() for r in caplog.records)
 
 
 def test_events_past_the_loop_bound_run_no_rules_and_are_counted(stats, refs, store, pipeline, run_ids, outbound):
@@ -72,7 +107,7 @@ def test_events_past_the_loop_bound_run_no_rules_and_are_counted(stats, refs, st
     router.tell(EventBatch((deposit(1, depth=4), deposit(2, depth=3))))
     [run] = logged(pipeline, store, 1)
     assert run["event_id"] == "t:2"
-    assert counters.snapshot() == {"skipped_no_brand": 0, "loops_stopped": 1}
+    assert counters.snapshot() == {"skipped_no_brand": 0, "loops_stopped": 1, "reference_unstored": 0}
 
 
 def test_a_reference_update_from_the_api_reaches_the_replica(stats, refs, store, pipeline, run_ids, outbound):
