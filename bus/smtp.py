@@ -9,6 +9,7 @@ map ``{"from", "to", "subject", "body", "message_id"}``.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
@@ -16,6 +17,7 @@ import smtplib
 import socket
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -30,6 +32,8 @@ log = logging.getLogger("brokerflow.smtp")
 DEFAULT_FROM = "brokerflow@localhost"
 MAX_BODY_CHARS = 64 * 1024  # what rules see of a received body
 MAX_SESSIONS = 64  # open SMTP sessions; one more is answered 421 and closed
+MAX_HEADER_BYTES = 64 * 1024  # the header block; the stdlib parser is super-linear in it (552 beyond)
+PARSE_WORKERS = 2  # threads that parse received mail, off the listener's event loop
 IDLE_TIMEOUT_S = 30.0  # a session silent this long (or one DATA transfer this slow) is closed
 
 
@@ -99,18 +103,43 @@ def parse_mail(data: bytes, envelope_from: str | None, recipients: list[str]) ->
     }
 
 
+def header_block_bytes(data: bytes) -> int:
+    """Bytes before the empty line that ends the header block (all of them when there is none)."""
+    ends = [at for at in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if at >= 0]
+    return min(ends) if ends else len(data)
+
+
 class _Handler:
-    def __init__(self, on_mail: Callable[[Mapping[str, Any]], None]) -> None:
-        self.on_mail = on_mail
+    """Parsing runs on a small pool, not on the event loop: the stdlib's header parser takes
+    seconds on a crafted 64 KiB header, and on the loop those seconds would stall every session."""
+
+    def __init__(self, on_mail: Callable[[Mapping[str, Any]], None], max_header_bytes: int) -> None:
+        self.on_mail, self.max_header_bytes = on_mail, max_header_bytes
+        self.pool = ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="smtp-parse")
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        data = envelope.original_content or envelope.content
+        header_bytes = header_block_bytes(data)
+        if header_bytes > self.max_header_bytes:
+            log.warning("received mail refused: a header block of %d bytes (cap %d)", header_bytes,
+                        self.max_header_bytes)
+            return "552 5.3.4 Message header block too large"
         try:
-            self.on_mail(parse_mail(envelope.original_content or envelope.content,
-                                    envelope.mail_from, list(envelope.rcpt_tos)))
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._receive, data, envelope.mail_from, list(envelope.rcpt_tos))
+        except RuntimeError:  # the pool is shut down: the listener is stopping
+            return "451 4.3.2 Shutting down, try again later"
+
+    def _receive(self, data: bytes, envelope_from: str | None, recipients: list[str]) -> str:
+        try:
+            self.on_mail(parse_mail(data, envelope_from, recipients))
         except Exception:  # noqa: BLE001 - the sender is told, the listener goes on
             log.exception("received mail could not be handed to the rules")
             return "451 Requested action aborted: local error in processing"
         return "250 Message accepted for delivery"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Sessions:
@@ -175,17 +204,19 @@ class _BoundController(Controller):
 
 
 class SmtpListener:
-    """aiosmtpd on its own thread; ``on_mail`` runs on that thread and must only hand off.
+    """aiosmtpd on its own thread; ``on_mail`` runs on one of its parse threads and must only hand off.
 
-    ``max_bytes`` caps a message (``552`` beyond); ``max_sessions`` caps concurrent sessions
-    (``421`` beyond); ``idle_timeout_s`` closes a session that sends nothing for that long.
+    ``max_bytes`` caps a message and ``max_header_bytes`` its header block (``552`` beyond
+    either); ``max_sessions`` caps concurrent sessions (``421`` beyond); ``idle_timeout_s``
+    closes a session that sends nothing for that long.
     """
 
     def __init__(self, endpoint: str, on_mail: Callable[[Mapping[str, Any]], None],
                  max_bytes: int = 1_048_576, *, max_sessions: int = MAX_SESSIONS,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
         host, port = split_endpoint(endpoint)
-        self.controller = _BoundController(_Handler(on_mail), host, port, max_sessions,
+        self.handler = _Handler(on_mail, max_header_bytes)
+        self.controller = _BoundController(self.handler, host, port, max_sessions,
                                            data_size_limit=max_bytes, timeout=idle_timeout_s, ready_timeout=5.0)
 
     @property
@@ -206,4 +237,5 @@ class SmtpListener:
             self.controller.stop()
         except (AssertionError, RuntimeError):  # never started, or already stopped
             pass
+        self.handler.close()
         self.controller.sock.close()

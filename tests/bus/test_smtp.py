@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import smtplib
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +57,11 @@ def read_reply(sock: socket.socket) -> bytes:
     return data
 
 
+def send(listener: SmtpListener, data: bytes, to: tuple[str, ...] = ("support@alpha.example",)) -> None:
+    with smtplib.SMTP(*split_endpoint(listener.endpoint), timeout=10) as client:
+        client.sendmail("client@example.com", list(to), data)
+
+
 def test_sessions_past_the_cap_are_answered_421_and_closed(listen):
     listener = listen(max_sessions=2)
     first, second = connect(listener), connect(listener)
@@ -74,3 +81,38 @@ def test_an_idle_session_is_closed_after_the_idle_timeout(listen):
         assert read_reply(idle).startswith(b"220")
         assert idle.recv(100) == b""  # closed by the server well before the socket's 5 s timeout
     wait_until(lambda: listener.open_sessions == 0)
+
+
+def test_a_header_block_over_the_cap_is_refused_552_and_one_under_it_is_accepted(listen):
+    inbox = Inbox()
+    listener = listen(inbox)
+    padding = b"".join(b"X-Pad-%05d: %s\r\n" % (i, b"p" * 60) for i in range(1100))  # ~80 KiB of headers
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(listener, b"Subject: big\r\n" + padding + b"\r\nbody\r\n")
+    assert refused.value.smtp_code == 552
+    send(listener, b"Subject: fits\r\n" + padding[: 60 * 1024] + b"\r\n\r\nbody\r\n")
+    assert [mail["subject"] for mail in inbox.mails] == ["fits"]
+
+
+def test_a_message_being_handed_over_does_not_hold_up_other_sessions(listen):
+    entered, release = threading.Event(), threading.Event()
+    inbox = Inbox()
+
+    def slow_hand_off(mail: Any) -> None:  # stands in for a parse that takes seconds
+        entered.set()
+        release.wait(10)
+        inbox(mail)
+
+    listener = listen(slow_hand_off)
+    sender = threading.Thread(target=send, args=(listener, b"Subject: slow\r\n\r\nbody\r\n"), daemon=True)
+    sender.start()
+    try:
+        assert entered.wait(10)
+        with connect(listener, timeout_s=3.0) as other:
+            assert read_reply(other).startswith(b"220")
+            other.sendall(b"NOOP\r\n")
+            assert read_reply(other).startswith(b"250")
+    finally:
+        release.set()
+    sender.join(10)
+    assert [mail["subject"] for mail in inbox.mails] == ["slow"]
