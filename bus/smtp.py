@@ -33,6 +33,7 @@ DEFAULT_FROM = "brokerflow@localhost"
 MAX_BODY_CHARS = 64 * 1024  # what rules see of a received body
 MAX_SESSIONS = 64  # open SMTP sessions; one more is answered 421 and closed
 MAX_HEADER_BYTES = 64 * 1024  # the header block; the stdlib parser is super-linear in it (552 beyond)
+MAX_RECIPIENTS = 100  # per message, as RFC 5321 asks a server to accept at least (452 beyond)
 PARSE_WORKERS = 2  # threads that parse received mail, off the listener's event loop
 IDLE_TIMEOUT_S = 30.0  # a session silent this long (or one DATA transfer this slow) is closed
 
@@ -113,9 +114,21 @@ class _Handler:
     """Parsing runs on a small pool, not on the event loop: the stdlib's header parser takes
     seconds on a crafted 64 KiB header, and on the loop those seconds would stall every session."""
 
-    def __init__(self, on_mail: Callable[[Mapping[str, Any]], None], max_header_bytes: int) -> None:
-        self.on_mail, self.max_header_bytes = on_mail, max_header_bytes
+    def __init__(self, on_mail: Callable[[Mapping[str, Any]], None], max_header_bytes: int,
+                 max_recipients: int) -> None:
+        self.on_mail, self.max_header_bytes, self.max_recipients = on_mail, max_header_bytes, max_recipients
         self.pool = ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="smtp-parse")
+
+    async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            if not getattr(envelope, "too_many_recipients", False):  # logged once per message
+                envelope.too_many_recipients = True
+                log.warning("received mail: recipients past %d refused with 452", self.max_recipients)
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         data = envelope.original_content or envelope.content
@@ -207,15 +220,17 @@ class SmtpListener:
     """aiosmtpd on its own thread; ``on_mail`` runs on one of its parse threads and must only hand off.
 
     ``max_bytes`` caps a message and ``max_header_bytes`` its header block (``552`` beyond
-    either); ``max_sessions`` caps concurrent sessions (``421`` beyond); ``idle_timeout_s``
-    closes a session that sends nothing for that long.
+    either), ``max_recipients`` its envelope recipients (``452`` beyond); ``max_sessions`` caps
+    concurrent sessions (``421`` beyond); ``idle_timeout_s`` closes a session that sends nothing
+    for that long.
     """
 
     def __init__(self, endpoint: str, on_mail: Callable[[Mapping[str, Any]], None],
                  max_bytes: int = 1_048_576, *, max_sessions: int = MAX_SESSIONS,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S, max_header_bytes: int = MAX_HEADER_BYTES) -> None:
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, max_header_bytes: int = MAX_HEADER_BYTES,
+                 max_recipients: int = MAX_RECIPIENTS) -> None:
         host, port = split_endpoint(endpoint)
-        self.handler = _Handler(on_mail, max_header_bytes)
+        self.handler = _Handler(on_mail, max_header_bytes, max_recipients)
         self.controller = _BoundController(self.handler, host, port, max_sessions,
                                            data_size_limit=max_bytes, timeout=idle_timeout_s, ready_timeout=5.0)
 

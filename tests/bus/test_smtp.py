@@ -116,3 +116,15 @@ def test_a_message_being_handed_over_does_not_hold_up_other_sessions(listen):
         release.set()
     sender.join(10)
     assert [mail["subject"] for mail in inbox.mails] == ["slow"]
+
+
+def test_recipients_past_one_hundred_are_refused_452_and_the_mail_goes_to_the_first_hundred(listen):
+    inbox = Inbox()
+    listener = listen(inbox)
+    with smtplib.SMTP(*split_endpoint(listener.endpoint), timeout=10) as client:
+        client.ehlo()
+        client.mail("client@example.com")
+        codes = [client.rcpt(f"r{i}@example.com")[0] for i in range(102)]
+        assert codes == [250] * 100 + [452, 452]
+        client.data(b"Subject: many\r\n\r\nbody\r\n")
+    assert len(inbox.mails[0]["to"].split(", ")) == 100
