@@ -38,6 +38,14 @@ PARSE_WORKERS = 2  # threads that parse received mail, off the listener's event 
 IDLE_TIMEOUT_S = 30.0  # a session silent this long (or one DATA transfer this slow) is closed
 
 
+def quiet_protocol_log() -> None:
+    """aiosmtpd logs every protocol line, addresses included, at INFO on ``mail.log``: raise that
+    logger to WARNING unless an operator already gave it a level (set one to see the lines)."""
+    protocol_log = logging.getLogger("mail.log")
+    if protocol_log.level == logging.NOTSET:
+        protocol_log.setLevel(logging.WARNING)
+
+
 def split_endpoint(endpoint: str) -> tuple[str, int]:
     """``HOST:PORT`` -> ``(host, port)``; ``ValueError`` when it is not that."""
     host, _, port = str(endpoint).rpartition(":")
@@ -230,6 +238,7 @@ class SmtpListener:
                  idle_timeout_s: float = IDLE_TIMEOUT_S, max_header_bytes: int = MAX_HEADER_BYTES,
                  max_recipients: int = MAX_RECIPIENTS) -> None:
         host, port = split_endpoint(endpoint)
+        quiet_protocol_log()
         self.handler = _Handler(on_mail, max_header_bytes, max_recipients)
         self.controller = _BoundController(self.handler, host, port, max_sessions,
                                            data_size_limit=max_bytes, timeout=idle_timeout_s, ready_timeout=5.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import socket
 import threading
@@ -128,3 +129,27 @@ def test_recipients_past_one_hundred_are_refused_452_and_the_mail_goes_to_the_fi
         assert codes == [250] * 100 + [452, 452]
         client.data(b"Subject: many\r\n\r\nbody\r\n")
     assert len(inbox.mails[0]["to"].split(", ")) == 100
+
+
+@pytest.fixture
+def protocol_log() -> Iterator[logging.Logger]:
+    """aiosmtpd's ``mail.log`` as a fresh process has it (no level), restored afterwards."""
+    logger = logging.getLogger("mail.log")
+    level = logger.level
+    logger.setLevel(logging.NOTSET)
+    yield logger
+    logger.setLevel(level)
+
+
+def test_the_protocol_log_stays_quiet_below_warning_by_default(listen, protocol_log, caplog):
+    caplog.set_level(logging.INFO)
+    send(listen(), b"Subject: private\r\n\r\nbody\r\n", to=("private-person@example.com",))
+    assert [r for r in caplog.records if r.name == "mail.log"] == []
+    assert "private-person" not in caplog.text
+
+
+def test_an_operator_level_on_the_protocol_log_is_kept(listen, protocol_log, caplog):
+    caplog.set_level(logging.INFO)
+    protocol_log.setLevel(logging.INFO)
+    send(listen(), b"Subject: traced\r\n\r\nbody\r\n", to=("traced@example.com",))
+    assert protocol_log.level == logging.INFO and "traced@example.com" in caplog.text
