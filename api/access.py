@@ -153,3 +153,43 @@ def filter_visible(principal: Principal, records: Iterable[Mapping[str, Any]],
     """Records a principal may see; ``brand_of(record)`` defaults to ``record["brand"]``."""
     get = brand_of or (lambda r: r.get("brand"))
     return [r for r in records if can_see(principal, get(r))]
+
+
+def _shown(brand: Any) -> str:
+    """A brand for an error text: named when it is a short string (it may come from the caller)."""
+    if brand is None:
+        return "no brand"
+    return f"brand {str(brand)[:64]!r}"
+
+
+class ProcessScope:
+    """What a brand-scoped principal may do to Workflow Machine processes (``None`` when unscoped).
+
+    The process workers call ``allow`` under the pid's lock, on the state they are about to
+    change and on the state a command leaves, because only they see a process's brand and
+    customer as they are at that moment (a command of the same burst may have just set them).
+    A process of another brand, or of none, is out of scope like any brand-less record; so is
+    a customer not known to be of the principal's brand: state actions would act on it.
+    """
+
+    __slots__ = ("brand", "_customer_brand")
+
+    def __init__(self, brand: str, customer_brand: Callable[[Any], str | None]) -> None:
+        self.brand = brand
+        self._customer_brand = customer_brand
+
+    @classmethod
+    def of(cls, principal: Principal | None,
+           customer_brand: Callable[[Any], str | None]) -> ProcessScope | None:
+        if principal is None or principal.brand is None:
+            return None
+        return cls(principal.brand, customer_brand)
+
+    def allow(self, brand: Any, customer_id: Any = None) -> None:
+        """``AccessDenied`` unless the process's ``brand`` and linked ``customer_id`` are in scope."""
+        if brand != self.brand:
+            raise AccessDenied(f"this token is scoped to brand {self.brand!r} and may not drive a process "
+                               f"of {_shown(brand)}")
+        if customer_id is not None and self._customer_brand(customer_id) != self.brand:
+            raise AccessDenied(f"this token is scoped to brand {self.brand!r} and may not act on customer "
+                               f"{str(customer_id)[:32]!r}: it is not a known customer of that brand")

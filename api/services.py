@@ -18,7 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from brokerflow.errors import Internal
+from api.access import ProcessScope
+from brokerflow.errors import AccessDenied, Internal
 from brokerflow.settings import Settings
 
 if TYPE_CHECKING:
@@ -120,11 +121,31 @@ class Services:
 
     def process(self, cmd: str, params: dict[str, Any], principal: Principal,
                 burst: Burst | None = None) -> Future[dict[str, Any]]:
-        """``burst``: the caller's loop finishes the command with its burst, if the handler can."""
+        """``burst``: the caller's loop finishes the command with its burst, if the handler can.
+
+        A brand-scoped principal's command carries its ``access.ProcessScope`` for the handler
+        to check against the process; a handler that cannot take one refuses such callers
+        rather than let them reach every brand's processes.
+        """
         handler = self._required(self.process_handler, "the Workflow Machine")
+        kwargs: dict[str, Any] = {}
+        guard = ProcessScope.of(principal, self.customer_brand)
+        if guard is not None:
+            if not getattr(handler, "accepts_guard", False):
+                raise AccessDenied("this engine's Workflow Machine cannot check brand scope: "
+                                   "brand-scoped tokens may not drive processes here")
+            kwargs["guard"] = guard
         if burst is not None and getattr(handler, "accepts_burst", False):
-            return handler(cmd, params, principal, burst=burst)
-        return handler(cmd, params, principal)
+            kwargs["burst"] = burst
+        return handler(cmd, params, principal, **kwargs)
+
+    def customer_brand(self, customer_id: Any) -> str | None:
+        """The brand of a customer as the action actors see it (the replica), else None."""
+        try:
+            customer = self.refs.customers.get(customer_id)
+        except TypeError:  # an unhashable id from a caller's input links no customer
+            return None
+        return customer.get("brand") if customer else None
 
     def before(self, resource: str, operation: str, record: dict[str, Any],
                principal: Principal) -> dict[str, Any] | Future[dict[str, Any]]:

@@ -88,3 +88,11 @@ def test_without_a_process_handler_the_machine_is_internal_with_a_clear_text(api
     error = api.error("START", {"name": "signup"})
     assert error["code"] == "INTERNAL"
     assert error["text"] == "not available in this process: the Workflow Machine"
+
+
+def test_a_handler_that_cannot_check_brand_scope_refuses_scoped_tokens(machine_api):
+    """The engine's process pool takes a guard; a handler that takes none must not let a scoped
+    token reach every brand's processes."""
+    error = machine_api.error("START", {"name": "signup"}, token=machine_api.alpha["SESSION_ADMIN"])
+    assert error["code"] == "ACCESS_DENIED" and "brand" in error["text"]
+    assert machine_api.seen == []
