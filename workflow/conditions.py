@@ -5,8 +5,9 @@ condition becomes a one-argument test of the context value, and the rule's predi
 AND of those tests. Evaluation never raises: a missing value (key absent or ``None``) and a
 type mismatch (a string compared with a number, a bool with a number) make the condition
 false. Numbers compare naturally (``1 == 1.0``); ``bool`` is its own kind, never a number.
-A condition that cannot be compiled (unknown operator, bad regex) is always false; rule
-validation reports those problems when the rule is saved.
+A condition that cannot be compiled (unknown operator, bad regex, or a ``matches`` pattern
+``workflow.regex_guard`` refuses as possibly slow) is always false; rule validation reports
+those problems when the rule is saved, and ``RuleSet.from_rules`` logs them for stored rules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from workflow.regex_guard import SUBJECT_MAX, regex_problem
 
 Test = Callable[[Any], bool]
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -154,13 +157,16 @@ def _affix(op: str, expected: Any) -> Test:
 
 
 def _matches(expected: Any) -> Test:
-    if not isinstance(expected, str):
+    """``re.search`` over the first ``SUBJECT_MAX`` characters, for patterns the guard lets run.
+
+    ``re`` cannot be interrupted and holds the GIL, so a pattern ``regex_problem`` refuses (a
+    stored rule saved before the guard existed) never runs, and no value is searched past
+    ``SUBJECT_MAX`` characters (``endpos``: ``$`` matches there, and nothing is copied).
+    """
+    if not isinstance(expected, str) or regex_problem(expected) is not None:
         return _never
-    try:
-        search = re.compile(expected).search
-    except re.error:
-        return _never
-    return lambda a: isinstance(a, str) and search(a) is not None
+    search = re.compile(expected).search
+    return lambda a: isinstance(a, str) and search(a, 0, SUBJECT_MAX) is not None
 
 
 def compile_test(op: Any, value: Any) -> Test:

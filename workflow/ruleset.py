@@ -8,6 +8,7 @@ satisfy (a broker's rule set is mostly narrow rules that almost never match).
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -15,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from workflow.conditions import IndexKey, Predicate, compile_conditions, index_key, missing_reason
+from workflow.regex_guard import regex_problem
+
+# Stdlib logging only: a stored rule whose pattern is refused is reported where it is compiled.
+log = logging.getLogger("brokerflow.rules")
 
 DEFAULT_PRIORITY = 100
 
@@ -173,6 +178,21 @@ def _plain(rules: tuple[CompiledRule, ...], ctx: Mapping[str, Any]) -> list[Outc
     return out
 
 
+def _log_refused_patterns(rule: CompiledRule) -> None:
+    """A stored ``matches`` pattern the guard refuses never holds; say so, as saving it would have.
+
+    Rules saved before ``workflow.regex_guard`` existed may hold such a pattern: the rule stays
+    loaded, that condition is false (as for any uncompilable condition), so the rule never
+    fires. The log names the rule and why, never the pattern itself.
+    """
+    for index, condition in enumerate(rule.rule.get("conditions") or ()):
+        if isinstance(condition, Mapping) and condition.get("op") == "matches":
+            value = condition.get("value")
+            problem = regex_problem(value) if isinstance(value, str) else "is not a string"
+            if problem:
+                log.warning("rule %r: conditions[%d] never holds, its pattern %s", rule.id, index, problem[:200])
+
+
 class RuleSet:
     """Active rules by trigger, each tuple in (priority, id) order."""
 
@@ -189,6 +209,7 @@ class RuleSet:
         for rule in rules:
             if is_active(rule) and isinstance(rule.get("trigger"), str):
                 compiled = CompiledRule.compile(rule)
+                _log_refused_patterns(compiled)
                 grouped[compiled.trigger].append(compiled)
         return cls({trigger: tuple(sorted(group, key=_order)) for trigger, group in grouped.items()})
 
