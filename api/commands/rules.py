@@ -1,12 +1,15 @@
 """Workflow rules: validate, add, update, archive, delete, read, list, and dry-run.
 
 Writes are admin-only (seed ``000``, "Access Model"); a brand-scoped token reads and writes
-only rules of its brand and may not move a rule to another brand. Every stored change tells
+only rules of its brand and may not move a rule to another brand; its dry runs may not reach a
+stored account or customer of another brand (the replica's records are merged into what a dry
+run shows). Every stored change tells
 ``services.rules_changed()`` so the rule actors reload.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from api.access import ADMIN_ONLY, Principal, require_brand, scope_filter
@@ -15,10 +18,12 @@ from api.commands._registry import CommandContext, command
 from api.commands._render import with_iso_times
 from api.envelope import Reply, message
 from brokerflow.errors import MalformedEvent, ValidationFailed
-from workflow.catalog import MODE_TRIGGERS
+from workflow.catalog import BEFORE_TRIGGERS, MODE_TRIGGERS
 from workflow.dryrun import dry_run
 from workflow.events import parse_event
 from workflow.mode_dryrun import dry_run_mode
+from workflow.modes import hook_brand
+from workflow.reference import ReferenceData
 from workflow.validation import check_rule, validate_rule
 
 # What a caller may set; the rest (id, version, audit fields) is the store's.
@@ -136,17 +141,84 @@ def _require_event_brand(principal: Principal, brand: str | None) -> None:
         require_brand(principal, brand)
 
 
+def _stored(table: Mapping[Any, Any], key: Any) -> Mapping[str, Any] | None:
+    try:
+        return table.get(key)
+    except TypeError:  # an unhashable key names no stored record
+        return None
+
+
+def _account_brand(refs: ReferenceData, account: Mapping[str, Any]) -> str | None:
+    group = _stored(refs.groups, account.get("group")) or {}
+    return group.get("brand")
+
+
+def _require_stored_scope(principal: Principal, refs: ReferenceData, logins: Iterable[Any],
+                          customer_ids: Iterable[Any]) -> None:
+    """Every replica record a dry run would read (merged under the caller's fields, or linked)
+    must be of the token's brand; an account whose group is unknown is of no brand, so out of
+    scope, as ``MngUpsertAccount`` has it. Records the caller only sends are its own data."""
+    for login in logins:
+        account = _stored(refs.accounts, login)
+        if account is not None:
+            require_brand(principal, _account_brand(refs, account))
+    for customer_id in customer_ids:
+        customer = _stored(refs.customers, customer_id)
+        if customer is not None:
+            require_brand(principal, customer.get("brand") or None)
+
+
+def _require_event_scope(principal: Principal, event: Any, refs: ReferenceData) -> None:
+    """The event's brand, and every stored account and customer it reaches, must be in scope."""
+    if principal.brand is None:
+        return
+    links = refs.resolve(event)
+    _require_event_brand(principal, links.brand)
+    record = event.record
+    customers = [record.get("id") if event.topic == "customer.push" else record.get("customer_id")]
+    if links.customer is not None:
+        customers.append(links.customer.get("id"))
+    _require_stored_scope(principal, refs, [record.get("login")] if "login" in record else [], customers)
+
+
+def _require_hook_scope(principal: Principal, trigger: str, payload: Any, refs: ReferenceData) -> None:
+    """A before-hook dry run merges the stored record under the one sent: both must be in scope.
+
+    The dry run reads the payload as the record; a payload wrapped as ``{"record": …}`` is
+    checked as well, as it was before (either may be what the caller meant).
+    """
+    if principal.brand is None or not isinstance(payload, dict):
+        return
+    _require_hook_record(principal, trigger, payload, refs)
+    if isinstance(payload.get("record"), dict):
+        _require_hook_record(principal, trigger, payload["record"], refs)
+
+
+def _require_hook_record(principal: Principal, trigger: str, record: dict[str, Any], refs: ReferenceData) -> None:
+    """The record's brand, the brand it resolves to and the stored record under its key, in scope."""
+    if isinstance(record.get("brand"), str):
+        _require_event_brand(principal, record["brand"])
+    if trigger not in BEFORE_TRIGGERS:
+        return
+    resource = trigger.split(".")[0]
+    try:
+        _require_event_brand(principal, hook_brand(resource, record, refs))
+    except TypeError:  # an unhashable key or group: it resolves to no stored record
+        pass
+    if resource == "customer":
+        _require_stored_scope(principal, refs, [], [record.get("id")])
+    else:
+        _require_stored_scope(principal, refs, [record.get("login")], [])
+
+
 @command("MngTestWorkflowRule")
 def test_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     rule = _rule_to_test(ctx, params)
     spec = params.get("event")
-    if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # seed 002: workflow.mode_dryrun
-        payload = spec.get("payload")
-        record = payload.get("record", payload) if isinstance(payload, dict) else None
-        if isinstance(record, dict) and isinstance(record.get("brand"), str):
-            _require_event_brand(ctx.principal, record["brand"])
-        return dry_run_mode(rule, spec["topic"], spec.get("payload"), ctx.services.refs)
-    event = _event(ctx, params)
     refs = ctx.services.refs
-    _require_event_brand(ctx.principal, refs.brand_of(event))
+    if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # seed 002: workflow.mode_dryrun
+        _require_hook_scope(ctx.principal, spec["topic"], spec.get("payload"), refs)
+        return dry_run_mode(rule, spec["topic"], spec.get("payload"), refs)
+    event = _event(ctx, params)
+    _require_event_scope(ctx.principal, event, refs)
     return dry_run(rule, event, refs)

@@ -171,3 +171,66 @@ def test_a_mode_dry_run_with_another_brands_record_is_denied(scoped):
     other = {"topic": "customer.beforeCreate", "payload": {"record": {"id": 9, "brand": "beta", "country": "CY"}}}
     assert scoped.body("MngTestWorkflowRule", {"rule": rule, "event": own}, token=scoped.scoped_reader)
     _denied(scoped, "MngTestWorkflowRule", {"rule": rule, "event": other}, scoped.scoped_reader)
+
+
+@pytest.fixture
+def beta_records(scoped):
+    """Beta's stored records, with fields a dry run would show in its ``actual`` values."""
+    admin = scoped.body
+    admin("MngUpsertGroup", {"record": {"group": "g-alpha", "brand": "alpha", "currency": "USD"}})
+    admin("MngUpsertGroup", {"record": {"group": "g-beta", "brand": "beta", "currency": "USD"}})
+    admin("MngUpsertCustomer", {"record": {"id": 2, "brand": "beta", "email": "secret@beta.example",
+                                           "country": "CY"}})
+    admin("MngUpsertAccount", {"record": {"login": 2002, "group": "g-beta", "email": "acct@beta.example",
+                                          "customer_id": 2}})
+    admin("MngUpsertAccount", {"record": {"login": 3003, "group": "no-such-group", "customer_id": 2}})
+    return scoped
+
+
+def _push(topic, record):
+    return {"topic": topic, "payload": {"event": "EV_RECORD_UPDATE", "record": record}}
+
+
+def test_a_dry_run_never_shows_another_brands_stored_records(beta_records):
+    api, token = beta_records, beta_records.scoped_reader
+    rule = deposit_rule("alpha", trigger="customer.updated",
+                        conditions=[{"field": "customer.email", "op": "==", "value": "x"}])
+    account_rule = deposit_rule("alpha", trigger="account:updated",
+                                conditions=[{"field": "customer.email", "op": "==", "value": "x"}])
+    for test_rule, event in (
+        (rule, _push("customer.push", {"id": 2, "brand": "alpha"})),           # claims alpha, merges beta's
+        (account_rule, _push("account.push", {"login": 2002, "group": "g-alpha"})),
+        (account_rule, _push("account.push", {"login": 4004, "group": "g-alpha", "customer_id": 2})),
+        (deposit_rule("alpha", conditions=rule["conditions"]), {"topic": "trade.push", "payload": {
+            "event": "EV_RECORD_ADD", "record": {"order": 9, "login": 3003, "cmd": "OP_BALANCE_IN",
+                                                 "profit": 2000.0}}}),  # no brand, but beta's customer
+    ):
+        error = _denied(api, "MngTestWorkflowRule", {"rule": test_rule, "event": event}, token)
+        assert "secret" not in error["text"]
+        unscoped = api.body("MngTestWorkflowRule", {"rule": test_rule, "event": event})
+        assert unscoped["conditions"][0]["actual"] == "secret@beta.example"  # what the scoped token must not see
+    own = api.body("MngTestWorkflowRule", {"rule": rule, "event": _push("customer.push", {"id": 7, "brand": "alpha"})},
+                   token=token)
+    assert own["conditions"][0]["actual"] is None
+    unknown = {"topic": "trade.push", "payload": {"event": "EV_RECORD_ADD", "record": {
+        "order": 9, "login": 5005, "cmd": "OP_BALANCE_IN", "profit": 2000.0}}}
+    assert api.body("MngTestWorkflowRule", {"rule": deposit_rule("alpha"), "event": unknown}, token=token)
+
+
+def test_a_before_hook_dry_run_never_merges_another_brands_stored_record(beta_records):
+    api, token = beta_records, beta_records.scoped_reader
+    hook = {"name": "hook", "brand": "alpha", "trigger": "customer.beforeUpdate",
+            "conditions": [{"field": "customer.email", "op": "==", "value": "x"}],
+            "actions": [{"type": "record.set", "params": {"field": "risk_level", "value": "low"}}]}
+    account_hook = {**hook, "trigger": "account.beforeUpdate",
+                    "conditions": [{"field": "account.email", "op": "==", "value": "x"}]}
+    for test_rule, record in ((hook, {"id": 2}), (hook, {"id": 2, "brand": "alpha"}),
+                              (account_hook, {"login": 2002}), (account_hook, {"login": 2002, "group": "g-alpha"}),
+                              (account_hook, {"login": 3003, "group": "g-alpha"})):
+        event = {"topic": test_rule["trigger"], "payload": record}
+        _denied(api, "MngTestWorkflowRule", {"rule": test_rule, "event": event}, token)
+    shown = api.body("MngTestWorkflowRule", {"rule": hook, "event": {
+        "topic": "customer.beforeUpdate", "payload": {"id": 2, "brand": "alpha"}}})
+    assert shown["conditions"][0]["actual"] == "secret@beta.example"  # what the scoped token must not see
+    own = {"topic": "customer.beforeUpdate", "payload": {"id": 8, "brand": "alpha", "email": "x"}}
+    assert api.body("MngTestWorkflowRule", {"rule": hook, "event": own}, token=token)["matched"] is True
