@@ -92,8 +92,9 @@ class RouterActor(SafeActor):
 
     def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: Any,
                  brand_actor_factory: Callable[[str], Any], kyc_ref: Any,
-                 counters: RouterCounters, depth_limit: int) -> None:
+                 counters: RouterCounters, depth_limit: int, handoff: Any = None) -> None:
         super().__init__("router", stats)
+        self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
         self.counters, self.depth_limit = counters, depth_limit
@@ -143,6 +144,8 @@ class RouterActor(SafeActor):
 
     # -- events ------------------------------------------------------------------------------
     def on_events(self, message: EventBatch) -> None:
+        if self.handoff is not None:
+            self.handoff.taken_by_router(len(message.events))
         persist: dict[str, list[dict]] = defaultdict(list)
         per_brand: dict[str, list[Candidate]] = defaultdict(list)
         for event in message.events:

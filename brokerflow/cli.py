@@ -45,6 +45,8 @@ def _add_serve(sub: Any) -> None:
                         help="active processes kept in memory (default 1000)")
     tuning.add_argument("--process-idle-s", type=_positive(float), metavar="S",
                         help="seconds before an idle process is passivated (default 60)")
+    tuning.add_argument("--ingress-max-inflight", type=_positive(int), metavar="N",
+                        help="event batches queued for the router before the ingress stops reading (default 64)")
 
 
 def _positive(kind: type) -> Any:
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
-                 "webhook_workers", "process_workers", "process_live_cap", "process_idle_s"):
+                 "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
+                 "ingress_max_inflight"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow"):

@@ -29,7 +29,7 @@ from actors.runlog import RunCounters, RunLogActor
 from actors.webhook import WebhookActor
 from brokerflow.automation import Automation
 from brokerflow.settings import Settings
-from bus.ingress import Ingress
+from bus.ingress import Handoff, Ingress
 from bus.outbound import Outbound
 from bus.webhook import WebhookSender
 from storage.db import checkpoint
@@ -59,6 +59,7 @@ class Engine:
         self.store: Store | None = None
         self.refs = ReferenceData()
         self.pipeline = Pipeline()
+        self.handoff = Handoff()  # every EventBatch for the router: the ingress's ceiling
         self._threads: list[threading.Thread] = []
         self._stop_input = threading.Event()
         self._stopped = False
@@ -111,7 +112,7 @@ class Engine:
                                             settings.process_idle_s)
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
-                                        self.router_counters, settings.loop_depth_limit)
+                                        self.router_counters, settings.loop_depth_limit, self.handoff)
 
     def _start_services(self, store: Store) -> None:
         from api.dispatcher import Dispatcher
@@ -147,7 +148,7 @@ class Engine:
         self.store.close()  # this thread's connection
 
     def _start_ingress(self, store: Store) -> None:
-        self.ingress = Ingress(self.settings, self.submit, event_store=store.events)
+        self.ingress = Ingress(self.settings, self._tell_router, event_store=store.events, handoff=self.handoff)
         self._spawn("ingress", self.ingress.run)
 
     def _spawn(self, name: str, target: Any) -> None:
@@ -158,11 +159,14 @@ class Engine:
 
     # -- hooks -------------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> None:
-        """Events into the router (the ingress sink)."""
-        self.router.tell(EventBatch(tuple(events)))
+        """Events into the router, counted by the handoff (the ingress hands its own batches)."""
+        self.handoff.hand(self._tell_router, events)
 
     def echo(self, events: list[Event]) -> None:
         """Our own changes, back through the router one causal level deeper."""
+        self.handoff.hand(self._tell_router, events)
+
+    def _tell_router(self, events: list[Event]) -> None:
         self.router.tell(EventBatch(tuple(events)))
 
     def reload_rules(self) -> None:
@@ -191,7 +195,7 @@ class Engine:
     # -- monitoring --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(("received", "malformed",
-                                                                             "duplicates", "gaps"), 0)
+                                                                             "duplicates", "gaps", "paused"), 0)
         bus.update(self.router_counters.snapshot())
         return {"actors": self.stats_registry.snapshot(), "bus": bus,
                 "runs": self.run_counters.snapshot(),
@@ -267,7 +271,7 @@ class Engine:
             return
         try:
             for _ in range(max_polls):
-                if not self.ingress.poll_once(0):
+                if not self.ingress.poll_once(0, ceiling=False):
                     break
         except Exception:  # noqa: BLE001 - stopping goes on
             log.exception("stop: draining the ingress failed")

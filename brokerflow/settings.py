@@ -28,6 +28,7 @@ TUNING_ENV = (
     ("process_workers", "BROKERFLOW_PROCESS_WORKERS", int, False),
     ("process_live_cap", "BROKERFLOW_PROCESS_LIVE_CAP", int, False),
     ("process_idle_s", "BROKERFLOW_PROCESS_IDLE_S", float, False),
+    ("ingress_max_inflight", "BROKERFLOW_INGRESS_MAX_INFLIGHT", int, False),
 )
 
 
@@ -67,6 +68,7 @@ class Settings:
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000
+    ingress_max_inflight: int = 64  # ingress batches the router has not taken yet; then reading pauses
     webhook_workers: int = 16
     runlog_batch_rows: int = 1000
     process_idle_s: float = 60.0

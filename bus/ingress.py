@@ -5,9 +5,18 @@ is queued, up to ``batch_max`` messages, and hands the good events to ``sink`` a
 the next hop pays one message per batch rather than one per event. A malformed frame, a sink
 exception or a failing store is logged and counted; none of them stops the loop.
 
+Backpressure: with a ``Handoff`` (the engine's), the ingress counts its batches that the
+router has not taken from its mailbox yet; at ``settings.ingress_max_inflight`` of them it stops
+reading and waits for the router, so the SUB socket's receive high-water mark (and then the
+publishers' send HWM) holds the overload instead of the router's unbounded mailbox. Counted in
+``paused`` (once per pause) and logged at most once a minute. One lock and one add per batch.
+
 The de-duplication state (recent ids, last seq per source) is restored from ``event_store``
-when the ingress starts and written back once per poll, after the sink took the batch: a crash
-in between replays that batch (at-least-once), it never loses it.
+when the ingress starts and written back once the router has taken the batch that changed it
+(checked every poll, and at ``close``). So a crash never stores an id whose event was still
+queued for the router: a producer that resends after the crash has it processed. What a crash
+does lose are events the router had taken and the actors downstream had not finished (their
+mailboxes are memory); their ids are stored, so a resend of those is dropped as a duplicate.
 
 Memory guard: ``zmq.MAXMSGSIZE`` is ``settings.max_frame_bytes``; ZeroMQ disconnects a peer
 that sends a bigger frame (the peer reconnects by itself), so such a frame is never buffered.
@@ -18,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -36,6 +46,7 @@ DEFAULT_BATCH_MAX = 2000
 # The stored ids are trimmed to the window every this many new ids: small deletes, often, so the
 # table stays the window's size and no prune holds the database's write lock for long.
 PRUNE_EVERY = 5000
+PAUSE_LOG_EVERY_S = 60.0  # the "reading paused" warning, at most this often
 
 
 class EventStore(Protocol):
@@ -48,21 +59,64 @@ class EventStore(Protocol):
     def prune(self, keep: int) -> int: ...
 
 
+class Handoff:
+    """Events handed to the router and taken by it: the ingress's ceiling and its "taken" signal.
+
+    Every ``EventBatch`` for the router goes through ``hand`` (the ingress's batches and the
+    engine's echoes alike), under one lock, so the running count follows the mailbox's order.
+    The router calls ``taken_by_router`` as it takes each (possibly merged) batch. A batch whose
+    count is at or below ``taken`` has left the mailbox. One lock and one add per batch, never
+    per event.
+    """
+
+    def __init__(self) -> None:
+        self.handed = 0
+        self.taken = 0
+        self._lock = threading.Lock()
+        self._taken_changed = threading.Condition()
+
+    def hand(self, send: Callable[[list[Event]], None], events: list[Event]) -> int:
+        """``send(events)``, counted; the running count once they are in the mailbox."""
+        with self._lock:
+            send(events)
+            self.handed += len(events)
+            return self.handed
+
+    def taken_by_router(self, count: int) -> None:
+        """The router took ``count`` events from its mailbox (its own thread only)."""
+        with self._taken_changed:
+            self.taken += count
+            self._taken_changed.notify_all()
+
+    def wait_taken(self, mark: int, timeout_s: float) -> bool:
+        with self._taken_changed:
+            return self._taken_changed.wait_for(lambda: self.taken >= mark, timeout_s)
+
+
 class Ingress:
     """The SUB socket of PROTOCOL §2 and its counters."""
 
     def __init__(self, settings: Settings, sink: Callable[[list[Event]], None],
                  event_store: EventStore | None = None, clock: Callable[[], float] = time.time,
                  context: zmq.Context | None = None, batch_max: int = DEFAULT_BATCH_MAX,
-                 max_ids: int = DEFAULT_MAX_IDS) -> None:
+                 max_ids: int = DEFAULT_MAX_IDS, handoff: Handoff | None = None) -> None:
         self._sink = sink
+        self._handoff = handoff
+        self._max_inflight = settings.ingress_max_inflight
+        # Batches handed to the router and not yet taken by it, oldest first: (the handoff's
+        # count once the batch was in, the de-duplication state the batch changed).
+        self._inflight: deque[tuple[int, list[str], dict[str, int]]] = deque()
+        self._ready_ids: list[str] = []  # taken by the router, not yet stored
+        self._ready_seq: dict[str, int] = {}
+        self._paused = False
+        self._paused_logged_at = float("-inf")
         self._store = event_store
         self._clock = clock
         self._max_bytes = settings.max_frame_bytes
         self._batch_max = batch_max
         self._dedup = Deduplicator(max_ids)
         self._unpruned = 0
-        self._counts = {"received": 0, "malformed": 0, "duplicates": 0, "gaps": 0}
+        self._counts = {"received": 0, "malformed": 0, "duplicates": 0, "gaps": 0, "paused": 0}
         self._counts_lock = threading.Lock()
         if event_store is not None:
             ids, last_seq = event_store.load_state(max_ids)
@@ -104,8 +158,16 @@ class Ingress:
         with self._counts_lock:
             return dict(self._counts)
 
-    def poll_once(self, timeout_ms: int) -> int:
-        """Wait up to ``timeout_ms`` for messages, process what is queued; return messages read."""
+    def poll_once(self, timeout_ms: int, ceiling: bool = True) -> int:
+        """Wait up to ``timeout_ms`` for messages, process what is queued; return messages read.
+
+        With ``ceiling`` (the loop), a poll that finds ``ingress_max_inflight`` batches not yet
+        taken by the router waits for the router instead of reading; the stop path drains
+        without it (it reads a bounded number of polls).
+        """
+        self._collect_taken()
+        if ceiling and self._over_ceiling() and not self._wait_for_router(timeout_ms):
+            return 0
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
             return 0
         messages = self._read_batch()
@@ -114,13 +176,64 @@ class Ingress:
         with self._counts_lock:
             for name, value in counts.items():
                 self._counts[name] += value
+        mark = self._inflight[-1][0] if self._inflight else 0
         if events:
             try:
-                self._sink(events)
+                if self._handoff is None:
+                    self._sink(events)
+                else:
+                    mark = self._handoff.hand(self._sink, events)
             except Exception:
                 log.exception("bus: sink failed on a batch of %d events", len(events))
-        self._persist()
+        self._hold(mark)
+        self._collect_taken()
         return len(messages)
+
+    # -- backpressure: batches the router has not taken yet ------------------------------------
+    def _hold(self, mark: int) -> None:
+        """Keep what this poll changed in the de-duplication state until the router took the batch."""
+        ids, last_seq = self._dedup.pending()
+        self._dedup.mark_flushed()
+        if self._inflight and self._inflight[-1][0] == mark:  # nothing handed: rides with the last batch
+            _, held_ids, held_seq = self._inflight[-1]
+            held_ids.extend(ids)
+            held_seq.update(last_seq)
+        elif ids or last_seq or self._handoff is not None:
+            self._inflight.append((mark, ids, last_seq))
+
+    def _collect_taken(self) -> None:
+        """Move what the router has taken to the state to store, and store it."""
+        taken = self._handoff.taken if self._handoff is not None else None
+        inflight = self._inflight
+        while inflight and (taken is None or inflight[0][0] <= taken):
+            _, ids, last_seq = inflight.popleft()
+            self._ready_ids.extend(ids)
+            self._ready_seq.update(last_seq)
+        # Bounded like the de-duplication window, so a store that stays down cannot grow memory.
+        if len(self._ready_ids) > self._dedup.max_ids:
+            del self._ready_ids[: len(self._ready_ids) - self._dedup.max_ids]
+        self._persist()
+
+    def _over_ceiling(self) -> bool:
+        if len(self._inflight) < self._max_inflight:
+            self._paused = False
+            return False
+        if not self._paused:
+            self._paused = True
+            with self._counts_lock:
+                self._counts["paused"] += 1
+            now = time.monotonic()
+            if now - self._paused_logged_at >= PAUSE_LOG_EVERY_S:
+                self._paused_logged_at = now
+                log.warning("bus: %d batches wait for the router; reading paused until it takes one "
+                            "(the SUB socket's high-water mark applies meanwhile)", len(self._inflight))
+        return True
+
+    def _wait_for_router(self, timeout_ms: int) -> bool:
+        """Wait up to ``timeout_ms`` for the router to take the oldest batch; is there room now?"""
+        self._handoff.wait_taken(self._inflight[0][0], timeout_ms / 1000.0)
+        self._collect_taken()
+        return not self._over_ceiling()
 
     def _read_batch(self) -> list[list[bytes]]:
         return self._drain(self._batch_max)
@@ -153,18 +266,21 @@ class Ingress:
         return events, counts
 
     def _persist(self) -> None:
-        if self._store is None:
-            return
-        ids, last_seq = self._dedup.pending()
+        ids, last_seq = self._ready_ids, self._ready_seq
         if not ids and not last_seq:
+            return
+        if self._store is None:
+            ids.clear()
+            last_seq.clear()
             return
         try:
             self._store.record(ids, last_seq)
         except Exception:
             log.exception("bus: could not persist de-duplication state (%d ids); will retry", len(ids))
             return
-        self._dedup.mark_flushed()
-        self._unpruned += len(ids)
+        count = len(ids)
+        self._ready_ids, self._ready_seq = [], {}
+        self._unpruned += count
         if self._unpruned >= min(PRUNE_EVERY, self._dedup.max_ids):
             self._unpruned = 0
             try:
@@ -185,6 +301,11 @@ class Ingress:
                 log.exception("bus: ingress poll failed")
 
     def close(self) -> None:
+        """Close the socket; first store the de-duplication state of every batch the router took."""
+        try:
+            self._collect_taken()
+        except Exception:  # noqa: BLE001 - closing goes on
+            log.exception("bus: could not persist de-duplication state at close")
         if not self._sock.closed:
             self._sock.close(linger=0)
         if self._owns_context and not self._context.closed:

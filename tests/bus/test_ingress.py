@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import msgpack
@@ -10,7 +11,7 @@ import zmq
 
 from brokerflow.settings import Settings
 from bus.codec import encode
-from bus.ingress import Ingress
+from bus.ingress import Handoff, Ingress
 from bus.publisher import Publisher
 from tests.conftest import tcp_endpoint, wait_until
 from workflow.events import Event
@@ -58,10 +59,11 @@ def context() -> Iterator[zmq.Context]:
 def start(context) -> Iterator:
     started: list[object] = []
 
-    def _start(sink, event_store=None, max_ids=None, **settings_changes) -> Running:
+    def _start(sink, event_store=None, max_ids=None, handoff=None, **settings_changes) -> Running:
         settings = Settings(**{"events_bind": ("tcp://127.0.0.1:0",), **settings_changes})
         window = {} if max_ids is None else {"max_ids": max_ids}
-        running = Running(Ingress(settings, sink, event_store=event_store, context=context, **window))
+        running = Running(Ingress(settings, sink, event_store=event_store, context=context, handoff=handoff,
+                                  **window))
         started.append(running)
         return running
 
@@ -98,7 +100,8 @@ def test_five_thousand_events_are_all_delivered_in_order(start, publisher):
     wait_until(lambda: len(sink.events) == 5000)
     assert [event.seq for event in sink.events] == list(range(1, 5001))
     assert [event.record["order"] for event in sink.events] == list(range(5000))
-    assert running.ingress.stats() == {"received": 5000, "malformed": 0, "duplicates": 0, "gaps": 0}
+    assert running.ingress.stats() == {"received": 5000, "malformed": 0, "duplicates": 0, "gaps": 0,
+                                       "paused": 0}
     assert len(sink.batches) < 5000, "events should reach the sink in batches"
 
 
@@ -315,3 +318,55 @@ def test_the_stored_ids_are_trimmed_to_the_window_as_events_arrive(start, publis
     stored = store.events.load_state(1000)[0]
     assert len(stored) <= 2 * 10  # trimmed every window's worth of new ids
     assert stored[-10:] == [f"e{n}" for n in range(50, 60)]
+
+
+# -- backpressure: the ingress stops reading while the router has not taken its batches -------
+def test_the_ingress_stops_reading_at_its_ceiling_and_resumes_as_the_router_takes(start, publisher, store,
+                                                                                   caplog):
+    """The test plays the router: ``taken_by_router`` is what the router actor calls per batch."""
+    handoff, sink = Handoff(), Collector()
+    running = start(sink, event_store=store.events, handoff=handoff, ingress_max_inflight=2)
+    ingress = running.ingress
+    pub = publisher(ingress.bound_endpoints()[0], source="s")
+    with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
+        for n in (1, 2):  # two batches of one event each: the ceiling
+            pub.publish("rate.push", RATE, id=f"e{n}")
+            wait_until(lambda n=n: len(sink.batches) == n)
+        for n in range(3, 11):
+            pub.publish("rate.push", RATE, id=f"e{n}")
+        wait_until(lambda: ingress.stats()["paused"] == 1)
+        # A negative outcome needs a window: the ingress polls every 100 ms, so in 0.5 s a reading
+        # ingress would have read the queued frames several times over.
+        time.sleep(0.5)
+        assert ingress.stats()["received"] == 2 and len(sink.events) == 2
+        assert store.events.load_state(100) == ([], {})  # nothing the router has not taken is stored
+    assert [r.getMessage() for r in caplog.records if "reading paused" in r.getMessage()] == [
+        "bus: 2 batches wait for the router; reading paused until it takes one "
+        "(the SUB socket's high-water mark applies meanwhile)"]
+
+    handoff.taken_by_router(1)  # the first batch leaves the mailbox: one more batch may go in
+    wait_until(lambda: len(sink.batches) == 3)
+    wait_until(lambda: store.events.load_state(100) == (["e1"], {"s": 1}))
+    wait_until(lambda: ingress.stats()["paused"] == 2)  # the third batch brought it back to the ceiling
+    while len(sink.events) < 10:  # the router keeps up from now on
+        handoff.taken_by_router(handoff.handed - handoff.taken)
+        wait_until(lambda: handoff.handed > handoff.taken or len(sink.events) == 10)
+    handoff.taken_by_router(handoff.handed - handoff.taken)
+    assert [event.id for event in sink.events] == [f"e{n}" for n in range(1, 11)]  # nothing lost, in order
+    wait_until(lambda: store.events.load_state(100) == ([f"e{n}" for n in range(1, 11)], {"s": 10}))
+    assert ingress.stats()["received"] == 10
+
+
+def test_the_dedup_state_of_a_batch_is_stored_once_the_router_took_it(start, publisher, store):
+    handoff, sink = Handoff(), Collector()
+    running = start(sink, event_store=store.events, handoff=handoff)
+    pub = publisher(running.ingress.bound_endpoints()[0], source="s")
+    pub.publish("rate.push", RATE, id="a")
+    wait_until(lambda: len(sink.events) == 1)
+    pub.publish("rate.push", RATE, id="b")
+    wait_until(lambda: len(sink.events) == 2)  # so the poll that handed "a" is over
+    assert store.events.load_state(10) == ([], {})
+    handoff.taken_by_router(1)
+    wait_until(lambda: store.events.load_state(10) == (["a"], {"s": 1}))
+    handoff.taken_by_router(1)
+    wait_until(lambda: store.events.load_state(10) == (["a", "b"], {"s": 2}))

@@ -12,28 +12,31 @@ from brokerflow.errors import ValidationFailed
 from brokerflow.settings import Settings
 
 FLAGS = ["serve", "--webhook-workers", "8", "--process-workers", "2", "--process-live-cap", "50",
-         "--process-idle-s", "2.5"]
+         "--process-idle-s", "2.5", "--ingress-max-inflight", "16"]
 
 
 def test_the_tuning_flags_reach_the_settings():
     settings = settings_from(build_parser().parse_args(FLAGS))
     assert (settings.webhook_workers, settings.process_workers, settings.process_live_cap,
-            settings.process_idle_s) == (8, 2, 50, 2.5)
+            settings.process_idle_s, settings.ingress_max_inflight) == (8, 2, 50, 2.5, 16)
 
 
 def test_the_environment_sets_them_and_a_flag_wins(monkeypatch):
     monkeypatch.setenv("BROKERFLOW_PROCESS_WORKERS", "3")
     monkeypatch.setenv("BROKERFLOW_PROCESS_IDLE_S", "0.5")
     monkeypatch.setenv("BROKERFLOW_WEBHOOK_WORKERS", "32")
+    monkeypatch.setenv("BROKERFLOW_INGRESS_MAX_INFLIGHT", "8")
     settings = settings_from(build_parser().parse_args(["serve", "--process-workers", "5"]))
     assert (settings.process_workers, settings.process_idle_s, settings.webhook_workers) == (5, 0.5, 32)
+    assert settings.ingress_max_inflight == 8
     assert settings.process_live_cap == Settings().process_live_cap
 
 
 @pytest.mark.parametrize(("key", "text"), [("BROKERFLOW_PROCESS_WORKERS", "0"), ("BROKERFLOW_PROCESS_WORKERS", "2.5"),
                                            ("BROKERFLOW_PROCESS_IDLE_S", "nan"), ("BROKERFLOW_PROCESS_IDLE_S", "-1"),
                                            ("BROKERFLOW_WEBHOOK_WORKERS", "many"), ("BROKERFLOW_GC_GEN0", "-5"),
-                                           ("BROKERFLOW_PROCESS_LIVE_CAP", "inf")])
+                                           ("BROKERFLOW_PROCESS_LIVE_CAP", "inf"),
+                                           ("BROKERFLOW_INGRESS_MAX_INFLIGHT", "0")])
 def test_a_bad_value_is_refused_by_name(key, text):
     with pytest.raises(ValidationFailed) as refused:
         Settings.from_env({key: text})
