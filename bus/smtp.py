@@ -100,15 +100,32 @@ def _text_of(message: Any) -> str:
         return ""
 
 
+def _header(message: Any, name: str) -> str:
+    """The header as the policy parses it (encoded words decoded). When the stdlib parser fails
+    on it (it raises IndexError on ``Message-ID: <``, for one) rules get the text as sent,
+    unfolded: they match text, and one malformed header should not cost the whole mail."""
+    try:
+        value = message.get(name)
+        return "" if value is None else str(value)
+    except Exception:  # noqa: BLE001 - the stdlib parser's own failures have no common class
+        raw = next((value for key, value in message.raw_items() if key.lower() == name.lower()), "")
+        text = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return "".join(text.splitlines()).strip()
+
+
 def parse_mail(data: bytes, envelope_from: str | None, recipients: list[str]) -> dict[str, Any]:
-    """A received message as rules see it; envelope recipients win over the ``To`` header."""
+    """A received message as rules see it; envelope recipients win over the ``To`` header.
+
+    Raises when the message's structure cannot be walked (a body part the parser chokes on,
+    MIME nested past the recursion limit): a retry would fail alike, so the listener answers 554.
+    """
     message = email.message_from_bytes(data, policy=email.policy.default)
     return {
-        "from": str(message.get("From") or envelope_from or ""),
-        "to": ", ".join(recipients) or str(message.get("To") or ""),
-        "subject": str(message.get("Subject") or ""),
+        "from": _header(message, "From") or envelope_from or "",
+        "to": ", ".join(recipients) or _header(message, "To"),
+        "subject": _header(message, "Subject"),
         "body": _text_of(message).strip(),
-        "message_id": str(message.get("Message-ID") or ""),
+        "message_id": _header(message, "Message-ID"),
     }
 
 
@@ -152,8 +169,16 @@ class _Handler:
             return "451 4.3.2 Shutting down, try again later"
 
     def _receive(self, data: bytes, envelope_from: str | None, recipients: list[str]) -> str:
+        """A message that cannot be parsed is refused for good (554); one that could not be
+        handed over is refused for now (451), so the sender retries later."""
         try:
-            self.on_mail(parse_mail(data, envelope_from, recipients))
+            mail = parse_mail(data, envelope_from, recipients)
+        except Exception as exc:  # noqa: BLE001 - the stdlib parser's own failures have no common class
+            log.warning("received mail refused with 554: it cannot be parsed (%s, %d bytes)",
+                        type(exc).__name__, len(data))
+            return "554 5.6.0 Message cannot be parsed"
+        try:
+            self.on_mail(mail)
         except Exception:  # noqa: BLE001 - the sender is told, the listener goes on
             log.exception("received mail could not be handed to the rules")
             return "451 Requested action aborted: local error in processing"

@@ -153,3 +153,33 @@ def test_an_operator_level_on_the_protocol_log_is_kept(listen, protocol_log, cap
     protocol_log.setLevel(logging.INFO)
     send(listen(), b"Subject: traced\r\n\r\nbody\r\n", to=("traced@example.com",))
     assert protocol_log.level == logging.INFO and "traced@example.com" in caplog.text
+
+
+def test_a_header_the_parser_fails_on_reaches_the_rules_as_sent(listen):
+    inbox = Inbox()
+    send(listen(inbox), b"From: Ana <ana@example.com>\r\nSubject: Withdrawal\r\nMessage-ID: <\r\n\r\nbody\r\n")
+    [mail] = inbox.mails
+    assert (mail["from"], mail["subject"], mail["message_id"], mail["body"]) == (
+        "Ana <ana@example.com>", "Withdrawal", "<", "body")
+
+
+def test_a_message_whose_parts_cannot_be_parsed_is_refused_for_good_with_554(listen, caplog):
+    inbox = Inbox()
+    listener = listen(inbox)
+    bad_part = (b"Subject: s\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n"
+                b"Content-Disposition: attachment; filename=;a*\r\n\r\nhi\r\n--x--\r\n")
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(listener, bad_part)
+    assert refused.value.smtp_code == 554 and inbox.mails == []
+    assert "cannot be parsed (IndexError" in caplog.text
+    send(listener, b"Subject: next\r\n\r\nbody\r\n")  # the listener goes on
+    assert [mail["subject"] for mail in inbox.mails] == ["next"]
+
+
+def test_a_message_that_cannot_be_handed_over_is_refused_for_now_with_451(listen):
+    def stopped(_mail: Any) -> None:
+        raise RuntimeError("actor stopped")
+
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(listen(stopped), b"Subject: s\r\n\r\nbody\r\n")
+    assert refused.value.smtp_code == 451
