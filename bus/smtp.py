@@ -91,8 +91,10 @@ class SmtpRelay:
 
 
 def _text_of(message: Any) -> str:
+    """The text rules see; ``""`` for a message with no text part (a lone PDF, say), whose
+    content would be bytes or a nested message, not text."""
     part = message.get_body(preferencelist=("plain", "html")) if message.is_multipart() else message
-    if part is None:
+    if part is None or part.get_content_maintype() != "text":
         return ""
     try:
         return str(part.get_content())[:MAX_BODY_CHARS]

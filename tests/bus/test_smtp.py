@@ -183,3 +183,20 @@ def test_a_message_that_cannot_be_handed_over_is_refused_for_now_with_451(listen
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(listen(stopped), b"Subject: s\r\n\r\nbody\r\n")
     assert refused.value.smtp_code == 451
+
+
+@pytest.mark.parametrize("content_type, payload", [
+    (b"application/pdf", b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQ=\r\n"),
+    (b"image/png", b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"),
+    (b"message/rfc822", b"\r\nSubject: inner\r\n\r\ninner body\r\n"),
+], ids=["pdf", "png", "message"])
+def test_a_single_part_mail_without_text_has_an_empty_body(listen, content_type, payload):
+    inbox = Inbox()
+    send(listen(inbox), b"Subject: scan\r\nContent-Type: " + content_type + b"\r\n" + payload)
+    assert [(mail["subject"], mail["body"]) for mail in inbox.mails] == [("scan", "")]
+
+
+def test_a_single_part_text_mail_keeps_its_body(listen):
+    inbox = Inbox()
+    send(listen(inbox), b"Subject: csv\r\nContent-Type: text/csv\r\n\r\na,b\r\n1,2\r\n")
+    assert inbox.mails[0]["body"] == "a,b\r\n1,2"
