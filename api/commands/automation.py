@@ -1,7 +1,10 @@
 """Automation modes reached through the API (seed ``002``): before-hooks and manual execution.
 
 ``Before`` runs inside the caller's request: the system about to write a customer or account
-asks, and gets the record back (possibly changed) or ``REJECTED``. ``MngExecWorkflowRule``
+asks, and gets the record back (possibly changed), ``REJECTED`` or ``ACTION_FAILED``. It runs
+the matching rules' actions for real (notifications, webhooks, customer and KYC changes), so it
+takes the role that executing actions takes: ``SESSION_ADMIN`` (a scoped one for its brand),
+never a read-only role; a hook rule has no ``exec_roles`` to widen that. ``MngExecWorkflowRule``
 checks RBAC first — admin, or a role in the rule's ``exec_roles`` — as the seed says; the
 rule's ``run_as`` plays no part in that check.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from api.access import READ_ROLES
+from api.access import ADMIN_ONLY, READ_ROLES
 from api.commands._params import get, invalid
 from api.commands._registry import CommandContext, command
 from api.commands.reference import require_record_scope
@@ -29,7 +32,7 @@ def _choice(params: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-@command("Before", roles=READ_ROLES)
+@command("Before", roles=ADMIN_ONLY)
 def before(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any] | Future[dict[str, Any]]:
     resource = _choice(params, "resource", RESOURCES)
     operation = _choice(params, "operation", OPERATIONS)

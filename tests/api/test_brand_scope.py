@@ -159,8 +159,8 @@ def test_exec_and_before_hooks_stay_in_the_brand(scoped):
     assert scoped.body("MngExecWorkflowRule", {"id": alpha["id"]}, token=token)["run"]["rule_id"] == alpha["id"]
     _denied(scoped, "MngExecWorkflowRule", {"id": beta["id"]}, token)
     hook = {"resource": "customer", "operation": "create"}
-    assert scoped.body("Before", {**hook, "record": {"id": 5, "brand": "alpha"}}, token=token)
-    _denied(scoped, "Before", {**hook, "record": {"id": 6, "brand": "beta"}}, token)
+    assert scoped.body("Before", {**hook, "record": {"id": 5, "brand": "alpha"}}, token=scoped.scoped_admin)
+    _denied(scoped, "Before", {**hook, "record": {"id": 6, "brand": "beta"}}, scoped.scoped_admin)
 
 
 def test_a_mode_dry_run_with_another_brands_record_is_denied(scoped):

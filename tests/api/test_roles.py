@@ -14,11 +14,12 @@ from tests.api.test_reference import RECORDS
 ADMIN_ONLY = {
     "MngAddWorkflowRule", "MngUpdateWorkflowRule", "MngArchiveWorkflowRule", "MngDeleteWorkflowRule",
     *(f"MngUpsert{kind}" for kind in RECORDS), "MngAddFlow", "MngUpdateFlow", "MngDeleteFlow",
+    "Before",  # it runs the rules' actions: the role that executing actions needs
 }
 READ = {
     "MngGetWorkflowDefinitions", "MngValidateWorkflowRule", "MngGetWorkflowRule", "MngGetWorkflowRules",
     "MngTestWorkflowRule", "MngGetWorkflowRunLog", "MngGetStats", *(f"MngGet{kind}s" for kind in RECORDS),
-    "MngGetKycProfile", "MngGetFlows", "Before", "MngExecWorkflowRule",
+    "MngGetKycProfile", "MngGetFlows", "MngExecWorkflowRule",
 }
 MACHINE = {"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT", "HISTORY", "AVAILABLE_EVENTS"}
 DEPOSIT = {"topic": "trade.push", "payload": {"event": "EV_RECORD_ADD", "record": {
@@ -106,3 +107,15 @@ def test_a_revoked_token_is_unauthenticated(api):
 def test_an_unknown_command_is_unknown_command_with_or_without_a_token(api):
     assert api.error("MngDropDatabase")["code"] == "UNKNOWN_COMMAND"
     assert api.error("MngDropDatabase", token=None)["code"] == "UNKNOWN_COMMAND"
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if r != "SESSION_ADMIN"])
+def test_a_read_only_role_never_reaches_the_before_hooks(world, role):
+    """Before runs the matching rules' actions for real; a read-only role must not set them off."""
+    api, params = world
+    asked = []
+    api.services.before_handler = lambda *args: asked.append(args) or {"record": {}, "changed": False}
+    assert api.error("Before", params["Before"], token=api.tokens[role])["code"] == "ACCESS_DENIED"
+    assert asked == []
+    assert api.body("Before", params["Before"]) == {"record": {}, "changed": False}
+    assert len(asked) == 1

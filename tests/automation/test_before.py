@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brokerflow.errors import ActionFailed, Rejected, ValidationFailed
+from brokerflow.errors import AccessDenied, ActionFailed, Rejected, ValidationFailed
 from tests.conftest import wait_until
 
 NEW_CUSTOMER = {"id": 700, "brand": "alpha", "email": "eve@example.com", "country": "CY", "risk_level": "low"}
@@ -130,7 +130,15 @@ def test_a_hook_slower_than_its_budget_cancels_the_operation(make_auto):
     assert "300 ms budget" in caught.value.text
 
 
-def test_a_manager_may_ask_but_only_for_records_of_its_scope(auto):
-    auto.add_rule(trigger="customer.beforeCreate",
-                  actions=[{"type": "record.set", "params": {"field": "risk_level", "value": "medium"}}])
-    assert before(auto, NEW_CUSTOMER, client=auto.manager)["changed"] is True
+def test_only_an_admin_may_run_before_hooks_and_a_scoped_one_only_for_its_brand(auto):
+    """Before runs the rules' actions for real (notifications, webhooks, customer changes), so it
+    needs the role that executing actions needs; a read-only role runs nothing."""
+    rule = auto.add_rule(trigger="customer.beforeCreate",
+                         actions=[{"type": "record.set", "params": {"field": "risk_level", "value": "medium"}}])
+    with pytest.raises(AccessDenied):
+        before(auto, NEW_CUSTOMER, client=auto.manager)
+    scoped = auto.client(auto.engine.store.tokens.create("SESSION_ADMIN", brand="alpha", name="alpha admin")[0])
+    with pytest.raises(AccessDenied):
+        before(auto, {**NEW_CUSTOMER, "id": 701, "brand": "beta"}, client=scoped)
+    assert before(auto, NEW_CUSTOMER, client=scoped)["changed"] is True
+    assert len(auto.runs(rule_id=rule["id"])) == 1  # the hook answers once its run is logged
