@@ -4,7 +4,9 @@ Both speak SMTP through well-kept libraries — ``smtplib`` to hand mail to the 
 ``--smtp HOST:PORT``, ``aiosmtpd`` to accept mail on ``--smtp-listen HOST:PORT`` — so no SMTP
 is parsed by hand here. The listener accepts mail for any recipient (it is meant to sit behind
 the organisation's mail server, on a private address) and passes each message on as a plain
-map ``{"from", "to", "subject", "body", "message_id"}``.
+map ``{"from", "to", "subject", "body", "message_id"}``. A peer gets no more than its share:
+sessions, idle time, recipients and the header block are capped, and parsing (super-linear in
+the stdlib on crafted headers) runs on threads of its own, never on the listener's event loop.
 """
 
 from __future__ import annotations
