@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,15 +27,43 @@ def wants_json(frame: bytes) -> bool:
     return frame[:1] == b"{"
 
 
-def _decode_json(frame: bytes) -> Any:
+def loads_json(data: bytes | str) -> Any:
+    """JSON as both doors accept it, or ``BadRequest`` saying what is wrong with it.
+
+    Beyond ``json.loads``: an int of more than 4300 digits (Python's conversion limit), and
+    a ``\\udXXX`` escape that leaves a lone surrogate (a str no UTF-8 encoder, so no store or
+    hash, can take) are the caller's mistakes, not server errors.
+    """
     try:
-        return json.loads(frame.decode("utf-8"))
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = json.loads(text)
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"frame is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
+        raise BadRequest(f"not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadRequest("invalid JSON: nested too deeply") from None
+    except ValueError:  # int() past sys.get_int_max_str_digits()
+        raise BadRequest("invalid JSON: a number has more digits than the 4300 accepted") from None
+    if _SURROGATE_ESCAPE.search(text) and not _encodes(value):
+        raise BadRequest("invalid JSON: a \\u escape leaves a lone surrogate (not encodable as UTF-8)")
+    return value
+
+
+# Only a \\uD800-\\uDFFF escape can put a surrogate in decoded JSON (UTF-8 input cannot hold one).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
+
+
+def _decode_json(frame: bytes) -> Any:
+    return loads_json(frame)
 
 
 def _decode_msgpack(frame: bytes) -> Any:
@@ -71,10 +100,19 @@ def decode_request(frame: bytes, max_bytes: int) -> tuple[dict[str, Any], bool]:
         params = {}
     if not isinstance(params, Mapping):
         raise BadRequest(f"params must be a map, got {type(params).__name__}")
-    token = request.get("token")
+    return {"cmd": cmd, "token": check_token(request.get("token")), "params": dict(params)}, as_json
+
+
+def check_token(token: Any) -> str | None:
+    """The token as the token store can hash it: a str that encodes to UTF-8, or None."""
     if token is not None and not isinstance(token, str):
         raise BadRequest(f"token must be a string, got {type(token).__name__}")
-    return {"cmd": cmd, "token": token, "params": dict(params)}, as_json
+    try:
+        if token is not None:
+            token.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("token is not encodable as UTF-8 (it holds a lone surrogate)") from None
+    return token
 
 
 def encode_reply(envelope: Mapping[str, Any], as_json: bool) -> bytes:

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 import brokerflow
 from api import envelope
 from api.dispatcher import Dispatcher
-from api.framing import encode_reply
+from api.framing import check_token, encode_reply, loads_json
 from api.services import Services
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound, UnknownCommand
 from workflow.machine import COMMANDS as MACHINE_COMMANDS
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SINK_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 DEFAULT_TIMEOUT_S = 30.0
+INT64_MAX = 2**63 - 1  # what a rule id column holds
 
 
 def _json_response(reply: dict[str, Any], status: int | None = None) -> Response:
@@ -47,7 +48,7 @@ def _bearer() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    return token.strip() or None
+    return check_token(token.strip() or None)
 
 
 def _json_body() -> Any:
@@ -56,9 +57,9 @@ def _json_body() -> Any:
     if not data.strip():
         return None
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        return loads_json(data)
+    except BadRequest as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc.text}") from None
 
 
 def _wait(reply: dict[str, Any] | Future[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
@@ -108,7 +109,8 @@ class _Routes:
         return self.dispatch(cmd, params)
 
     def exec_rule(self, rule_id: str) -> Response:
-        if not rule_id.isdigit():
+        # isdigit() alone takes "²" and "٣", which int() refuses or reads as another number.
+        if not (rule_id.isascii() and rule_id.isdigit()) or len(rule_id) > 19 or int(rule_id) > INT64_MAX:
             raise NotFound(f"rule {rule_id[:64]!r} not found: rule ids are integers")
         body = _json_body()
         return self.dispatch("MngExecWorkflowRule", {"id": int(rule_id), "input": {} if body is None else body})

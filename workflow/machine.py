@@ -54,6 +54,7 @@ from workflow.machine_state import FlowLookup
 COMMANDS = ("START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT", "HISTORY", "AVAILABLE_EVENTS")
 EXIT_EVENT = "exit"
 _STRICT_JSON = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps(allow_nan=...) builds one per call
+INPUT_DEPTH_MAX = 32  # levels of maps and lists in a command's input
 MAX_HOPS = 64  # states entered by one command before it is declared a loop
 
 
@@ -87,10 +88,27 @@ def as_input(data: Any) -> dict[str, Any]:
         return {}
     if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
         raise BadRequest("input must be a map with string keys")
+    if _too_deep(data, INPUT_DEPTH_MAX):
+        raise BadRequest(f"input must nest at most {INPUT_DEPTH_MAX} maps and lists deep")
     try:
         return json.loads(_STRICT_JSON.encode(data))
     except (TypeError, ValueError) as exc:
-        raise BadRequest(f"input must be JSON data: {exc}") from None
+        raise BadRequest(f"input must be JSON data: {str(exc)[:200]}") from None
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether maps and lists nest past ``limit``: the encoder would recurse until RecursionError.
+
+    Iterative, so the check itself cannot recurse; it stops at the first level past the limit.
+    """
+    level: list[Any] = [data]
+    for _ in range(limit):
+        level = [child for item in level
+                 for child in (item.values() if isinstance(item, Mapping) else item)
+                 if isinstance(child, (Mapping, list, tuple))]
+        if not level:
+            return False
+    return True
 
 
 def _text(value: Any, what: str) -> str:

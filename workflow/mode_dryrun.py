@@ -36,6 +36,14 @@ def _map(payload: Any) -> Mapping[str, Any]:
     return payload if isinstance(payload, Mapping) else {}
 
 
+def _customer(refs: ReferenceData, customer_id: Any) -> Mapping[str, Any] | None:
+    """The replica's customer of a caller-given id; an unhashable id (a list) finds none."""
+    try:
+        return refs.customers.get(customer_id)
+    except TypeError:
+        return None
+
+
 def _scheduled(rule: Mapping[str, Any], payload: Mapping[str, Any],
                refs: ReferenceData) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
     brand = rule.get("brand")
@@ -48,7 +56,7 @@ def _scheduled(rule: Mapping[str, Any], payload: Mapping[str, Any],
         if customer.get("brand") == brand and predicate({**ctx, **refs.flat("customer", customer)}):
             matching.append(customer_id)
     extra = {"sweep": True, "customers": matching[:SWEEP_LIST_CAP], "customers_matching": len(matching)}
-    customer = refs.customers.get(payload.get("customer_id"))
+    customer = _customer(refs, payload.get("customer_id"))
     if customer is None or customer.get("brand") != brand:
         return ctx, "a sweep runs once per matching customer: give payload.customer_id to test one", extra
     ctx.update(refs.flat("customer", customer))

@@ -24,6 +24,7 @@ from workflow.condition_checks import check_conditions, is_int, is_text, listing
 
 STATUSES = ("active", "disabled", "archived")
 NAME_MAX = 200
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a stored integer column holds
 
 _DEFAULTS: dict[str, Any] = {
     "status": "active", "priority": 100, "conditions": [], "actions": [],
@@ -94,6 +95,8 @@ def _check_header(rule: Mapping[str, Any], v: Validation) -> str | None:
         v.error("status", f"must be one of {', '.join(STATUSES)}, got {rule.get('status')!r}")
     if not is_int(rule.get("priority")):
         v.error("priority", f"must be an integer, got {rule.get('priority')!r}")
+    elif not INT64_MIN <= rule["priority"] <= INT64_MAX:
+        v.error("priority", "must be an integer from -2**63 to 2**63-1")
     trigger = rule.get("trigger")
     if trigger is None:
         v.error("trigger", "is required")
@@ -145,8 +148,8 @@ def _check_run_as(run_as: Any, trigger: str | None, v: Validation) -> None:
     if run_as is None:
         if trigger in RUN_AS_TRIGGERS:
             v.error("run_as", f"is required for trigger {trigger!r}: the id of the manager the run acts for")
-    elif not is_int(run_as) or run_as < 1:
-        v.error("run_as", f"must be a manager id (a positive integer), got {run_as!r}")
+    elif not is_int(run_as) or not 1 <= run_as <= INT64_MAX:
+        v.error("run_as", f"must be a manager id (a positive integer), got {repr(run_as)[:40]}")
 
 
 def _check_exec_roles(roles: Any, trigger: str | None, v: Validation) -> None:

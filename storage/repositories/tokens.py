@@ -42,9 +42,13 @@ class TokenRepository(Repository):
         """
         if not isinstance(plain, str) or not plain:
             return None
+        try:
+            digest = token_hash(plain)
+        except UnicodeEncodeError:  # a lone surrogate: no stored token can be it
+            return None
         model = self._m.ApiToken
         with self._read():
-            row = model.get_or_none((model.token_hash == token_hash(plain)) & (model.revoked == False))  # noqa: E712
+            row = model.get_or_none((model.token_hash == digest) & (model.revoked == False))  # noqa: E712
         return None if row is None else self._record(row)
 
     def revoke(self, token_id: int) -> bool:

@@ -89,3 +89,21 @@ def test_json_reply_encodes_unknown_values_as_text():
 def test_msgpack_reply_keeps_bytes_as_bin_and_sets_as_lists():
     data = encode_reply({"success": True, "body": {"raw": b"\x00\x01", "tags": {"a"}}}, False)
     assert msgpack.unpackb(data, raw=False) == {"success": True, "body": {"raw": b"\x00\x01", "tags": ["a"]}}
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b'{"cmd": "Ping", "params": {"n": ' + b"1" * 4301 + b"}}", "4300"),
+        (b'{"cmd": "Ping", "token": "\\udfff"}', "surrogate"),
+        (b'{"cmd": "Ping", "params": {"k": ["\\ud800x"]}}', "surrogate"),
+    ],
+)
+def test_json_a_codec_cannot_carry_on_is_a_bad_request(frame, reason):
+    with pytest.raises(BadRequest, match=reason):
+        decode_request(frame, 64 * 1024)
+
+
+def test_a_surrogate_pair_is_one_character_and_fine():
+    request, _ = decode_request(b'{"cmd": "Ping", "token": "\\ud83d\\ude00"}', MAX)
+    assert request["token"] == "\U0001f600"

@@ -191,3 +191,34 @@ def test_close_stops_serving(machine_api):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{gateway.url}/health", timeout=2)
     gateway.close()  # idempotent
+
+
+def test_a_json_body_int_past_4300_digits_is_a_400(http):
+    reply = requests.post(f"{http.url}/workflow", params={"cmd": "START", "name": "signup"},
+                          data=b'{"n": ' + b"7" * 5000 + b"}", headers=_bearer(http.admin), timeout=5)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "BAD_REQUEST")
+    assert "4300" in reply.json()["error"]["text"]
+
+
+def test_a_json_body_with_a_lone_surrogate_is_a_400(http):
+    reply = requests.post(f"{http.url}/workflow", params={"cmd": "START", "name": "signup"},
+                          data=b'{"email": "\\ud800"}', headers=_bearer(http.admin), timeout=5)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "BAD_REQUEST")
+
+
+def test_input_nested_past_the_cap_is_a_400_with_the_reason(http):
+    nested: object = "leaf"
+    for _ in range(40):
+        nested = {"k": nested}
+    reply = requests.post(f"{http.url}/workflow", params={"cmd": "START", "name": "signup"},
+                          json=nested, headers=_bearer(http.admin), timeout=5)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "BAD_REQUEST")
+    assert "at most 32" in reply.json()["error"]["text"]
+
+
+@pytest.mark.parametrize("rule_id", ["\u00b2", "\u0663", "9" * 30, "9223372036854775808"])
+def test_rule_ids_that_are_not_ascii_int64_digits_are_not_found(executing, rule_id):
+    reply = requests.post(f"{executing.url}/automation/{rule_id}/exec", headers=_bearer(executing.admin),
+                          timeout=5)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (404, "NOT_FOUND")
+    assert executing.exec_calls == []

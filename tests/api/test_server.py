@@ -236,3 +236,40 @@ def test_replies_completed_in_bursts_on_other_threads_wake_the_loop_every_time()
             sock.close()
         server.close()
         context.term()
+
+
+# ---------------------------------------------------------------- client mistakes are BAD_REQUEST-class
+
+def test_a_json_int_past_4300_digits_is_a_bad_request_not_internal(api):
+    reply = api.client.send_raw(b'{"cmd": "MngGetWorkflowRule", "params": {"id": ' + b"9" * 5000 + b"}}")
+    assert _code(reply) == "BAD_REQUEST"
+    assert "4300" in reply["error"]["text"]
+    assert api.call("Ping")["success"] is True
+
+
+def test_a_token_with_a_lone_surrogate_is_a_bad_request_not_internal(api):
+    reply = api.client.send_raw(b'{"cmd": "MngGetWorkflowRules", "token": "bf_\\ud800", "params": {}}')
+    assert _code(reply) == "BAD_REQUEST"
+    assert "surrogate" in reply["error"]["text"]
+    paired = b'{"cmd": "MngGetWorkflowRules", "token": "bf_\\ud83d\\ude00", "params": {}}'  # a real pair
+    assert _code(api.client.send_raw(paired)) == "UNAUTHENTICATED"
+
+
+def test_a_lone_surrogate_anywhere_in_a_json_request_is_a_bad_request(api):
+    frame = json.dumps({"cmd": "MngAddWorkflowRule", "token": api.admin,
+                        "params": {"rule": {"name": "x\ud800", "brand": "alpha", "trigger": "deposit.created"}}})
+    assert _code(api.client.send_raw(frame.encode())) == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(("rule_id", "as_json"), [(2**63, False), (2**64 - 1, False), (-(2**63) - 1, True)])
+def test_an_id_outside_int64_is_a_validation_failure_not_internal(api, rule_id, as_json):
+    error = api.call("MngGetWorkflowRule", {"id": rule_id}, as_json=as_json)["error"]
+    assert error["code"] == "VALIDATION_FAILED"
+    assert error["details"][0]["path"] == "id"
+
+
+def test_a_priority_outside_int64_is_refused_by_rule_validation(api):
+    rule = {"name": "r", "brand": "alpha", "trigger": "deposit.created", "priority": 2**63}
+    error = api.error("MngAddWorkflowRule", {"rule": rule})
+    assert error["code"] == "VALIDATION_FAILED"
+    assert [d["path"] for d in error["details"]] == ["priority"]
