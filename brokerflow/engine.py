@@ -29,6 +29,7 @@ from actors.runlog import RunCounters, RunLogActor
 from actors.webhook import WebhookActor
 from brokerflow.automation import Automation
 from brokerflow.settings import Settings
+from bus.ingress import COUNTERS as INGRESS_COUNTERS
 from bus.ingress import Handoff, Ingress
 from bus.outbound import Outbound
 from bus.webhook import WebhookSender
@@ -194,8 +195,7 @@ class Engine:
 
     # -- monitoring --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(("received", "malformed",
-                                                                             "duplicates", "gaps", "paused"), 0)
+        bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
         bus.update(self.router_counters.snapshot())
         return {"actors": self.stats_registry.snapshot(), "bus": bus,
                 "runs": self.run_counters.snapshot(),

@@ -18,8 +18,13 @@ queued for the router: a producer that resends after the crash has it processed.
 does lose are events the router had taken and the actors downstream had not finished (their
 mailboxes are memory); their ids are stored, so a resend of those is dropped as a duplicate.
 
-Memory guard: ``zmq.MAXMSGSIZE`` is ``settings.max_frame_bytes``; ZeroMQ disconnects a peer
-that sends a bigger frame (the peer reconnects by itself), so such a frame is never buffered.
+Memory guard: ``zmq.MAXMSGSIZE`` is a hard cap of ``FRAME_CAP_FACTOR`` × ``max_frame_bytes``.
+A frame between the two reaches the codec (cut to ``max_frame_bytes + 1`` by the drain) and is
+counted as malformed; a bigger one makes ZeroMQ drop that connection, so it is never buffered.
+A publisher that connected to us dials again by itself; a publisher we connected to
+(``events_connect``) would not: libzmq ends that session for good on such a protocol error. So
+a socket monitor watches for disconnects: each is counted (``disconnects``) and logged, and an
+``events_connect`` endpoint is dialled again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from brokerflow.errors import MalformedEvent
 from brokerflow.settings import Settings
@@ -47,6 +53,11 @@ DEFAULT_BATCH_MAX = 2000
 # table stays the window's size and no prune holds the database's write lock for long.
 PRUNE_EVERY = 5000
 PAUSE_LOG_EVERY_S = 60.0  # the "reading paused" warning, at most this often
+# MAXMSGSIZE is this many times max_frame_bytes: a frame somewhat too big is refused by the codec
+# (counted, the connection kept); only past this does ZeroMQ drop the connection.
+FRAME_CAP_FACTOR = 4
+DISCONNECT_LOG_EVERY_S = 10.0
+COUNTERS = ("received", "malformed", "duplicates", "gaps", "paused", "disconnects")  # stats() keys
 
 
 class EventStore(Protocol):
@@ -116,7 +127,8 @@ class Ingress:
         self._batch_max = batch_max
         self._dedup = Deduplicator(max_ids)
         self._unpruned = 0
-        self._counts = {"received": 0, "malformed": 0, "duplicates": 0, "gaps": 0, "paused": 0}
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._disconnect_logged_at = float("-inf")
         self._counts_lock = threading.Lock()
         if event_store is not None:
             ids, last_seq = event_store.load_state(max_ids)
@@ -129,6 +141,8 @@ class Ingress:
             if self._owns_context:
                 self._context.term()
             raise
+        self._connects = {endpoint.encode(): endpoint for endpoint in settings.events_connect}
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         # Keeps the GIL between frames: each release can cost this thread a switch interval.
         self._drain = open_drain(self._sock, self._max_bytes)
 
@@ -136,7 +150,7 @@ class Ingress:
         sock = self._context.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, settings.events_hwm)
-        sock.setsockopt(zmq.MAXMSGSIZE, settings.max_frame_bytes)
+        sock.setsockopt(zmq.MAXMSGSIZE, settings.max_frame_bytes * FRAME_CAP_FACTOR)
         sock.setsockopt(zmq.SUBSCRIBE, b"")
         self._bound: list[str] = []
         try:
@@ -166,6 +180,7 @@ class Ingress:
         without it (it reads a bounded number of polls).
         """
         self._collect_taken()
+        self._check_connections()
         if ceiling and self._over_ceiling() and not self._wait_for_router(timeout_ms):
             return 0
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
@@ -188,6 +203,42 @@ class Ingress:
         self._hold(mark)
         self._collect_taken()
         return len(messages)
+
+    # -- dropped connections ---------------------------------------------------------------------
+    def _check_connections(self) -> None:
+        """Count the connections ZeroMQ dropped since the last poll; dial ours again."""
+        while True:
+            try:
+                frames = self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                endpoint = parse_monitor_message(frames)["endpoint"]
+            except Exception:  # noqa: BLE001 - a monitor frame we cannot read: count it, nothing to redial
+                endpoint = b""
+            with self._counts_lock:
+                self._counts["disconnects"] += 1
+                total = self._counts["disconnects"]
+            ours = self._connects.get(endpoint)
+            if ours is not None:
+                self._redial(ours)
+            now = time.monotonic()
+            if now - self._disconnect_logged_at >= DISCONNECT_LOG_EVERY_S:
+                self._disconnect_logged_at = now
+                log.warning("bus: a publisher connection on %s was dropped (%d so far; a frame over %d bytes, "
+                            "or the peer went away)%s", endpoint.decode("ascii", "replace")[:80], total,
+                            self._max_bytes * FRAME_CAP_FACTOR, "; dialling it again" if ours else "")
+
+    def _redial(self, endpoint: str) -> None:
+        """libzmq does not dial again after a protocol error (a frame over MAXMSGSIZE): we do."""
+        try:
+            self._sock.disconnect(endpoint)
+        except zmq.ZMQError:
+            pass  # the session is gone already
+        try:
+            self._sock.connect(endpoint)
+        except zmq.ZMQError:
+            log.exception("bus: could not connect to %s again", endpoint)
 
     # -- backpressure: batches the router has not taken yet ------------------------------------
     def _hold(self, mark: int) -> None:
@@ -306,6 +357,10 @@ class Ingress:
             self._collect_taken()
         except Exception:  # noqa: BLE001 - closing goes on
             log.exception("bus: could not persist de-duplication state at close")
+        if not self._monitor.closed:
+            if not self._sock.closed:
+                self._sock.disable_monitor()
+            self._monitor.close(linger=0)
         if not self._sock.closed:
             self._sock.close(linger=0)
         if self._owns_context and not self._context.closed:

@@ -101,7 +101,7 @@ def test_five_thousand_events_are_all_delivered_in_order(start, publisher):
     assert [event.seq for event in sink.events] == list(range(1, 5001))
     assert [event.record["order"] for event in sink.events] == list(range(5000))
     assert running.ingress.stats() == {"received": 5000, "malformed": 0, "duplicates": 0, "gaps": 0,
-                                       "paused": 0}
+                                       "paused": 0, "disconnects": 0}
     assert len(sink.batches) < 5000, "events should reach the sink in batches"
 
 
@@ -211,6 +211,43 @@ def test_an_oversize_frame_never_reaches_the_sink_and_other_publishers_go_on(sta
     small.publish("rate.push", RATE)
     wait_until(lambda: sink.events)
     assert [e.source for e in sink.events] == ["small"]
+
+
+@pytest.fixture
+def bound_publisher(context) -> Iterator[Publisher]:
+    pub = Publisher("tcp://127.0.0.1:0", "bound", bind=True, context=context, linger_ms=0)
+    yield pub
+    pub.close()
+
+
+def test_a_frame_over_the_hard_cap_drops_a_connect_endpoint_which_is_dialled_again(start, bound_publisher,
+                                                                                   caplog):
+    """libzmq ends a connecting session for good on a frame over MAXMSGSIZE; the ingress dials again."""
+    sink = Collector()
+    running = start(sink, events_bind=(), events_connect=(bound_publisher.endpoint,), max_frame_bytes=10_000)
+    assert bound_publisher.wait_subscribed(timeout_s=5)
+    with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
+        bound_publisher.publish("rate.push", {**RATE, "blob": "x" * 50_000})  # over 4 x 10,000
+        wait_until(lambda: running.ingress.stats()["disconnects"] == 1)
+
+        def a_later_event_arrived() -> bool:
+            bound_publisher.publish("rate.push", RATE)  # a PUB drops what it sends while nobody listens
+            return bool(sink.events)
+
+        wait_until(a_later_event_arrived, interval_s=0.05)
+    assert running.ingress.stats()["malformed"] == 0
+    assert any("dropped" in r.getMessage() and "dialling it again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_moderately_oversized_frame_is_malformed_and_the_connection_stays(start, bound_publisher):
+    sink = Collector()
+    running = start(sink, events_bind=(), events_connect=(bound_publisher.endpoint,), max_frame_bytes=10_000)
+    assert bound_publisher.wait_subscribed(timeout_s=5)
+    bound_publisher.publish("rate.push", {**RATE, "blob": "x" * 20_000})  # over 10,000, under the cap
+    bound_publisher.publish("rate.push", RATE)
+    wait_until(lambda: sink.events)
+    assert [e.seq for e in sink.events] == [2]
+    assert running.ingress.stats()["malformed"] == 1 and running.ingress.stats()["disconnects"] == 0
 
 
 def test_poll_once_steps_the_loop_and_stamps_the_injected_clock(context, publisher):
