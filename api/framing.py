@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -36,13 +37,15 @@ def loads_json(data: bytes | str) -> Any:
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise BadRequest(f"not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadRequest("invalid JSON: nested too deeply") from None
+    except BadRequest:
+        raise
     except ValueError:  # int() past sys.get_int_max_str_digits()
         raise BadRequest("invalid JSON: a number has more digits than the 4300 accepted") from None
     if _SURROGATE_ESCAPE.search(text) and not _encodes(value):
@@ -52,6 +55,22 @@ def loads_json(data: bytes | str) -> Any:
 
 # Only a \\uD800-\\uDFFF escape can put a surrogate in decoded JSON (UTF-8 input cannot hold one).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and ±Infinity are not JSON (RFC 8259); Python's reader would take them."""
+    raise BadRequest(f"invalid JSON: {name[:9]} is not a JSON number")
+
+
+def finite(value: Any) -> Any:
+    """A copy with NaN and ±Infinity as null: what a JSON reply can say of them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _encodes(value: Any) -> bool:
@@ -118,7 +137,12 @@ def check_token(token: Any) -> str | None:
 def encode_reply(envelope: Mapping[str, Any], as_json: bool) -> bytes:
     """The reply frame. Values neither codec knows (datetimes, sets, …) are sent as text."""
     if as_json:
-        return json.dumps(envelope, default=str, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            text = json.dumps(envelope, default=str, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except ValueError:  # a NaN or infinity somewhere: valid JSON says null (rare, so a second pass)
+            text = json.dumps(finite(envelope), default=str, ensure_ascii=False, separators=(",", ":"),
+                              allow_nan=False)
+        return text.encode("utf-8")
     return msgpack.packb(envelope, use_bin_type=True, default=_msgpack_default)
 
 

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 import brokerflow
 from api import envelope
 from api.dispatcher import Dispatcher
-from api.framing import check_token, encode_reply, loads_json
+from api.framing import check_token, encode_reply, finite, loads_json
 from api.services import Services
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound, UnknownCommand
 from workflow.machine import COMMANDS as MACHINE_COMMANDS
@@ -79,7 +79,7 @@ def _sink_response(result: Any) -> Response:
     if body is None:
         body = b""
     elif not isinstance(body, (str, bytes)):
-        body = json.dumps(body, default=str)
+        body = json.dumps(finite(body), default=str, allow_nan=False)
         headers.setdefault("Content-Type", "application/json")
     status = result.get("status") or 200
     return Response(body, status=int(status), headers=headers)

@@ -107,3 +107,21 @@ def test_json_a_codec_cannot_carry_on_is_a_bad_request(frame, reason):
 def test_a_surrogate_pair_is_one_character_and_fine():
     request, _ = decode_request(b'{"cmd": "Ping", "token": "\\ud83d\\ude00"}', MAX)
     assert request["token"] == "\U0001f600"
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise AssertionError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json_and_are_refused(constant):
+    with pytest.raises(BadRequest, match="not a JSON number"):
+        decode_request(b'{"cmd": "Ping", "params": {"x": ' + constant + b"}}", MAX)
+
+
+def test_a_json_reply_never_holds_nan_or_infinity():
+    envelope = {"success": True, "body": {"x": float("nan"), "y": [float("inf"), 1.5], "z": {"w": -float("inf")}}}
+    assert _strict(encode_reply(envelope, True).decode()) == {"success": True,
+                                                              "body": {"x": None, "y": [None, 1.5], "z": {"w": None}}}

@@ -222,3 +222,9 @@ def test_rule_ids_that_are_not_ascii_int64_digits_are_not_found(executing, rule_
                           timeout=5)
     assert (reply.status_code, reply.json()["error"]["code"]) == (404, "NOT_FOUND")
     assert executing.exec_calls == []
+
+
+def test_a_json_body_with_nan_is_a_400(http):
+    reply = requests.post(f"{http.url}/workflow", params={"cmd": "START", "name": "signup"},
+                          data=b'{"amount": NaN}', headers=_bearer(http.admin), timeout=5)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (400, "BAD_REQUEST")

@@ -36,3 +36,11 @@ def test_an_unhashable_customer_id_in_a_mode_dry_run_finds_no_customer(customer_
     result = dry_run_mode(rule, "interval", {"customer_id": customer_id}, refs)
     assert result["matched"] is False
     assert "customer_id" in result["reason"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_condition_number_must_be_finite(value):
+    from workflow.validation import validate_rule
+    rule = {"name": "r", "brand": "alpha", "trigger": "deposit.created",
+            "conditions": [{"field": "amount_usd", "op": ">", "value": value}]}
+    assert [p.path for p in validate_rule(rule).errors] == ["conditions[0].value"]
