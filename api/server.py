@@ -96,7 +96,8 @@ class ApiServer:
                 for _ in range(READ_BATCH):  # EVENTS, not recv until zmq.Again: an exception per poll costs
                     if not sock.get(zmq.EVENTS) & zmq.POLLIN:
                         break
-                    sent += self._serve(sock.recv_multipart(zmq.NOBLOCK), burst)
+                    frames, dropped = _recv_request(sock)
+                    sent += self._serve(frames, burst, dropped)
             finally:
                 burst.close()  # commits and answers the burst's process commands (replies queued)
         return sent + self._send_completed()
@@ -123,15 +124,15 @@ class ApiServer:
 
     # -- one request ----------------------------------------------------------------------
 
-    def _serve(self, frames: list[bytes], burst: Burst | None = None) -> int:
+    def _serve(self, frames: list[bytes], burst: Burst | None = None, dropped: int = 0) -> int:
         routing, body = _split(frames)
         if not routing:
             return 0  # ROUTER always prefixes the peer identity; nothing to answer to
-        frame = body[0] if len(body) == 1 else b""
-        as_json = wants_json(frame)
+        frame = body[0] if body else b""
+        as_json = wants_json(frame)  # a refused request is answered in its first frame's encoding
         try:
-            if len(body) != 1:
-                raise BadRequest(f"expected one frame after the routing envelope, got {len(body)}")
+            if len(body) != 1 or dropped:
+                raise BadRequest(f"expected one frame after the routing envelope, got {len(body) + dropped}")
             request, as_json = decode_request(frame, self._max_frame_bytes)
             reply = self._dispatcher.handle(request, burst=burst)
         except Exception as exc:
@@ -189,6 +190,28 @@ class ApiServer:
         send, end = self._sock.send, len(frames) - 1
         for index, frame in enumerate(frames):
             send(frame, _LAST if index == end else _MORE)
+
+
+KEPT_FRAMES = 8  # identities, delimiter and the request: more than any well-formed request has
+
+
+def _recv_request(sock: zmq.Socket) -> tuple[list[bytes], int]:
+    """One message frame by frame: ``(the first KEPT_FRAMES frames, how many more were dropped)``.
+
+    ``MAXMSGSIZE`` caps each frame, not the message, so a client may send thousands of
+    max-size frames at once; ``recv_multipart`` would copy them all into Python. Frames past
+    ``KEPT_FRAMES`` are received and let go one at a time, and the request is answered
+    ``BAD_REQUEST`` (it cannot be a one-frame request).
+    """
+    frames = [sock.recv(zmq.NOBLOCK)]
+    dropped = 0
+    while sock.getsockopt(zmq.RCVMORE):
+        frame = sock.recv(zmq.NOBLOCK, copy=False)  # a zmq.Frame: no bytes copy of a dropped one
+        if len(frames) < KEPT_FRAMES:
+            frames.append(frame.bytes)
+        else:
+            dropped += 1
+    return frames, dropped
 
 
 def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:

@@ -273,3 +273,45 @@ def test_a_priority_outside_int64_is_refused_by_rule_validation(api):
     error = api.error("MngAddWorkflowRule", {"rule": rule})
     assert error["code"] == "VALIDATION_FAILED"
     assert [d["path"] for d in error["details"]] == ["priority"]
+
+
+# ---------------------------------------------------------------- many frames in one message
+
+def test_frames_past_the_kept_few_are_received_and_dropped_not_kept():
+    from api.server import KEPT_FRAMES, _recv_request
+
+    context = zmq.Context()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    try:
+        for sock in (router, dealer):
+            sock.setsockopt(zmq.LINGER, 0)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send_multipart([b"", msgpack.packb({"cmd": "Ping"})] + [b"x" * 1024] * 2000)
+        assert router.poll(5000) == zmq.POLLIN
+        frames, dropped = _recv_request(router)
+        assert len(frames) == KEPT_FRAMES  # identity, delimiter, request, then five of the extras
+        assert dropped == 3 + 2000 - KEPT_FRAMES
+        assert not router.getsockopt(zmq.RCVMORE)
+    finally:
+        router.close()
+        dealer.close()
+        context.term()
+
+
+def test_a_dealer_sending_thousands_of_frames_gets_bad_request_and_the_socket_lives(serve):
+    running = serve(_dispatcher())
+    dealer = running.context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 5000)
+    dealer.connect(running.endpoint)
+    try:
+        dealer.send_multipart([b"", json.dumps({"cmd": "Ping"}).encode()] + [b"y" * 4096] * 3000)
+        delimiter, data = dealer.recv_multipart()
+        reply = json.loads(data)
+        assert (delimiter, _code(reply)) == (b"", "BAD_REQUEST")
+        assert "got 3001" in reply["error"]["text"]
+        dealer.send_multipart([b"", msgpack.packb({"cmd": "Ping"})])
+        assert msgpack.unpackb(dealer.recv_multipart()[1])["success"] is True
+    finally:
+        dealer.close()
