@@ -117,3 +117,12 @@ def test_the_brand_of_a_process_is_fixed_at_start_whatever_a_later_input_says(wo
     run = wait_until(lambda: runs_of(world, pid))[0]
     assert run["brand"] == "alpha"
     assert world.door("rep", world.alpha).ok("EVENT", pid=pid, name="close")["result"] == "END"
+
+
+def test_a_brandless_process_takes_the_first_brand_an_input_names_and_keeps_it(world):
+    admin, door = world.door("rep", world.admin), world.door("rep", world.alpha)
+    pid = admin.ok("START", name="review")["pid"]
+    denied(door, "AVAILABLE_EVENTS", pid=pid)
+    admin.ok("EVENT", pid=pid, name="flag", input={"brand": "alpha", "customer_id": ALPHA_CUSTOMER})
+    assert wait_until(lambda: runs_of(world, pid))[0]["brand"] == "alpha"
+    assert door.ok("AVAILABLE_EVENTS", pid=pid)["events"] == ["close"]
