@@ -3,6 +3,11 @@
 A frame that fails here is counted and logged by the ingress and never reaches a rule, so the
 checks are strict about types (``True`` is not an int, a login is never a string) and name the
 offending key in the reason.
+
+The checks also refuse what the engine could not carry further: an int outside the signed
+64-bit range (``seq``, ``ts``, any int of the record) would overflow SQLite and PostgreSQL
+columns and the de-duplication state's storage on every poll after it; ``seq`` is also never
+negative.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ RECORD_SCHEMAS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "rate.push": ({"currency": _STR, "usd": _NUM}, {}),
 }
 _EVENT_REQUIRED = {"trade.push", "account.push", "customer.push"}
+
+# What storage can hold: BIGINT (PostgreSQL) and INTEGER (SQLite) are signed 64-bit.
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
+# An integer ``id`` is text to the engine; msgpack carries unsigned 64-bit ints too.
+_ID_INT_MAX = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,38 +130,47 @@ def _wrong_type(topic: str, name: str, kind: str, value: Any) -> MalformedEvent:
 def _record_is_plain(topic: str, record: dict) -> bool:
     """Does ``record`` pass every check with exact types (the shape every publisher sends)?
 
-    The answer depends only on the record's keys and the exact types of its values, and a
-    publisher sends one shape over and over: it is computed once per (topic, keys, types) and
-    then found by one lookup of a tuple built in C (bounded against ever new shapes).
+    Whether the types pass depends only on the record's keys and the exact types of its values,
+    and a publisher sends one shape over and over: that part is computed once per (topic, keys,
+    types) and then found by one lookup of a tuple built in C (bounded against ever new shapes).
+    The shape also names its int values, and each of those takes one range comparison per event.
     """
     shape = (topic, *record, *map(type, record.values()))
-    plain = _PLAIN_SHAPES.get(shape)
-    if plain is None:
+    ints = _PLAIN_SHAPES.get(shape)
+    if ints is None:
+        ints = _plain_shape_ints(topic, record)
+        if ints is None:
+            return False
         if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
             _PLAIN_SHAPES.clear()
-        plain = _PLAIN_SHAPES[shape] = _shape_is_plain(topic, record)
-    return plain
+        _PLAIN_SHAPES[shape] = ints
+    for name in ints:  # INT_MIN <= value <= INT_MAX, with the values as constants
+        if not -0x8000_0000_0000_0000 <= record[name] <= 0x7FFF_FFFF_FFFF_FFFF:
+            return False
+    return True
 
 
-# (topic, *keys, *value types) -> plain?; keys and types never compare equal to each other's
-# halves wrongly: the split is at the middle, and a non-str key makes a shape not plain anyway.
-_PLAIN_SHAPES: dict[tuple, bool] = {}
+# (topic, *keys, *value types) -> the keys whose values are ints, for plain shapes only; keys and
+# types never compare equal to each other's halves wrongly: the split is at the middle, and a
+# non-str key makes a shape not plain anyway.
+_PLAIN_SHAPES: dict[tuple, tuple[str, ...]] = {}
 _PLAIN_SHAPES_MAX = 1024
 
 
-def _shape_is_plain(topic: str, record: dict) -> bool:
+def _plain_shape_ints(topic: str, record: dict) -> tuple[str, ...] | None:
+    """The keys of ``record``'s int values when its shape is plain, else None."""
     for key in record:
         if type(key) is not str:
-            return False
+            return None
     required, optional = _FAST[topic]
     for name, allowed in required:
         if type(record.get(name)) not in allowed:
-            return False
+            return None
     for name, allowed in optional:
         value = record.get(name)
         if value is not None and type(value) not in allowed:
-            return False
-    return True
+            return None
+    return tuple(key for key, value in record.items() if isinstance(value, int) and type(value) is not bool)
 
 
 def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
@@ -169,7 +188,22 @@ def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
         value = record.get(name)
         if value is not None and (not isinstance(value, types) or (numeric and value.__class__ is bool)):
             raise _wrong_type(topic, name, kind, value)
+    for key, value in record.items():
+        if isinstance(value, int) and type(value) is not bool and not INT_MIN <= value <= INT_MAX:
+            where = f"record.{key}" if key in _SCHEMA_KEYS[topic] else f"a record field ({len(key)}-char name)"
+            raise MalformedEvent(f"{topic}: {where} is outside the signed 64-bit integer range")
     return dict(record)
+
+
+_SCHEMA_KEYS = {topic: frozenset(required) | frozenset(optional)
+                for topic, (required, optional) in RECORD_SCHEMAS.items()}
+
+
+def _in_range(name: str, value: int | None, low: int) -> int | None:
+    if value is not None and not low <= value <= INT_MAX:
+        floor = "0" if low == 0 else "-2**63"
+        raise MalformedEvent(f"payload.{name} must be between {floor} and 2**63-1")
+    return value
 
 
 def _optional(payload: Mapping[Any, Any], name: str, kind: str) -> Any:
@@ -205,9 +239,13 @@ def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool
         source, seq, ts = get("source"), get("seq"), get("ts")
         if ((type(event) is str and event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED
              else event is None or type(event) is str)
-                and type(record) is dict and (event_id is None or type(event_id) is str)
-                and (source is None or type(source) is str) and (seq is None or type(seq) is int)
-                and (ts is None or type(ts) is int) and _record_is_plain(topic, record)):
+                and type(record) is dict
+                and (event_id is None or type(event_id) is str)
+                and (source is None or type(source) is str)
+                # INT_MIN and INT_MAX as literals: constants, where the names would be global lookups.
+                and (seq is None or type(seq) is int and 0 <= seq <= 0x7FFF_FFFF_FFFF_FFFF)
+                and (ts is None or type(ts) is int and -0x8000_0000_0000_0000 <= ts <= 0x7FFF_FFFF_FFFF_FFFF)
+                and _record_is_plain(topic, record)):
             return _new_event(topic, event, dict(record) if copy else record, source, seq, event_id, ts,
                               received_ms, depth)
     return _parse_checked(topic, payload, received_ms, depth)
@@ -279,14 +317,18 @@ def _parse_checked(topic: str, payload: object, received_ms: int, depth: int) ->
     event_id = payload.get("id")
     if event_id is not None and not isinstance(event_id, (str, int)) or isinstance(event_id, bool):
         raise MalformedEvent("payload.id must be a string")
+    if isinstance(event_id, int):
+        if not INT_MIN <= event_id <= _ID_INT_MAX:
+            raise MalformedEvent("payload.id is an integer outside the 64-bit range")
+        event_id = str(event_id)
     return Event(
         topic=topic,
         event=event,
         record=_check_record(topic, record),
         source=_optional(payload, "source", _STR),
-        seq=_optional(payload, "seq", _INT),
-        id=None if event_id is None else str(event_id),
-        ts_ms=_optional(payload, "ts", _INT),
+        seq=_in_range("seq", _optional(payload, "seq", _INT), 0),
+        id=event_id,
+        ts_ms=_in_range("ts", _optional(payload, "ts", _INT), INT_MIN),
         received_ms=received_ms,
         depth=depth,
     )

@@ -85,3 +85,19 @@ def test_huge_container_headers_are_refused_before_allocating():
     # An array header claiming 2**31 entries in a 5-byte payload.
     with pytest.raises(MalformedEvent, match="not valid msgpack"):
         decode([b"trade.push", b"\xdd\x7f\xff\xff\xff"], 0, MAX)
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"seq": (1 << 64) - 1}, "payload.seq must be between 0 and 2**63-1"),
+    ({"seq": 1 << 63}, "payload.seq must be between 0 and 2**63-1"),
+    ({"seq": -5}, "payload.seq must be between 0 and 2**63-1"),
+    ({"ts": 1 << 63}, "payload.ts must be between -2**63 and 2**63-1"),
+    ({"record": {**TRADE["record"], "login": 1 << 63}}, "trade.push: record.login is outside"),
+    ({"record": {**TRADE["record"], "profit": (1 << 64) - 1}}, "trade.push: record.profit is outside"),
+], ids=["seq-uint64", "seq-2**63", "seq-negative", "ts", "login", "profit"])
+def test_ints_msgpack_carries_but_storage_cannot_are_malformed(changes, reason):
+    # msgpack carries unsigned 64-bit ints; SQLite and PostgreSQL hold signed ones only, and an
+    # accepted seq of 2**63 made every later write of the de-duplication state overflow.
+    with pytest.raises(MalformedEvent) as info:
+        decode(encode("trade.push", {**TRADE, **changes}), 0, MAX)
+    assert info.value.text.startswith(reason)

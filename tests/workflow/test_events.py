@@ -184,3 +184,56 @@ def test_a_record_shape_seen_before_is_judged_by_its_value_types_too():
     parse_event("trade.push", good, 0)
     with pytest.raises(MalformedEvent, match="record.login must be int, got bool"):
         parse_event("trade.push", {**good, "record": {"order": 1, "login": True, "cmd": "OP_BUY"}}, 0)
+
+
+# -- what storage cannot hold is refused at the edge -------------------------------------------
+
+BIG = 1 << 63  # one past the largest signed 64-bit int
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"seq": BIG}, "payload.seq must be between 0 and 2**63-1"),
+    ({"seq": -1}, "payload.seq must be between 0 and 2**63-1"),
+    ({"seq": -BIG - 1}, "payload.seq must be between 0 and 2**63-1"),
+    ({"ts": BIG}, "payload.ts must be between -2**63 and 2**63-1"),
+    ({"ts": -BIG - 1}, "payload.ts must be between -2**63 and 2**63-1"),
+    ({"id": 1 << 64}, "payload.id is an integer outside the 64-bit range"),
+    ({"id": -BIG - 1}, "payload.id is an integer outside the 64-bit range"),
+], ids=lambda v: str(v) if isinstance(v, dict) else None)
+def test_envelope_ints_outside_what_storage_holds_are_malformed(changes, reason):
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event("trade.push", {**GOOD["trade.push"], **changes}, 0)
+    assert caught.value.text == reason
+
+
+def test_envelope_ints_at_the_edges_of_the_range_are_accepted():
+    payload = {**GOOD["trade.push"], "seq": BIG - 1, "ts": -BIG, "id": (1 << 64) - 1}
+    event = parse_event("trade.push", payload, 0)
+    assert (event.seq, event.ts_ms, event.id) == (BIG - 1, -BIG, str((1 << 64) - 1))
+    assert parse_event("trade.push", {**GOOD["trade.push"], "seq": 0}, 0).seq == 0
+
+
+@pytest.mark.parametrize(("topic", "field"), [
+    ("trade.push", "login"), ("trade.push", "order"), ("trade.push", "volume"), ("trade.push", "profit"),
+    ("account.push", "customer_id"), ("customer.push", "id"), ("kyc.step.push", "level"),
+    ("manager.push", "id"), ("rate.push", "usd"),
+])
+@pytest.mark.parametrize("value", [BIG, -BIG - 1, 1 << 64], ids=["2**63", "-2**63-1", "2**64"])
+def test_record_ints_outside_the_signed_64_bit_range_are_malformed(topic, field, value):
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event(topic, _with(topic, **{field: value}), 0)
+    assert caught.value.text == f"{topic}: record.{field} is outside the signed 64-bit integer range"
+
+
+def test_a_cached_plain_shape_still_checks_the_range_of_each_events_ints():
+    # The first event caches the shape (keys, types); the second has the same shape.
+    parse_event("trade.push", GOOD["trade.push"], 0)
+    with pytest.raises(MalformedEvent, match="record.login is outside"):
+        parse_event("trade.push", _with("trade.push", login=BIG), 0)
+    assert parse_event("trade.push", _with("trade.push", login=BIG - 1), 0).record["login"] == BIG - 1
+
+
+def test_an_extra_record_int_out_of_range_is_malformed_and_its_name_is_not_quoted():
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event("trade.push", _with("trade.push", secret_field=BIG), 0)
+    assert caught.value.text == "trade.push: a record field (12-char name) is outside the signed 64-bit integer range"
