@@ -85,4 +85,8 @@ def _check_keys(topic: str, payload: dict) -> None:
 
 
 def _safe_topic(topic: str) -> str:
-    return topic[:64]
+    """The topic for a reason: a known one by name, anything else by its length only."""
+    return topic if topic in _KNOWN_TOPIC_NAMES else f"unknown topic ({len(topic)} chars)"
+
+
+_KNOWN_TOPIC_NAMES = frozenset(TOPICS)

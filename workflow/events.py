@@ -2,12 +2,14 @@
 
 A frame that fails here is counted and logged by the ingress and never reaches a rule, so the
 checks are strict about types (``True`` is not an int, a login is never a string) and name the
-offending key in the reason.
+offending key in the reason — never a value, and never a name the sender made up (an unknown
+topic or event name, an extra record key is reported by its length only).
 
 The checks also refuse what the engine could not carry further: an int outside the signed
 64-bit range (``seq``, ``ts``, any int of the record) would overflow SQLite and PostgreSQL
 columns and the de-duplication state's storage on every poll after it; ``seq`` is also never
-negative.
+negative. ``id`` and ``source`` are at most ``MAX_ID_CHARS`` characters, since both are kept in
+the de-duplication window and its table.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ _EVENT_REQUIRED = {"trade.push", "account.push", "customer.push"}
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 # An integer ``id`` is text to the engine; msgpack carries unsigned 64-bit ints too.
 _ID_INT_MAX = (1 << 64) - 1
+MAX_ID_CHARS = 256  # ``id`` and ``source``
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
     required, optional = _COMPILED[topic]
     for key in record:
         if not isinstance(key, str):
-            raise MalformedEvent(f"{topic}: record key {key!r} is not a string")
+            raise MalformedEvent(f"{topic}: record key of type {type(key).__name__} is not a string")
     for name, types, kind, numeric in required:
         value = record.get(name)
         if value is None:
@@ -203,6 +206,12 @@ def _in_range(name: str, value: int | None, low: int) -> int | None:
     if value is not None and not low <= value <= INT_MAX:
         floor = "0" if low == 0 else "-2**63"
         raise MalformedEvent(f"payload.{name} must be between {floor} and 2**63-1")
+    return value
+
+
+def _text(name: str, value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_ID_CHARS:
+        raise MalformedEvent(f"payload.{name} is {len(value)} characters, more than {MAX_ID_CHARS}")
     return value
 
 
@@ -240,8 +249,8 @@ def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool
         if ((type(event) is str and event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED
              else event is None or type(event) is str)
                 and type(record) is dict
-                and (event_id is None or type(event_id) is str)
-                and (source is None or type(source) is str)
+                and (event_id is None or type(event_id) is str and len(event_id) <= MAX_ID_CHARS)
+                and (source is None or type(source) is str and len(source) <= MAX_ID_CHARS)
                 # INT_MIN and INT_MAX as literals: constants, where the names would be global lookups.
                 and (seq is None or type(seq) is int and 0 <= seq <= 0x7FFF_FFFF_FFFF_FFFF)
                 and (ts is None or type(ts) is int and -0x8000_0000_0000_0000 <= ts <= 0x7FFF_FFFF_FFFF_FFFF)
@@ -303,14 +312,14 @@ _new_event = _event_maker()
 
 def _parse_checked(topic: str, payload: object, received_ms: int, depth: int) -> Event:
     if topic not in RECORD_SCHEMAS:
-        raise MalformedEvent(f"unknown topic {topic[:64]!r}")
+        raise MalformedEvent(f"unknown topic ({len(topic)} chars)")
     if not isinstance(payload, Mapping):
         raise MalformedEvent(f"{topic}: payload must be a map, got {type(payload).__name__}")
     event = _optional(payload, "event", _STR)
     if topic in _EVENT_REQUIRED and event is None:
         raise MalformedEvent(f"{topic}: payload.event is missing")
     if event is not None and topic in _EVENT_REQUIRED and event not in RECORD_EVENTS:
-        raise MalformedEvent(f"{topic}: unknown event {event[:64]!r}")
+        raise MalformedEvent(f"{topic}: unknown event ({len(event)} chars)")
     record = payload.get("record")
     if not isinstance(record, Mapping):
         raise MalformedEvent(f"{topic}: payload.record must be a map")
@@ -325,9 +334,9 @@ def _parse_checked(topic: str, payload: object, received_ms: int, depth: int) ->
         topic=topic,
         event=event,
         record=_check_record(topic, record),
-        source=_optional(payload, "source", _STR),
+        source=_text("source", _optional(payload, "source", _STR)),
         seq=_in_range("seq", _optional(payload, "seq", _INT), 0),
-        id=event_id,
+        id=_text("id", event_id),
         ts_ms=_in_range("ts", _optional(payload, "ts", _INT), INT_MIN),
         received_ms=received_ms,
         depth=depth,

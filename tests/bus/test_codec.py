@@ -101,3 +101,16 @@ def test_ints_msgpack_carries_but_storage_cannot_are_malformed(changes, reason):
     with pytest.raises(MalformedEvent) as info:
         decode(encode("trade.push", {**TRADE, **changes}), 0, MAX)
     assert info.value.text.startswith(reason)
+
+
+def test_an_unknown_topic_is_reported_by_its_length_only():
+    for frames in ([b"evil<script>", b"\xc1"], [b"evil<script>", pack(TRADE)]):
+        with pytest.raises(MalformedEvent) as info:
+            decode(frames, 0, MAX)
+        assert "script" not in info.value.text and "12 chars" in info.value.text
+
+
+def test_id_and_source_longer_than_256_characters_are_malformed():
+    for name in ("id", "source"):
+        with pytest.raises(MalformedEvent, match=f"payload.{name} is 300 characters, more than 256"):
+            decode(encode("trade.push", {**TRADE, name: "i" * 300}), 0, MAX)

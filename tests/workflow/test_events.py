@@ -109,13 +109,13 @@ def _with(topic, **record_changes):
 _DROP = object()
 
 REJECTIONS = [
-    ("order.push", GOOD["trade.push"], "unknown topic 'order.push'"),
+    ("order.push", GOOD["trade.push"], "unknown topic (10 chars)"),
     ("trade.push", [1, 2], "payload must be a map, got list"),
     ("trade.push", b"raw", "payload must be a map, got bytes"),
     ("trade.push", {"record": GOOD["trade.push"]["record"]}, "payload.event is missing"),
     ("account.push", {"record": {"login": 1}}, "payload.event is missing"),
     ("customer.push", {"record": {"id": 1}}, "payload.event is missing"),
-    ("trade.push", {**GOOD["trade.push"], "event": "EV_BOGUS"}, "unknown event 'EV_BOGUS'"),
+    ("trade.push", {**GOOD["trade.push"], "event": "EV_BOGUS"}, "unknown event (8 chars)"),
     ("trade.push", {**GOOD["trade.push"], "event": 1}, "payload.event must be str, got int"),
     ("trade.push", {"event": "EV_RECORD_ADD"}, "payload.record must be a map"),
     ("trade.push", {"event": "EV_RECORD_ADD", "record": [1]}, "payload.record must be a map"),
@@ -125,7 +125,7 @@ REJECTIONS = [
     ("rate.push", {**GOOD["rate.push"], "seq": "5"}, "payload.seq must be int, got str"),
     ("rate.push", {**GOOD["rate.push"], "seq": True}, "payload.seq must be int, got bool"),
     ("rate.push", {**GOOD["rate.push"], "ts": 1.5}, "payload.ts must be int, got float"),
-    ("rate.push", {"record": {"currency": "EUR", "usd": 1.0, 3: "x"}}, "record key 3 is not a string"),
+    ("rate.push", {"record": {"currency": "EUR", "usd": 1.0, 3: "x"}}, "record key of type int is not a string"),
     ("trade.push", _with("trade.push", order=_DROP), "record.order is missing"),
     ("trade.push", _with("trade.push", login=None), "record.login is missing"),
     ("trade.push", _with("trade.push", login="1001"), "record.login must be int, got str"),
@@ -237,3 +237,24 @@ def test_an_extra_record_int_out_of_range_is_malformed_and_its_name_is_not_quote
     with pytest.raises(MalformedEvent) as caught:
         parse_event("trade.push", _with("trade.push", secret_field=BIG), 0)
     assert caught.value.text == "trade.push: a record field (12-char name) is outside the signed 64-bit integer range"
+
+
+def test_unknown_topic_and_event_names_are_reported_by_length_never_quoted():
+    with pytest.raises(MalformedEvent) as topic:
+        parse_event("evil<script>.push", GOOD["trade.push"], 0)
+    with pytest.raises(MalformedEvent) as event:
+        parse_event("trade.push", {**GOOD["trade.push"], "event": "EV_<script>"}, 0)
+    with pytest.raises(MalformedEvent) as key:
+        parse_event("rate.push", {"record": {"currency": "EUR", "usd": 1.0, b"<script>": 1}}, 0)
+    assert "script" not in topic.value.text and "17 chars" in topic.value.text
+    assert "script" not in event.value.text and "11 chars" in event.value.text
+    assert "script" not in key.value.text and "of type bytes" in key.value.text
+
+
+@pytest.mark.parametrize("name", ["id", "source"])
+def test_id_and_source_are_at_most_256_characters(name):
+    at_cap = parse_event("rate.push", {**GOOD["rate.push"], name: "x" * 256}, 0)
+    assert getattr(at_cap, name) == "x" * 256
+    with pytest.raises(MalformedEvent) as caught:
+        parse_event("rate.push", {**GOOD["rate.push"], name: "<" + "x" * 256}, 0)
+    assert caught.value.text == f"payload.{name} is 257 characters, more than 256"
