@@ -9,7 +9,8 @@ The checks also refuse what the engine could not carry further: an int outside t
 64-bit range (``seq``, ``ts``, any int of the record) would overflow SQLite and PostgreSQL
 columns and the de-duplication state's storage on every poll after it; ``seq`` is also never
 negative. ``id`` and ``source`` are at most ``MAX_ID_CHARS`` characters, since both are kept in
-the de-duplication window and its table.
+the de-duplication window and its table. An empty ``id`` counts as no id: taken as an id, every
+event after the first that carried one would be a duplicate.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool
         if ((type(event) is str and event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED
              else event is None or type(event) is str)
                 and type(record) is dict
-                and (event_id is None or type(event_id) is str and len(event_id) <= MAX_ID_CHARS)
+                and (event_id is None or type(event_id) is str and 0 < len(event_id) <= MAX_ID_CHARS)
                 and (source is None or type(source) is str and len(source) <= MAX_ID_CHARS)
                 # INT_MIN and INT_MAX as literals: constants, where the names would be global lookups.
                 and (seq is None or type(seq) is int and 0 <= seq <= 0x7FFF_FFFF_FFFF_FFFF)
@@ -336,7 +337,7 @@ def _parse_checked(topic: str, payload: object, received_ms: int, depth: int) ->
         record=_check_record(topic, record),
         source=_text("source", _optional(payload, "source", _STR)),
         seq=_in_range("seq", _optional(payload, "seq", _INT), 0),
-        id=_text("id", event_id),
+        id=_text("id", event_id) or None,
         ts_ms=_in_range("ts", _optional(payload, "ts", _INT), INT_MIN),
         received_ms=received_ms,
         depth=depth,

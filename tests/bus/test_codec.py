@@ -114,3 +114,13 @@ def test_id_and_source_longer_than_256_characters_are_malformed():
     for name in ("id", "source"):
         with pytest.raises(MalformedEvent, match=f"payload.{name} is 300 characters, more than 256"):
             decode(encode("trade.push", {**TRADE, name: "i" * 300}), 0, MAX)
+
+
+def test_events_with_an_empty_id_are_told_apart_by_source_and_seq():
+    from bus.sequence import Deduplicator
+
+    dedup = Deduplicator()
+    verdicts = [dedup.check(decode(encode("trade.push", {**TRADE, "id": "", "seq": seq}), 0, MAX))
+                for seq in (1, 2, 3)]
+    assert verdicts == ["new", "new", "new"]
+    assert dedup.pending()[0] == []

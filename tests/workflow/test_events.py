@@ -258,3 +258,9 @@ def test_id_and_source_are_at_most_256_characters(name):
     with pytest.raises(MalformedEvent) as caught:
         parse_event("rate.push", {**GOOD["rate.push"], name: "<" + "x" * 256}, 0)
     assert caught.value.text == f"payload.{name} is 257 characters, more than 256"
+
+
+def test_an_empty_id_is_no_id_and_the_key_falls_back_to_source_and_seq():
+    event = parse_event("rate.push", {**GOOD["rate.push"], "id": "", "source": "crm", "seq": 4}, 0)
+    assert event.id is None
+    assert event.key == "crm:4"
