@@ -136,7 +136,8 @@ def _record_is_plain(topic: str, record: dict) -> bool:
 
     Whether the types pass depends only on the record's keys and the exact types of its values,
     and a publisher sends one shape over and over: that part is computed once per (topic, keys,
-    types) and then found by one lookup of a tuple built in C (bounded against ever new shapes).
+    types) and then found by one lookup of a tuple built in C (bounded against ever new shapes,
+    and never holding a shape of more than 64 keys or 1 KiB of key text).
     The shape also names its int values, and each of those takes one range comparison per event.
     """
     shape = (topic, *record, *map(type, record.values()))
@@ -145,9 +146,12 @@ def _record_is_plain(topic: str, record: dict) -> bool:
         ints = _plain_shape_ints(topic, record)
         if ints is None:
             return False
-        if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
-            _PLAIN_SHAPES.clear()
-        _PLAIN_SHAPES[shape] = ints
+        # A shape is kept only when its keys are small: a cache of 1024 shapes of a megabyte of
+        # keys each would hold a gigabyte. A record over the bounds is checked each time instead.
+        if len(record) <= _SHAPE_MAX_KEYS and sum(map(len, record)) <= _SHAPE_MAX_KEY_CHARS:
+            if len(_PLAIN_SHAPES) >= _PLAIN_SHAPES_MAX:
+                _PLAIN_SHAPES.clear()
+            _PLAIN_SHAPES[shape] = ints
     for name in ints:  # INT_MIN <= value <= INT_MAX, with the values as constants
         if not -0x8000_0000_0000_0000 <= record[name] <= 0x7FFF_FFFF_FFFF_FFFF:
             return False
@@ -159,6 +163,8 @@ def _record_is_plain(topic: str, record: dict) -> bool:
 # non-str key makes a shape not plain anyway.
 _PLAIN_SHAPES: dict[tuple, tuple[str, ...]] = {}
 _PLAIN_SHAPES_MAX = 1024
+_SHAPE_MAX_KEYS = 64
+_SHAPE_MAX_KEY_CHARS = 1024
 
 
 def _plain_shape_ints(topic: str, record: dict) -> tuple[str, ...] | None:

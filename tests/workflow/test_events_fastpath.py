@@ -73,3 +73,17 @@ def test_the_record_is_the_events_own_copy():
     event = parse_event("rate.push", {"record": record}, 0)
     record["usd"] = 2.0
     assert event.record["usd"] == 1.08
+
+
+def test_the_shape_cache_keeps_no_record_with_large_keys():
+    # A cached shape holds its keys: 1024 shapes of a megabyte of keys each would be a gigabyte.
+    from workflow import events
+
+    events._PLAIN_SHAPES.clear()
+    long_key = {"currency": "EUR", "usd": 1.0, "k" * 2000: 1}
+    many_keys = {"currency": "EUR", "usd": 1.0, **{f"f{index}": index for index in range(100)}}
+    for record in (long_key, many_keys):
+        assert parse_event("rate.push", {"record": record}, 0).record == record
+    assert events._PLAIN_SHAPES == {}
+    parse_event("rate.push", {"record": {"currency": "EUR", "usd": 1.0, "note": "n"}}, 0)
+    assert len(events._PLAIN_SHAPES) == 1
