@@ -6,18 +6,18 @@ AND of those tests. Evaluation never raises: a missing value (key absent or ``No
 type mismatch (a string compared with a number, a bool with a number) make the condition
 false. Numbers compare naturally (``1 == 1.0``); ``bool`` is its own kind, never a number.
 A condition that cannot be compiled (unknown operator, bad regex, or a ``matches`` pattern
-``workflow.regex_guard`` refuses as possibly slow) is always false; rule validation reports
+``workflow.regex_guard`` refuses: one that could backtrack for ever and needs backtracking) is
+always false; rule validation reports
 those problems when the rule is saved, and ``RuleSet.from_rules`` logs them for stored rules.
 """
 
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from workflow.regex_guard import SUBJECT_MAX, regex_problem
+from workflow.regex_guard import compile_search
 
 Test = Callable[[Any], bool]
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -157,16 +157,12 @@ def _affix(op: str, expected: Any) -> Test:
 
 
 def _matches(expected: Any) -> Test:
-    """``re.search`` over the first ``SUBJECT_MAX`` characters, for patterns the guard lets run.
-
-    ``re`` cannot be interrupted and holds the GIL, so a pattern ``regex_problem`` refuses (a
-    stored rule saved before the guard existed) never runs, and no value is searched past
-    ``SUBJECT_MAX`` characters (``endpos``: ``$`` matches there, and nothing is copied).
-    """
-    if not isinstance(expected, str) or regex_problem(expected) is not None:
+    """A search over the first ``SUBJECT_MAX`` characters, on ``re`` or, for a pattern that
+    could backtrack for ever, RE2 (``workflow.regex_guard``); a refused pattern never holds."""
+    search = compile_search(expected) if isinstance(expected, str) else None
+    if search is None:
         return _never
-    search = re.compile(expected).search
-    return lambda a: isinstance(a, str) and search(a, 0, SUBJECT_MAX) is not None
+    return lambda a: isinstance(a, str) and search(a)
 
 
 def compile_test(op: Any, value: Any) -> Test:

@@ -1,33 +1,39 @@
-"""Which ``matches`` patterns may run at all: Python's ``re`` backtracks, and it holds the GIL.
+"""Which engine runs a ``matches`` pattern: Python's ``re`` backtracks, and it holds the GIL.
 
 A pattern with nested quantifiers (``(a+)+$``) takes exponential time on a subject that almost
 matches, and two unbounded quantifiers over the same characters (``.*a.*b``) take polynomial
-time: with a 4096-character subject either freezes every engine thread for seconds or longer.
-``re`` cannot be interrupted, so the defence is to refuse such patterns before they ever run,
-when a rule is validated and again when a stored rule is compiled.
+time: with a 4096-character subject either would freeze every engine thread for seconds or
+longer, and ``re`` cannot be interrupted. Such a pattern runs on RE2 instead (``google-re2``),
+whose time is linear in the subject; a plain pattern keeps ``re`` (about 25 times cheaper per
+search on a short value, and Python's own semantics, Unicode ``\\d`` included). A pattern that is
+risky *and* uses what only a backtracking engine has (backreferences, lookaround, group
+conditionals) is refused: when a rule is validated, and again when a stored rule is compiled.
 
-The check reads the pattern's parse tree (``re._parser``) and is conservative — it refuses some
-harmless patterns rather than let a slow one through:
+Risk is read off the pattern's parse tree (``re._parser``), conservatively — a harmless pattern
+taken for risky only runs on RE2:
 
-* at most ``PATTERN_MAX`` characters; no backreferences or group conditionals (``\\1``, ``(?(1)…)``);
-* a quantifier that repeats more than once (``*``, ``+``, ``{2,}``…) may not repeat a part that
-  holds a variable quantifier (``(a+)+``, ``(a?){3}``; a fixed count such as ``(\\d{3},)+`` is
-  fine) nor alternatives that can start with the same character (``(a|ab)+``);
-* two wide quantifiers (unbounded, or more than ``WIDE`` choices) in one sequence must be
-  separated by a required character the first cannot match (``\\w+@\\w+`` is fine, ``.*a.*b``
-  and ``\\d+\\d*`` are not).
+* backreferences and group conditionals (``\\1``, ``(?(1)…)``);
+* a quantifier that repeats more than once (``*``, ``+``, ``{2,}``…) over a part that holds a
+  variable quantifier (``(a+)+``, ``(a?){3}``; a fixed count such as ``(\\d{3},)+`` is fine) or
+  alternatives that can start with the same character (``(a|ab)+``);
+* two wide quantifiers (unbounded, or more than ``WIDE`` choices) in one sequence without a
+  required character between them that the first cannot match (``\\w+@\\w+`` is plain,
+  ``.*a.*b`` and ``\\d+\\d*`` are risky).
 
 Character sets are compared on probe characters (the pattern's own literals and range ends,
 every character of short ranges, and samples of each class), folding case when any part of the
-pattern ignores case. The messages never quote the pattern.
+pattern ignores case. Patterns are at most ``PATTERN_MAX`` characters; the messages never quote
+the pattern.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
+
+import re2
 
 try:  # Python 3.11+; sre_parse before (it warns on import from 3.11 on)
     from re import _constants as C  # noqa: N812
@@ -52,19 +58,57 @@ _SAMPLES = "aZz0 9_\t\n\r-.,@/:é\u00a0\u0663\u2028\u3000\u4e00ſK\u212a!~\x00\U
 _ANY = None  # a character set that may hold any character
 
 
+Search = Callable[[str], bool]
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why ``pattern`` may not be used by ``matches`` (None: it may); see the module docstring."""
+    return _classify(pattern)[0]
+
+
+def compile_search(pattern: str) -> Search | None:
+    """Whether a value holds ``pattern`` within its first ``SUBJECT_MAX`` characters, on the
+    engine the pattern is safe on; None for a pattern ``regex_problem`` refuses."""
+    return _classify(pattern)[1]
+
+
+def regex_engine(pattern: str) -> str | None:
+    """``"re"``, ``"re2"``, or None for a refused pattern: which engine ``compile_search`` uses."""
+    return _classify(pattern)[2]
+
+
+@lru_cache(maxsize=1024)
+def _classify(pattern: str) -> tuple[str | None, Search | None, str | None]:
+    """``(problem, search, engine)``; cached, as the validator and the compiler both ask."""
     if len(pattern) > PATTERN_MAX:
-        return f"must be at most {PATTERN_MAX} characters, got {len(pattern)}"
+        return f"must be at most {PATTERN_MAX} characters, got {len(pattern)}", None, None
     try:
         tree = sre_parser.parse(pattern)
-        re.compile(pattern)
+        search = re.compile(pattern).search
     except re.error as exc:
-        return f"is not a valid regular expression: {exc.msg} at position {exc.pos}"
+        return f"is not a valid regular expression: {exc.msg} at position {exc.pos}", None, None
     except (OverflowError, RecursionError, ValueError) as exc:
-        return f"is not a valid regular expression: {type(exc).__name__}"
+        return f"is not a valid regular expression: {type(exc).__name__}", None, None
     fold = bool(tree.state.flags & C.SRE_FLAG_IGNORECASE) or _local_ignorecase(tree)
-    return _Checker(fold).items(list(tree))
+    risk = _Checker(fold).items(list(tree))
+    if risk is None:
+        return None, lambda value: search(value, 0, SUBJECT_MAX) is not None, "re"
+    try:
+        linear = re2.compile(pattern, options=_RE2_OPTIONS).search
+    except re2.error:
+        return (f"cannot run in bounded time: it {risk}, and RE2, the linear-time engine, cannot run "
+                "it (backreferences, lookaround and group conditionals need backtracking)"), None, None
+    # RE2's endpos is not where ``$`` holds, as it is for ``re``: search the cut value instead
+    return None, lambda value: linear(value[:SUBJECT_MAX]) is not None, "re2"
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refusal is ours to report, not RE2's to print on stderr
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
 
 
 def _local_ignorecase(items: Iterable[tuple[Any, Any]]) -> bool:
@@ -205,7 +249,7 @@ class _Checker:
     def items(self, items: Sequence[tuple[Any, Any]]) -> str | None:
         for op, av in items:
             if op in (C.GROUPREF, C.GROUPREF_EXISTS):
-                return "may not use backreferences or group conditionals"
+                return "uses backreferences or group conditionals"
             if op in _REPEATS and av[1] > 1:
                 problem = self.repeated(av[2])
                 if problem:
@@ -220,13 +264,13 @@ class _Checker:
         """What a part repeated more than once may not hold."""
         for op, av in body:
             if op in _REPEATS and av[0] != av[1]:
-                return "may not repeat a part that holds a quantifier, as in (a+)+: it can take exponential time"
+                return "repeats a part that holds a quantifier, as in (a+)+ (exponential time on re)"
             if op is C.BRANCH:
                 starts = [self.first(branch) for branch in av[1]]
                 for i, start in enumerate(starts):
                     if any(self.overlap(start, other) for other in starts[i + 1:]):
-                        return ("may not repeat alternatives that can start with the same character, "
-                                "as in (a|ab)+: it can take exponential time")
+                        return ("repeats alternatives that can start with the same character, "
+                                "as in (a|ab)+ (exponential time on re)")
             for sub in _children(op, av):
                 problem = self.repeated(sub)
                 if problem:
@@ -242,9 +286,9 @@ class _Checker:
             consumed = self.chars(av[2])
             for later_op, later_av in flat[i + 1:]:
                 if _wide(later_op, later_av) and self.overlap(consumed, self.first(later_av[2])):
-                    return ("may not have two unbounded quantifiers that can match the same characters "
-                            "without a character between them that only the second side matches, "
-                            "as in .*a.*b: it can take polynomial time")
+                    return ("has two unbounded quantifiers that can match the same characters without "
+                            "a character between them that only the second side matches, as in "
+                            ".*a.*b (polynomial time on re)")
                 if self._pins(later_op, later_av, consumed):
                     break
         return None

@@ -16,7 +16,7 @@ import workflow
 
 PACKAGE = Path(workflow.__file__).parent
 FORBIDDEN = {"zmq", "pykka", "peewee", "requests", "threading", "socket", "time"}
-ALLOWED_THIRD_PARTY = {"croniter", "workflow"}
+ALLOWED_THIRD_PARTY = {"croniter", "re2", "workflow"}
 ALLOWED_PROJECT = {"brokerflow.errors"}
 CLOCK_CALLS = {"now", "utcnow", "today"}
 CLOCK_OWNERS = {"datetime", "date"}
