@@ -104,3 +104,84 @@ def test_a_resent_id_under_a_fresh_seq_advances_the_source_and_reports_no_false_
     assert dedup.check(resent) == "duplicate"
     assert dedup.check(following) == "new"
     assert dedup.last_seq("crm") == 3
+
+
+def test_a_late_event_that_fills_a_reported_gap_is_processed_once():
+    d = Deduplicator()
+    d.check(ev(source="s", seq=1))
+    assert d.check(ev(source="s", seq=5)) == ("gap", 2, 4)
+    d.mark_flushed()
+    assert d.check(ev(id="late-3", source="s", seq=3)) == "new"
+    assert d.check(ev(id="other", source="s", seq=3)) == "duplicate"  # that seq is taken now
+    assert d.check(ev(source="s", seq=2)) == "new"
+    assert d.check(ev(source="s", seq=4)) == "new"
+    assert d.check(ev(source="s", seq=4)) == "duplicate"
+    assert d.check(ev(source="s", seq=1)) == "duplicate"  # never in a gap
+    assert d.last_seq("s") == 5
+    assert d.pending() == (["late-3"], {})  # late events move no seq
+    assert d.check(ev(source="s", seq=6)) == "new"
+
+
+def test_a_late_event_whose_id_was_seen_is_still_a_duplicate():
+    d = Deduplicator()
+    d.check(ev(source="s", seq=1))
+    d.check(ev(id="x", source="s", seq=4))
+    assert d.check(ev(id="x", source="s", seq=2)) == "duplicate"
+    assert d.check(ev(id="y", source="s", seq=2)) == "new"
+
+
+def test_only_the_latest_gaps_of_a_source_are_remembered_for_late_events():
+    from bus.sequence import MAX_GAP_RANGES
+
+    d = Deduplicator()
+    d.check(ev(source="s", seq=0))
+    for index in range(MAX_GAP_RANGES + 1):  # gaps 1, 3, 5, ...
+        assert d.check(ev(source="s", seq=2 * index + 2)) == ("gap", 2 * index + 1, 2 * index + 1)
+    assert d.check(ev(source="s", seq=1)) == "duplicate"  # the oldest gap was forgotten
+    assert d.check(ev(source="s", seq=3)) == "new"
+    assert d.check(ev(source="s", seq=2 * MAX_GAP_RANGES + 1)) == "new"
+
+
+def test_a_duplicate_id_under_a_jumping_seq_moves_no_seq_and_hides_no_gap():
+    d = Deduplicator()
+    assert d.check(ev(id="a", source="s", seq=1)) == "new"
+    d.mark_flushed()
+    assert d.check(ev(id="a", source="s", seq=50)) == "duplicate"
+    assert d.last_seq("s") == 1
+    assert d.pending() == ([], {})
+    assert d.check(ev(id="b", source="s", seq=51)) == ("gap", 2, 50)
+
+
+def test_sources_are_bounded_and_the_least_recently_seen_is_forgotten():
+    d = Deduplicator(max_sources=3)
+    for source in "abc":
+        d.check(ev(source=source, seq=10))
+    d.check(ev(source="a", seq=11))
+    d.check(ev(source="d", seq=10))
+    assert [d.last_seq(source) for source in "abcd"] == [11, None, 10, 10]
+    # A forgotten source starts afresh: its next event is new, whatever its seq.
+    assert d.check(ev(source="b", seq=3)) == "new"
+    assert d.last_seq("c") is None
+
+
+def test_a_forgotten_source_takes_its_gaps_with_it():
+    d = Deduplicator(max_sources=1)
+    d.check(ev(source="a", seq=1))
+    d.check(ev(source="a", seq=9))
+    d.check(ev(source="b", seq=1))  # forgets "a" and its gap 2..8
+    assert d.check(ev(source="a", seq=5)) == "new"
+    assert d.check(ev(source="a", seq=3)) == "duplicate"
+
+
+def test_unflushed_seqs_stay_bounded_by_the_source_cap_while_the_store_is_down():
+    d = Deduplicator(max_sources=3)
+    for index in range(100):
+        d.check(ev(source=f"s{index}", seq=1))
+    _, seqs = d.pending()
+    assert seqs == {"s97": 1, "s98": 1, "s99": 1}
+
+
+def test_load_keeps_no_more_sources_than_the_cap():
+    d = Deduplicator(max_sources=2)
+    d.load([], {"a": 1, "b": 2, "c": 3})
+    assert sum(d.last_seq(source) is not None for source in "abc") == 2
