@@ -8,7 +8,13 @@ messages could cost 4000 hand-offs. Here the same libzmq that pyzmq loaded is ca
 blocks, so holding the GIL is harmless and a whole poll's worth of frames is read in one go.
 
 Where the library cannot be found in the process (not Linux, pyzmq built another way), the
-drain falls back to ``recv_multipart``: the same frames, only slower under contention.
+drain falls back to pyzmq's ``recv``: the same frames, only slower under contention.
+
+A bus message has two frames, but ``zmq.MAXMSGSIZE`` caps each frame, not the message: a peer
+can send thousands of maximum-size frames in one message, and libzmq holds a message whole
+until it is read. The drain cannot prevent that, but it does not make it worse: frames past the
+second are received without being copied (libzmq frees each as it goes) and the message comes
+back as its first two frames and ``EXTRA_FRAMES``, which the codec refuses as malformed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import zmq
 from bus import _libzmq
 
 Drain = Callable[[int], list[list[bytes]]]
+# The third and last element of a message that had more than two frames, in place of the rest.
+EXTRA_FRAMES = b""
+
 
 def open_drain(sock: zmq.Socket, max_bytes: int, raw: bool = True) -> Drain:
     """``drain(limit)``: up to ``limit`` queued messages (lists of frames) without blocking.
@@ -29,7 +38,9 @@ def open_drain(sock: zmq.Socket, max_bytes: int, raw: bool = True) -> Drain:
     Only the thread that owns ``sock`` may call it, and never after the socket was closed.
     Frames are at most ``max_bytes`` long (``zmq.MAXMSGSIZE`` refuses longer ones); one that
     still were longer would come back cut to ``max_bytes + 1`` bytes, which the codec refuses
-    as too large. ``raw=False`` forces pyzmq's ``recv_multipart`` (what the fallback uses).
+    as too large. A message of more than two frames comes back as ``[first, second,
+    EXTRA_FRAMES]``, the rest dropped uncopied. ``raw=False`` forces pyzmq's ``recv`` (what the
+    fallback uses).
     """
     lib = _libzmq.loaded() if raw else None
     if lib is None or not _libzmq.owns(lib, sock):
@@ -38,15 +49,24 @@ def open_drain(sock: zmq.Socket, max_bytes: int, raw: bool = True) -> Drain:
 
 
 def _pyzmq_drain(sock: zmq.Socket) -> Drain:
-    recv = sock.recv_multipart
+    recv, getsockopt, rcvmore, noblock = sock.recv, sock.getsockopt, zmq.RCVMORE, zmq.NOBLOCK
 
     def drain(limit: int) -> list[list[bytes]]:
         messages: list[list[bytes]] = []
         for _ in range(limit):
             try:
-                messages.append(recv(zmq.NOBLOCK))
+                message = [recv(noblock)]
             except zmq.Again:
                 break
+            # The rest of a message is queued with its first frame, so these never wait.
+            while getsockopt(rcvmore):
+                if len(message) < 2:
+                    message.append(recv(noblock))
+                    continue
+                if len(message) == 2:
+                    message.append(EXTRA_FRAMES)
+                recv(noblock, copy=False)  # a zmq.Frame, dropped: no copy into Python bytes
+            messages.append(message)
         return messages
 
     return drain
@@ -87,7 +107,25 @@ def _raw_drain(lib: ctypes.PyDLL, sock: zmq.Socket, max_bytes: int) -> Drain:
                     raise zmq.ZMQError(zmq_errno())
                 if not more.value:
                     break
+                if len(frames) == 2:
+                    _skip_rest(lib, handle)
+                    frames.append(EXTRA_FRAMES)
+                    break
             append(frames)
         return messages
 
     return drain
+
+
+def _skip_rest(lib: ctypes.PyDLL, handle: ctypes.c_void_p) -> None:
+    """Receive the rest of a message, copying none of it (libzmq frees each frame)."""
+    nowhere, nothing = ctypes.create_string_buffer(1), ctypes.c_size_t(0)  # copy at most 0 bytes
+    more, size = ctypes.c_int(1), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+    while more.value:
+        if lib.zmq_recv(handle, nowhere, nothing, ctypes.c_int(zmq.DONTWAIT)) < 0:
+            code = lib.zmq_errno()
+            if code == errno.EINTR:
+                continue
+            raise zmq.ZMQError(code)  # never EAGAIN: a message's frames are queued together
+        if lib.zmq_getsockopt(handle, ctypes.c_int(zmq.RCVMORE), ctypes.byref(more), ctypes.byref(size)) != 0:
+            raise zmq.ZMQError(lib.zmq_errno())

@@ -32,7 +32,9 @@ def encode(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
 def decode(frames: list[bytes], received_ms: int, max_bytes: int) -> Event:
     """Validate and decode one bus message; raise ``MalformedEvent`` with a short reason."""
     if len(frames) != 2:
-        raise MalformedEvent(f"expected 2 frames [topic, payload], got {len(frames)}")
+        # The drain hands over the first two frames and a marker of a longer message.
+        got = len(frames) if len(frames) < 2 else "more"
+        raise MalformedEvent(f"expected 2 frames [topic, payload], got {got}")
     raw_topic, raw_payload = frames
     if len(raw_topic) > MAX_TOPIC_BYTES:
         raise MalformedEvent(f"topic frame too large: {len(raw_topic)} bytes")

@@ -1,4 +1,4 @@
-"""bus._drain: the GIL-keeping reader gives exactly the frames pyzmq's recv_multipart gives."""
+"""bus._drain: the GIL-keeping reader and pyzmq's give the same frames, two at most per message."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
+from brokerflow.errors import MalformedEvent
 from bus import _libzmq
-from bus._drain import open_drain
+from bus._drain import EXTRA_FRAMES, open_drain
+from bus.codec import decode
 from tests.conftest import wait_until
 
 MESSAGES = [
@@ -17,6 +19,7 @@ MESSAGES = [
     [b"one frame only"],
     [b"a", b"b", b"c"],
     [b"", b""],
+    [b"a", b"b", b"c", b"d"],
     [b"topic", b"x" * 60_000],
     [b"last", b"\x00\x01\x02"],
 ]
@@ -61,7 +64,21 @@ def test_every_message_comes_back_with_its_frames_in_order(pair, raw):
     push, pull = pair
     for frames in MESSAGES:
         push.send_multipart(frames)
-    assert collect(open_drain(pull, 1 << 20, raw=raw), len(MESSAGES)) == MESSAGES
+    expected = [frames if len(frames) <= 2 else [*frames[:2], EXTRA_FRAMES] for frames in MESSAGES]
+    assert collect(open_drain(pull, 1 << 20, raw=raw), len(MESSAGES)) == expected
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw", "pyzmq"])
+def test_frames_past_the_second_are_dropped_uncopied_and_the_message_is_malformed(pair, raw):
+    # MAXMSGSIZE caps each frame, not the message: 64 frames of 64 KiB pass it, and libzmq
+    # holds them whole; the drain must not copy them again into Python bytes.
+    push, pull = pair
+    push.send_multipart([b"trade.push", b"\x80", *[b"z" * 65536] * 64])
+    push.send_multipart([b"next", b"ok"])
+    got = collect(open_drain(pull, 1 << 16, raw=raw), 2)
+    assert got == [[b"trade.push", b"\x80", EXTRA_FRAMES], [b"next", b"ok"]]
+    with pytest.raises(MalformedEvent, match="expected 2 frames \\[topic, payload\\], got more"):
+        decode(got[0], 0, 1 << 16)
 
 
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "pyzmq"])
