@@ -4,6 +4,12 @@ ZeroMQ PUB drops every message sent before a subscriber's subscription has reach
 "slow joiner"). An XPUB socket is wire-compatible with PUB for SUB peers and, unlike PUB, hands
 the subscriptions up to the application, so a sender can wait until a subscriber is really
 listening instead of sleeping and hoping.
+
+What an XPUB receives is the subscribers' subscriptions, and any peer can send one of any size:
+libzmq would read it whole and keep its prefix in the socket's subscription trie. A subscription
+is a flag byte and a topic prefix (topics are at most 128 bytes), so ``MAX_SUBSCRIPTION_BYTES``
+caps what the socket takes; a peer that sends more is disconnected by libzmq before the frame is
+buffered.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from contextlib import AbstractContextManager, nullcontext
 
 import zmq
 
+MAX_SUBSCRIPTION_BYTES = 1024
+
 
 def open_xpub(context: zmq.Context, endpoint: str, bind: bool, hwm: int, linger_ms: int) -> zmq.Socket:
     sock = context.socket(zmq.XPUB)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.LINGER, linger_ms)
     sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription, not only the first
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
     try:
         if bind:
             sock.bind(endpoint)
