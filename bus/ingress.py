@@ -42,6 +42,7 @@ from zmq.utils.monitor import parse_monitor_message
 from brokerflow.errors import MalformedEvent
 from brokerflow.settings import Settings
 from bus._drain import open_drain
+from bus._throttle import LogThrottle, held_note
 from bus.codec import decode
 from bus.sequence import DEFAULT_MAX_IDS, Deduplicator
 from workflow.events import Event
@@ -57,6 +58,9 @@ PAUSE_LOG_EVERY_S = 60.0  # the "reading paused" warning, at most this often
 # (counted, the connection kept); only past this does ZeroMQ drop the connection.
 FRAME_CAP_FACTOR = 4
 DISCONNECT_LOG_EVERY_S = 10.0
+# Malformed messages and gaps: each kind logs at most WIRE_LOG_BURST lines per WIRE_LOG_EVERY_S
+# (bus.malformed and bus.gaps count them all), so a sender's flood cannot flood the log.
+WIRE_LOG_EVERY_S, WIRE_LOG_BURST = 10.0, 10
 COUNTERS = ("received", "malformed", "duplicates", "gaps", "paused", "disconnects")  # stats() keys
 
 
@@ -120,7 +124,7 @@ class Ingress:
         self._ready_ids: list[str] = []  # taken by the router, not yet stored
         self._ready_seq: dict[str, int] = {}
         self._paused = False
-        self._paused_logged_at = float("-inf")
+        self._pause_log = LogThrottle(PAUSE_LOG_EVERY_S)
         self._store = event_store
         self._clock = clock
         self._max_bytes = settings.max_frame_bytes
@@ -128,7 +132,9 @@ class Ingress:
         self._dedup = Deduplicator(max_ids)
         self._unpruned = 0
         self._counts = dict.fromkeys(COUNTERS, 0)
-        self._disconnect_logged_at = float("-inf")
+        self._disconnect_log = LogThrottle(DISCONNECT_LOG_EVERY_S)
+        self._malformed_log = LogThrottle(WIRE_LOG_EVERY_S, WIRE_LOG_BURST)
+        self._gap_log = LogThrottle(WIRE_LOG_EVERY_S, WIRE_LOG_BURST)
         self._counts_lock = threading.Lock()
         if event_store is not None:
             ids, last_seq = event_store.load_state(max_ids)
@@ -222,9 +228,7 @@ class Ingress:
             ours = self._connects.get(endpoint)
             if ours is not None:
                 self._redial(ours)
-            now = time.monotonic()
-            if now - self._disconnect_logged_at >= DISCONNECT_LOG_EVERY_S:
-                self._disconnect_logged_at = now
+            if self._disconnect_log.ready() is not None:
                 log.warning("bus: a publisher connection on %s was dropped (%d so far; a frame over %d bytes, "
                             "or the peer went away)%s", endpoint.decode("ascii", "replace")[:80], total,
                             self._max_bytes * FRAME_CAP_FACTOR, "; dialling it again" if ours else "")
@@ -273,9 +277,7 @@ class Ingress:
             self._paused = True
             with self._counts_lock:
                 self._counts["paused"] += 1
-            now = time.monotonic()
-            if now - self._paused_logged_at >= PAUSE_LOG_EVERY_S:
-                self._paused_logged_at = now
+            if self._pause_log.ready() is not None:
                 log.warning("bus: %d batches wait for the router; reading paused until it takes one "
                             "(the SUB socket's high-water mark applies meanwhile)", len(self._inflight))
         return True
@@ -298,7 +300,9 @@ class Ingress:
                 event = decode(frames, received_ms, self._max_bytes)
             except MalformedEvent as exc:
                 counts["malformed"] += 1
-                log.warning("bus: malformed message dropped: %s", exc.text)
+                held = self._malformed_log.ready()
+                if held is not None:
+                    log.warning("bus: malformed message dropped: %s%s", exc.text, held_note(held))
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one frame, never the poll
                 counts["malformed"] += 1
@@ -310,9 +314,11 @@ class Ingress:
                 continue
             if verdict != "new":
                 counts["gaps"] += 1
-                _, first, last = verdict
-                log.warning("bus: gap from source %r: seq %d..%d missing (%d events)",
-                            event.source, first, last, last - first + 1)
+                held = self._gap_log.ready()
+                if held is not None:
+                    _, first, last = verdict
+                    log.warning("bus: gap from source %.64r: seq %d..%d missing (%d events)%s",
+                                event.source, first, last, last - first + 1, held_note(held))
             events.append(event)
         return events, counts
 

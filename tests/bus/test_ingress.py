@@ -163,7 +163,26 @@ def test_gaps_are_counted_and_logged_with_the_missing_range_and_the_event_is_kep
         wait_until(lambda: len(sink.events) == 5)
     assert running.ingress.stats()["gaps"] == 2
     messages = [r.getMessage() for r in caplog.records if "gap" in r.getMessage()]
-    assert any("3..5" in m for m in messages) and any("8..9" in m for m in messages)
+    assert messages == ["bus: gap from source 'mt5': seq 3..5 missing (3 events)",
+                        "bus: gap from source 'mt5': seq 8..9 missing (2 events)"]
+
+
+def test_floods_of_gaps_and_malformed_messages_are_counted_whole_and_logged_a_line_at_a_time(
+        start, publisher, caplog):
+    sink = Collector()
+    running = start(sink)
+    pub = publisher(running.ingress.bound_endpoints()[0])
+    with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
+        for seq in range(1, 801, 2):
+            pub.publish_raw(raw("rate.push", source="s" * 250, seq=seq))
+            pub.publish_raw([b"trade.opened", b"\xc1 not msgpack"])
+        wait_until(lambda: len(sink.events) == 400 and running.ingress.stats()["malformed"] == 400)
+    assert running.ingress.stats()["gaps"] == 399
+    gaps = [r.getMessage() for r in caplog.records if "gap" in r.getMessage()]
+    malformed = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    # ten lines per kind per 10 s: a slow machine may take a second or third window, never 400
+    assert 10 <= len(gaps) <= 50 and 10 <= len(malformed) <= 50
+    assert all(len(line) < 200 for line in gaps)  # the sender's source is cut, never echoed whole
 
 
 def test_a_failing_sink_is_logged_and_the_loop_goes_on(start, publisher, caplog):
