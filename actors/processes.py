@@ -19,13 +19,9 @@ persisted before the reply, so passivation and restarts lose nothing; an ended p
 kept at all. A command refused by the machine (a ``BrokerflowError``: unknown pid, unavailable
 event, ended process, bad input) is an answer, not a failure of the worker.
 
-Brand scope: a process belongs to one brand, fixed when it is created (``input.brand``, else
-the brand of the scoped token that created it, else none) and kept in ``state["brand"]``; its
-state actions run with that brand whatever later inputs say. A command of a brand-scoped
-caller carries a ``guard`` (``api.access.ProcessScope``) that the worker asks, under the pid's
-lock, before it applies the command (the process's brand, the brand and customer the input
-names) and before it keeps the result (the customer the process now links), so a refused
-command changes nothing. A process without a brand is driven only by unscoped tokens.
+Brand scope (``workflow.process_scope``): a command of a brand-scoped caller carries a
+``guard`` (``api.access.ProcessScope``) that the worker asks under the pid's lock, before it
+applies the command and on the state it leaves, so a refused command changes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple
 
 import pykka
 
@@ -49,23 +45,21 @@ from actors.pipeline import Pipeline
 from actors.rules import RunIds
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound
 from workflow import machine
-from workflow.context import mapping_context
 from workflow.machine_state import NO_TEXTS, StepTexts, state_json
+from workflow.process_scope import (
+    CHANGING,
+    CREATING,
+    ProcessGuard,
+    action_context,
+    guard_after,
+    guard_before,
+    settle_brand,
+)
 
 log = logging.getLogger("brokerflow.processes")
 
-CHANGING = frozenset({"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT"})
-CREATING = frozenset({"START", "RESTORE"})
 MAX_SWEEP_INTERVAL_S = 5.0
 KIND = "process"  # the stats kind of the workers
-
-
-class ProcessGuard(Protocol):
-    """A scoped caller's limits (``api.access.ProcessScope``): its brand, and the check."""
-
-    brand: str
-
-    def allow(self, brand: Any, customer_id: Any = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,58 +123,6 @@ class FlowCache:
     def changed(self, name: str) -> None:
         self.generation[name] = self.generation.get(name, 0) + 1
         self.latest.pop(name, None)
-
-
-def _named_brand(data: Any) -> str | None:
-    """The brand an input map names (a non-empty string), else None."""
-    brand = data.get("brand") if isinstance(data, dict) else None
-    return brand if isinstance(brand, str) and brand else None
-
-
-def process_brand(state: dict[str, Any]) -> str | None:
-    """The brand a process belongs to: fixed at creation; a state saved before brands were
-    fixed (no ``brand`` key) falls back to its input's, which is what its actions used."""
-    if "brand" in state:
-        return state["brand"]
-    return _named_brand(state.get("input"))
-
-
-def action_context(state: dict[str, Any]) -> dict[str, Any]:
-    """What a state action's templates and executors see: ``input.*``, ``process.*``, brand, customer.
-
-    The brand is the process's own, not ``input.brand``: a later input cannot move the
-    actions into another brand.
-    """
-    data = state.get("input") or {}
-    frame = state["stack"][-1] if state.get("stack") else {}
-    return {**mapping_context("input", data), "process.pid": state.get("pid"),
-            "process.flow": frame.get("flow"), "process.state": frame.get("state"),
-            "brand": process_brand(state), "_customer_id": data.get("customer_id"),
-            "_event_id": state.get("pid")}
-
-
-def _guard_before(guard: ProcessGuard, cmd: str, state: dict[str, Any] | None, data: Any) -> None:
-    """A scoped caller's command, before it is applied: the process's brand (or, for a new one,
-    the brand it would get) and the brand and customer its input names must be in scope."""
-    if cmd in CREATING:
-        brand = _named_brand(data) or guard.brand
-    elif state is None:
-        return  # the machine answers NOT_FOUND; nothing of another brand is shown
-    else:
-        brand = process_brand(state)
-    guard.allow(brand, data.get("customer_id") if isinstance(data, dict) else None)
-    if isinstance(data, dict) and "brand" in data:
-        guard.allow(data["brand"])
-
-
-def _settle_brand(state: dict[str, Any], cmd: str, data: Any, guard: ProcessGuard | None) -> None:
-    """Fix the brand of a new process; a process still without one takes the first an input names."""
-    if cmd in CREATING:
-        state["brand"] = _named_brand(data) or (guard.brand if guard is not None else None)
-    elif state.get("brand") is None:
-        named = _named_brand(state.get("input"))
-        if named is not None:
-            state["brand"] = named
 
 
 class Deferred(NamedTuple):
@@ -277,13 +219,13 @@ class ProcessShard:
         state, texts = (None, NO_TEXTS) if message.cmd in CREATING else self._activate(message.pid)
         guard = message.guard
         if guard is not None:
-            _guard_before(guard, message.cmd, state, message.input)
+            guard_before(guard, message.cmd, state, message.input)
         step = machine.apply_command(self.flows, state, message.cmd, message.name, message.input,
                                      message.pid, now)
         if message.cmd in CHANGING:  # a fresh state dict (the machine never changes its argument)
-            _settle_brand(step.state, message.cmd, message.input, guard)
-            if guard is not None:  # what the actions will act on: the process's customer now
-                guard.allow(process_brand(step.state), (step.state.get("input") or {}).get("customer_id"))
+            settle_brand(step.state, message.cmd, message.input, guard)
+            if guard is not None:
+                guard_after(guard, step.state)
         save = None
         if message.cmd in CREATING:
             self.repo.create(step.state)
