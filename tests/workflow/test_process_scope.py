@@ -19,8 +19,9 @@ class Guard:
             raise AccessDenied("out of scope")
 
 
-def state(brand="alpha", **data):
-    return {"pid": "p1", "brand": brand, "input": data, "stack": [{"flow": "kyc", "state": "start"}]}
+def state(fixed="alpha", **data):
+    """A saved process of brand ``fixed`` whose input is ``data``."""
+    return {"pid": "p1", "brand": fixed, "input": data, "stack": [{"flow": "kyc", "state": "start"}]}
 
 
 def test_a_new_process_takes_the_inputs_brand_else_the_creating_tokens_else_none():
