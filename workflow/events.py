@@ -180,7 +180,34 @@ def _plain_shape_ints(topic: str, record: dict) -> tuple[str, ...] | None:
         value = record.get(name)
         if value is not None and type(value) not in allowed:
             return None
+    if topic in REFERENCE_TOPICS and not _SCALARS.issuperset(map(type, record.values())):
+        return None  # a stored record with a container or binary value: checked in full each time
     return tuple(key for key, value in record.items() if isinstance(value, int) and type(value) is not bool)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _unstorable(value: Any) -> str | None:
+    """What in ``value`` a stored (JSON) document cannot hold — binary data, a msgpack extension
+    or timestamp, a non-string key — named by type; None when all of it can. Iterative: msgpack
+    nests deeper than Python recurses."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is list:
+            pending.extend(item)
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return f"a key of type {type(key).__name__}"
+            pending.extend(item.values())
+        else:
+            return f"a value of type {kind.__name__}"
+    return None
 
 
 def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
@@ -202,6 +229,11 @@ def _check_record(topic: str, record: Mapping[Any, Any]) -> dict[str, Any]:
         if isinstance(value, int) and type(value) is not bool and not INT_MIN <= value <= INT_MAX:
             where = f"record.{key}" if key in _SCHEMA_KEYS[topic] else f"a record field ({len(key)}-char name)"
             raise MalformedEvent(f"{topic}: {where} is outside the signed 64-bit integer range")
+        if topic in REFERENCE_TOPICS and type(value) not in _SCALARS:
+            problem = _unstorable(value)
+            if problem is not None:  # the router stores this record: refuse it here, not at its write
+                where = f"record.{key}" if key in _SCHEMA_KEYS[topic] else f"a record field ({len(key)}-char name)"
+                raise MalformedEvent(f"{topic}: {where} holds {problem}, which a stored record cannot")
     return dict(record)
 
 

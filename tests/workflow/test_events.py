@@ -264,3 +264,32 @@ def test_an_empty_id_is_no_id_and_the_key_falls_back_to_source_and_seq():
     event = parse_event("rate.push", {**GOOD["rate.push"], "id": "", "source": "crm", "seq": 4}, 0)
     assert event.id is None
     assert event.key == "crm:4"
+
+
+@pytest.mark.parametrize("value", [b"\x00raw", {"nested": [1, {"deep": b"x"}]}, [1, 2, bytearray(b"x")],
+                                   {1: "int key"}])
+def test_a_stored_record_holding_what_json_cannot_is_malformed_every_time(value):
+    # The router stores reference records as JSON: a value it cannot write would fail the write
+    # of that record (and of each later push merged over it), so it is refused at the edge.
+    payload = {**GOOD["customer.push"], "record": {**GOOD["customer.push"]["record"], "photo": value}}
+    for _ in range(2):  # the second time through the record-shape cache
+        with pytest.raises(MalformedEvent, match="which a stored record cannot") as caught:
+            parse_event("customer.push", payload, received_ms=0)
+        assert "photo" not in caught.value.text and "raw" not in caught.value.text
+
+
+def test_containers_of_plain_values_in_a_stored_record_and_binary_in_a_trade_are_kept():
+    nested = {"address": {"city": "Berlin", "lines": ["a", 1, 2.5, None, True]}}
+    customer = {**GOOD["customer.push"], "record": {**GOOD["customer.push"]["record"], **nested}}
+    assert parse_event("customer.push", customer, received_ms=0).record["address"]["city"] == "Berlin"
+    trade = {**GOOD["trade.push"], "record": {**GOOD["trade.push"]["record"], "blob": b"x"}}
+    assert parse_event("trade.push", trade, received_ms=0).record["blob"] == b"x"
+
+
+def test_a_stored_record_nested_deeper_than_python_recurses_is_checked_without_recursion():
+    deep: list = [b"x"]
+    for _ in range(5000):
+        deep = [deep]
+    payload = {**GOOD["rate.push"], "record": {**GOOD["rate.push"]["record"], "history": deep}}
+    with pytest.raises(MalformedEvent, match="bytes"):
+        parse_event("rate.push", payload, received_ms=0)
