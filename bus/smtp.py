@@ -40,12 +40,38 @@ PARSE_WORKERS = 2  # threads that parse received mail, off the listener's event 
 IDLE_TIMEOUT_S = 30.0  # a session silent this long (or one DATA transfer this slow) is closed
 
 
+PROTOCOL_LOG_TEXT_MAX = 48  # characters of a peer's text that a protocol log line may quote
+
+
+class _CutPeerText(logging.Filter):
+    """aiosmtpd's warnings quote what a peer sent (an unrecognised command, up to 512 bytes):
+    every text argument of a ``mail.log`` line is cut, so a peer cannot write into our logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, (str, bytes)) for a in record.args):
+            record.args = tuple(_cut(a) if isinstance(a, (str, bytes)) else a for a in record.args)
+        return True
+
+
+def _cut(text: str | bytes) -> str:
+    shown = text if isinstance(text, str) else text.decode("ascii", "replace")
+    if len(shown) <= PROTOCOL_LOG_TEXT_MAX:
+        return repr(shown)
+    return f"{shown[:PROTOCOL_LOG_TEXT_MAX]!r}… ({len(shown)} chars)"
+
+
+_PEER_TEXT_FILTER = _CutPeerText()
+
+
 def quiet_protocol_log() -> None:
     """aiosmtpd logs every protocol line, addresses included, at INFO on ``mail.log``: raise that
-    logger to WARNING unless an operator already gave it a level (set one to see the lines)."""
+    logger to WARNING unless an operator already gave it a level (set one to see the lines),
+    and cut the peer's text in what it logs."""
     protocol_log = logging.getLogger("mail.log")
     if protocol_log.level == logging.NOTSET:
         protocol_log.setLevel(logging.WARNING)
+    if _PEER_TEXT_FILTER not in protocol_log.filters:
+        protocol_log.addFilter(_PEER_TEXT_FILTER)
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:

@@ -155,6 +155,18 @@ def test_an_operator_level_on_the_protocol_log_is_kept(listen, protocol_log, cap
     assert protocol_log.level == logging.INFO and "traced@example.com" in caplog.text
 
 
+def test_a_peers_text_in_the_protocol_log_is_cut(listen, protocol_log, caplog):
+    caplog.set_level(logging.WARNING)
+    listener = listen()
+    with connect(listener, timeout_s=5.0) as peer:
+        assert read_reply(peer).startswith(b"220")
+        peer.sendall(b"X" * 400 + b"INJECTED\r\n")
+        assert read_reply(peer).startswith(b"500")
+    unrecognised = [r.getMessage() for r in caplog.records if r.name == "mail.log" and "unrecognised" in r.getMessage()]
+    assert len(unrecognised) == 1
+    assert "INJECTED" not in unrecognised[0] and "(408 chars)" in unrecognised[0]
+
+
 def test_a_header_the_parser_fails_on_reaches_the_rules_as_sent(listen):
     inbox = Inbox()
     send(listen(inbox), b"From: Ana <ana@example.com>\r\nSubject: Withdrawal\r\nMessage-ID: <\r\n\r\nbody\r\n")
