@@ -46,7 +46,7 @@ def _add_serve(sub: Any) -> None:
     tuning.add_argument("--process-idle-s", type=_positive(float), metavar="S",
                         help="seconds before an idle process is passivated (default 60)")
     tuning.add_argument("--ingress-max-inflight", type=_positive(int), metavar="N",
-                        help="event batches queued for the router before the ingress stops reading (default 64)")
+                        help="events queued for the router before the ingress stops reading (default 20000)")
 
 
 def _positive(kind: type) -> Any:

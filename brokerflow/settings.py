@@ -68,7 +68,7 @@ class Settings:
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000
-    ingress_max_inflight: int = 64  # ingress batches the router has not taken yet; then reading pauses
+    ingress_max_inflight: int = 20_000  # events waiting for the router; then the ingress stops reading
     webhook_workers: int = 16
     runlog_batch_rows: int = 1000
     process_idle_s: float = 60.0

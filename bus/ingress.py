@@ -5,11 +5,13 @@ is queued, up to ``batch_max`` messages, and hands the good events to ``sink`` a
 the next hop pays one message per batch rather than one per event. A malformed frame, a sink
 exception or a failing store is logged and counted; none of them stops the loop.
 
-Backpressure: with a ``Handoff`` (the engine's), the ingress counts its batches that the
-router has not taken from its mailbox yet; at ``settings.ingress_max_inflight`` of them it stops
-reading and waits for the router, so the SUB socket's receive high-water mark (and then the
-publishers' send HWM) holds the overload instead of the router's unbounded mailbox. Counted in
-``paused`` (once per pause) and logged at most once a minute. One lock and one add per batch.
+Backpressure: with a ``Handoff`` (the engine's), the ingress sees how many events wait in the
+router's mailbox (its own batches and the engine's echoes); at ``settings.ingress_max_inflight``
+of them it stops reading and waits for the router, so the SUB socket's receive high-water mark
+(and then the publishers' send HWM) holds the overload instead of the router's unbounded
+mailbox, and a management command queued behind them (a rule reload, a reference upsert that
+waits for the replica) waits seconds, not minutes. Counted in ``paused`` (once per pause) and
+logged at most once a minute. One lock and one add per batch.
 
 The de-duplication state (recent ids, last seq per source) is restored from ``event_store``
 when the ingress starts and written back once the router has taken the batch that changed it
@@ -181,7 +183,7 @@ class Ingress:
     def poll_once(self, timeout_ms: int, ceiling: bool = True) -> int:
         """Wait up to ``timeout_ms`` for messages, process what is queued; return messages read.
 
-        With ``ceiling`` (the loop), a poll that finds ``ingress_max_inflight`` batches not yet
+        With ``ceiling`` (the loop), a poll that finds ``ingress_max_inflight`` events not yet
         taken by the router waits for the router instead of reading; the stop path drains
         without it (it reads a bounded number of polls).
         """
@@ -269,8 +271,14 @@ class Ingress:
             del self._ready_ids[: len(self._ready_ids) - self._dedup.max_ids]
         self._persist()
 
+    def _backlog(self) -> int:
+        """Events handed to the router that it has not taken yet (0 without a handoff)."""
+        handoff = self._handoff
+        return 0 if handoff is None else handoff.handed - handoff.taken
+
     def _over_ceiling(self) -> bool:
-        if len(self._inflight) < self._max_inflight:
+        backlog = self._backlog()
+        if backlog < self._max_inflight:
             self._paused = False
             return False
         if not self._paused:
@@ -278,13 +286,14 @@ class Ingress:
             with self._counts_lock:
                 self._counts["paused"] += 1
             if self._pause_log.ready() is not None:
-                log.warning("bus: %d batches wait for the router; reading paused until it takes one "
-                            "(the SUB socket's high-water mark applies meanwhile)", len(self._inflight))
+                log.warning("bus: %d events wait for the router; reading paused until it takes some "
+                            "(the SUB socket's high-water mark applies meanwhile)", backlog)
         return True
 
     def _wait_for_router(self, timeout_ms: int) -> bool:
-        """Wait up to ``timeout_ms`` for the router to take the oldest batch; is there room now?"""
-        self._handoff.wait_taken(self._inflight[0][0], timeout_ms / 1000.0)
+        """Wait up to ``timeout_ms`` for the router to take events below the ceiling; room now?"""
+        handoff = self._handoff
+        handoff.wait_taken(handoff.handed - self._max_inflight + 1, timeout_ms / 1000.0)
         self._collect_taken()
         return not self._over_ceiling()
 

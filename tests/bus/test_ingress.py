@@ -385,7 +385,7 @@ def test_the_ingress_stops_reading_at_its_ceiling_and_resumes_as_the_router_take
     ingress = running.ingress
     pub = publisher(ingress.bound_endpoints()[0], source="s")
     with caplog.at_level(logging.WARNING, logger="brokerflow.bus"):
-        for n in (1, 2):  # two batches of one event each: the ceiling
+        for n in (1, 2):  # two events, a batch each: the ceiling
             pub.publish("rate.push", RATE, id=f"e{n}")
             wait_until(lambda n=n: len(sink.batches) == n)
         for n in range(3, 11):
@@ -397,10 +397,10 @@ def test_the_ingress_stops_reading_at_its_ceiling_and_resumes_as_the_router_take
         assert ingress.stats()["received"] == 2 and len(sink.events) == 2
         assert store.events.load_state(100) == ([], {})  # nothing the router has not taken is stored
     assert [r.getMessage() for r in caplog.records if "reading paused" in r.getMessage()] == [
-        "bus: 2 batches wait for the router; reading paused until it takes one "
+        "bus: 2 events wait for the router; reading paused until it takes some "
         "(the SUB socket's high-water mark applies meanwhile)"]
 
-    handoff.taken_by_router(1)  # the first batch leaves the mailbox: one more batch may go in
+    handoff.taken_by_router(1)  # the first event leaves the mailbox: one more may go in
     wait_until(lambda: len(sink.batches) == 3)
     wait_until(lambda: store.events.load_state(100) == (["e1"], {"s": 1}))
     wait_until(lambda: ingress.stats()["paused"] == 2)  # the third batch brought it back to the ceiling
@@ -411,6 +411,24 @@ def test_the_ingress_stops_reading_at_its_ceiling_and_resumes_as_the_router_take
     assert [event.id for event in sink.events] == [f"e{n}" for n in range(1, 11)]  # nothing lost, in order
     wait_until(lambda: store.events.load_state(100) == ([f"e{n}" for n in range(1, 11)], {"s": 10}))
     assert ingress.stats()["received"] == 10
+
+
+def test_the_ceiling_counts_events_so_the_engines_own_echoes_fill_it_too(start, publisher):
+    """A big batch (here the engine's echo of 10 changes) is 10 events to wait behind, not one."""
+    handoff, sink = Handoff(), Collector()
+    running = start(sink, handoff=handoff, ingress_max_inflight=5)
+    ingress = running.ingress
+    pub = publisher(ingress.bound_endpoints()[0], source="s")  # connected while the ingress reads
+    echoed: list[list[Event]] = []
+    handoff.hand(echoed.append, [object()] * 10)  # the engine's echo path: counted, never held
+    wait_until(lambda: ingress.stats()["paused"] == 1)  # at its next poll, with nothing to read
+    pub.publish("rate.push", RATE, id="after-echo")
+    # A negative outcome needs a window: the ingress polls every 100 ms, so in 0.5 s a reading
+    # ingress would have read the queued frame several times over.
+    time.sleep(0.5)
+    assert ingress.stats()["received"] == 0
+    handoff.taken_by_router(10)  # the router took the echo: room again
+    wait_until(lambda: [event.id for event in sink.events] == ["after-echo"])
 
 
 def test_the_dedup_state_of_a_batch_is_stored_once_the_router_took_it(start, publisher, store):

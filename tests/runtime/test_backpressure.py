@@ -38,7 +38,7 @@ def test_a_held_router_stops_the_ingress_reading_and_nothing_is_lost(make_runtim
     rule = runtime.rule("deposit.created", [notify("{{trade.order}}", manager_id=7)])
     release = hold_router(runtime)
     try:
-        for order in (1, 2):  # one batch each: the ceiling
+        for order in (1, 2):  # two events, a batch each: the ceiling
             runtime.publish("trade.push", {**DEPOSIT, "order": order})
             wait_until(lambda order=order: runtime.stats()["bus"]["received"] == order)
         for order in range(3, 21):
