@@ -393,7 +393,7 @@ def test_the_ingress_stops_reading_at_its_ceiling_and_resumes_as_the_router_take
         wait_until(lambda: ingress.stats()["paused"] == 1)
         # A negative outcome needs a window: the ingress polls every 100 ms, so in 0.5 s a reading
         # ingress would have read the queued frames several times over.
-        time.sleep(0.5)
+        time.sleep(0.5)  # the window a negative outcome needs (see above)
         assert ingress.stats()["received"] == 2 and len(sink.events) == 2
         assert store.events.load_state(100) == ([], {})  # nothing the router has not taken is stored
     assert [r.getMessage() for r in caplog.records if "reading paused" in r.getMessage()] == [
@@ -425,7 +425,7 @@ def test_the_ceiling_counts_events_so_the_engines_own_echoes_fill_it_too(start, 
     pub.publish("rate.push", RATE, id="after-echo")
     # A negative outcome needs a window: the ingress polls every 100 ms, so in 0.5 s a reading
     # ingress would have read the queued frame several times over.
-    time.sleep(0.5)
+    time.sleep(0.5)  # the window a negative outcome needs (see above)
     assert ingress.stats()["received"] == 0
     handoff.taken_by_router(10)  # the router took the echo: room again
     wait_until(lambda: [event.id for event in sink.events] == ["after-echo"])

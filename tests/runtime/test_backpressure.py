@@ -46,7 +46,7 @@ def test_a_held_router_stops_the_ingress_reading_and_nothing_is_lost(make_runtim
         wait_until(lambda: runtime.stats()["bus"]["paused"] == 1)
         # A negative outcome needs a window: a reading ingress polls every 100 ms, so in 0.5 s
         # it would have read the 18 queued frames several times over.
-        time.sleep(0.5)
+        time.sleep(0.5)  # the window a negative outcome needs (see above)
         bus = runtime.stats()["bus"]
         assert bus["received"] == 2, bus
         router = next(a for a in runtime.stats()["actors"] if a["name"] == "router")
