@@ -56,13 +56,15 @@ def action_context(state: dict[str, Any]) -> dict[str, Any]:
 
 def guard_before(guard: ProcessGuard, cmd: str, state: dict[str, Any] | None, data: Any) -> None:
     """A scoped caller's command, before it is applied: the process's brand (or, for a new one,
-    the brand it would get) and the brand and customer its input names must be in scope."""
+    the brand it would get), the customer it links now — a read (``HISTORY``) shows that
+    customer's inputs — and the brand and customer its input names must be in scope."""
     if cmd in CREATING:
         brand = _named_brand(data) or guard.brand
     elif state is None:
         return  # the machine answers NOT_FOUND; nothing of another brand is shown
     else:
         brand = process_brand(state)
+        guard.allow(brand, linked_customer(state))
     guard.allow(brand, data.get("customer_id") if isinstance(data, dict) else None)
     if isinstance(data, dict) and "brand" in data:
         guard.allow(data["brand"])
@@ -71,7 +73,12 @@ def guard_before(guard: ProcessGuard, cmd: str, state: dict[str, Any] | None, da
 def guard_after(guard: ProcessGuard, state: dict[str, Any]) -> None:
     """A scoped caller's command, once applied: what the actions will act on (the process's
     brand and the customer it links now) must be in scope, or the new state is not kept."""
-    guard.allow(process_brand(state), (state.get("input") or {}).get("customer_id"))
+    guard.allow(process_brand(state), linked_customer(state))
+
+
+def linked_customer(state: dict[str, Any]) -> Any:
+    """The customer a process acts on: its input's ``customer_id`` (the input is always a map)."""
+    return (state.get("input") or {}).get("customer_id")
 
 
 def settle_brand(state: dict[str, Any], cmd: str, data: Any, guard: ProcessGuard | None) -> None:

@@ -106,6 +106,8 @@ def test_an_own_brand_process_linking_another_brands_customer_is_not_driven_by_a
     admin, door = world.door("rep", world.admin), world.door("rep", world.alpha)
     pid = admin.ok("START", name="review", input={"brand": "alpha", "customer_id": BETA_CUSTOMER})["pid"]
     denied(door, "EVENT", pid=pid, name="flag")
+    denied(door, "HISTORY", pid=pid, name="h1")  # its steps hold the other brand's customer's inputs
+    denied(door, "AVAILABLE_EVENTS", pid=pid)
     flag_own_customer(world, door)
     assert risk_of(world, BETA_CUSTOMER) == "low"
 

@@ -58,6 +58,9 @@ def test_a_state_saved_before_brands_were_fixed_falls_back_to_its_inputs_brand()
     ("EVENT", state(None), {}),                  # driving a brand-less one
     ("EVENT", state("alpha"), {"brand": "beta"}),  # naming another brand
     ("EVENT", state("alpha"), {"customer_id": 2}),  # linking another brand's customer
+    ("HISTORY", state("alpha", customer_id=2), {}),  # reading a process an admin linked to beta's customer
+    ("AVAILABLE_EVENTS", state("alpha", customer_id=2), {}),
+    ("EVENT", state("alpha", customer_id=2), {"customer_id": 1}),  # even to relink it
 ])
 def test_a_scoped_caller_is_refused_before_anything_is_applied(cmd, current, data):
     with pytest.raises(AccessDenied):
