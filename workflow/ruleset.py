@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from workflow.conditions import IndexKey, Predicate, compile_conditions, index_key, missing_reason
-from workflow.regex_guard import regex_problem
+from workflow.regex_guard import regex_engine, regex_problem
 
 # Stdlib logging only: a stored rule whose pattern is refused is reported where it is compiled.
 log = logging.getLogger("brokerflow.rules")
@@ -180,8 +180,11 @@ def _plain(rules: tuple[CompiledRule, ...], ctx: Mapping[str, Any]) -> list[Outc
 
 def _log_refused_patterns(rule: CompiledRule) -> None:
     """A stored ``matches`` pattern the guard refuses never holds; say so, as saving it would have.
+    One that runs on RE2 is told too (at INFO): a rule saved before ``workflow.regex_guard``
+    existed ran it on ``re``, and RE2 differs at the edges (ASCII ``\\d``/``\\w``/``\\s``, ``$``
+    only at the very end).
 
-    Rules saved before ``workflow.regex_guard`` existed may hold such a pattern: the rule stays
+    Rules saved before ``workflow.regex_guard`` existed may hold a refused pattern: the rule stays
     loaded, that condition is false (as for any uncompilable condition), so the rule never
     fires. The log names the rule and why, never the pattern itself.
     """
@@ -191,6 +194,9 @@ def _log_refused_patterns(rule: CompiledRule) -> None:
             problem = regex_problem(value) if isinstance(value, str) else "is not a string"
             if problem:
                 log.warning("rule %r: conditions[%d] never holds, its pattern %s", rule.id, index, problem[:200])
+            elif regex_engine(value) == "re2":
+                log.info("rule %r: conditions[%d] runs on RE2, in linear time (ASCII \\d \\w \\s; $ only at "
+                         "the very end)", rule.id, index)
 
 
 class RuleSet:

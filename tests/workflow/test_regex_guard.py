@@ -110,10 +110,17 @@ def test_a_stored_rule_with_a_refused_pattern_loads_is_logged_and_never_fires(ca
         {"field": "trade.symbol", "op": "matches", "value": "^a+$"}]}
     risky = {"id": 9, "trigger": "trade.opened", "conditions": [
         {"field": "trade.symbol", "op": "matches", "value": "(a+)+$"}]}
-    with caplog.at_level(logging.WARNING, logger="brokerflow.rules"):
+    with caplog.at_level(logging.INFO, logger="brokerflow.rules"):
         ruleset = RuleSet.from_rules([bad, good, risky])
     assert len(ruleset) == 3
     assert [r.id for r, _ in ruleset.matching("trade.opened", {"trade.symbol": "aaaa"})] == [8, 9]
-    warned = [r.getMessage() for r in caplog.records]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "rule 7: conditions[0] never holds" in warned[0]
     assert r"(a+)+\1" not in warned[0]
+    told = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(told) == 1 and told[0].startswith("rule 9: conditions[0] runs on RE2")
+
+
+def test_where_re2_differs_from_re_as_documented():
+    assert holds(r"(a+)+b$", "aab\n") is False and re.search(r"(a+)+b$", "aab\n")  # $ at the very end only
+    assert holds(r"^(\d+)+$", "\u0663\u0664") is False and re.search(r"^(\d+)+$", "\u0663\u0664")  # ASCII \d
