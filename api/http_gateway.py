@@ -26,13 +26,13 @@ from api.dispatcher import Dispatcher
 from api.framing import check_token, encode_reply, finite, loads_json
 from api.services import Services
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound, UnknownCommand
+from workflow.events import INT_MAX
 from workflow.machine import COMMANDS as MACHINE_COMMANDS
 
 log = logging.getLogger(__name__)
 
 SINK_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 DEFAULT_TIMEOUT_S = 30.0
-INT64_MAX = 2**63 - 1  # what a rule id column holds
 
 
 def _json_response(reply: dict[str, Any], status: int | None = None) -> Response:
@@ -110,7 +110,7 @@ class _Routes:
 
     def exec_rule(self, rule_id: str) -> Response:
         # isdigit() alone takes "²" and "٣", which int() refuses or reads as another number.
-        if not (rule_id.isascii() and rule_id.isdigit()) or len(rule_id) > 19 or int(rule_id) > INT64_MAX:
+        if not (rule_id.isascii() and rule_id.isdigit()) or len(rule_id) > 19 or int(rule_id) > INT_MAX:
             raise NotFound(f"rule {rule_id[:64]!r} not found: rule ids are integers")
         body = _json_body()
         return self.dispatch("MngExecWorkflowRule", {"id": int(rule_id), "input": {} if body is None else body})

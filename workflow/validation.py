@@ -21,10 +21,10 @@ from workflow.action_checks import check_actions
 from workflow.catalog import ALL_TRIGGERS, ROLES, RUN_AS_TRIGGERS
 from workflow.clock import parse_iso_ms
 from workflow.condition_checks import check_conditions, is_int, is_text, listing
+from workflow.events import INT_MAX, INT_MIN
 
 STATUSES = ("active", "disabled", "archived")
 NAME_MAX = 200
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what a stored integer column holds
 
 _DEFAULTS: dict[str, Any] = {
     "status": "active", "priority": 100, "conditions": [], "actions": [],
@@ -95,7 +95,7 @@ def _check_header(rule: Mapping[str, Any], v: Validation) -> str | None:
         v.error("status", f"must be one of {', '.join(STATUSES)}, got {rule.get('status')!r}")
     if not is_int(rule.get("priority")):
         v.error("priority", f"must be an integer, got {rule.get('priority')!r}")
-    elif not INT64_MIN <= rule["priority"] <= INT64_MAX:
+    elif not INT_MIN <= rule["priority"] <= INT_MAX:
         v.error("priority", "must be an integer from -2**63 to 2**63-1")
     trigger = rule.get("trigger")
     if trigger is None:
@@ -148,7 +148,7 @@ def _check_run_as(run_as: Any, trigger: str | None, v: Validation) -> None:
     if run_as is None:
         if trigger in RUN_AS_TRIGGERS:
             v.error("run_as", f"is required for trigger {trigger!r}: the id of the manager the run acts for")
-    elif not is_int(run_as) or not 1 <= run_as <= INT64_MAX:
+    elif not is_int(run_as) or not 1 <= run_as <= INT_MAX:
         v.error("run_as", f"must be a manager id (a positive integer), got {repr(run_as)[:40]}")
 
 

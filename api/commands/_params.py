@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from brokerflow.errors import ValidationFailed
+from workflow.events import INT_MAX, INT_MIN
 
 _NAMES = {int: "an integer", str: "a string", dict: "a map", list: "a list", bool: "a boolean"}
 
 _MISSING = object()
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def invalid(path: str, message: str) -> ValidationFailed:
@@ -36,7 +36,7 @@ def get(params: Mapping[str, Any], name: str, kind: type, *, required: bool = Fa
         return default
     if not _type_ok(value, kind):
         raise invalid(where, f"must be {_NAMES.get(kind, kind.__name__)}, got {type(value).__name__}")
-    if kind is int and not INT64_MIN <= value <= INT64_MAX:  # SQLite and PostgreSQL overflow past it
+    if kind is int and not INT_MIN <= value <= INT_MAX:  # SQLite and PostgreSQL overflow past it
         raise invalid(where, "must be an integer from -2**63 to 2**63-1")
     return dict(value) if kind is dict else value
 
