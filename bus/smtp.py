@@ -7,6 +7,15 @@ the organisation's mail server, on a private address) and passes each message on
 map ``{"from", "to", "subject", "body", "message_id"}``. A peer gets no more than its share:
 sessions, idle time, recipients and the header block are capped, and parsing (super-linear in
 the stdlib on crafted headers) runs on threads of its own, never on the listener's event loop.
+
+Stopping neither drops nor doubles mail. ``SmtpListener.stop()`` first marks the listener as
+stopping, so a message not yet handed over is answered ``451`` (the sender retries later)
+instead; then, with the event loop still running, it waits (``STOP_TIMEOUT_S`` in all) for the
+messages in flight to be answered — ``250`` for those already handed over, ``451`` for the rest
+— and only then stops the loop and joins the parse threads. Cancelling a message mid-parse
+would drop the sender's connection while its parse thread still handed the mail over: the rules
+would run it, and the sender, having seen no ``250``, would send it again. Once ``stop()`` has
+returned, ``on_mail`` is not called again.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import email.policy
 import logging
 import smtplib
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +48,8 @@ MAX_HEADER_BYTES = 64 * 1024  # the header block; the stdlib parser is super-lin
 MAX_RECIPIENTS = 100  # per message, as RFC 5321 asks a server to accept at least (452 beyond)
 PARSE_WORKERS = 2  # threads that parse received mail, off the listener's event loop
 IDLE_TIMEOUT_S = 30.0  # a session silent this long (or one DATA transfer this slow) is closed
+STOP_TIMEOUT_S = 5.0  # how long stop() waits, in all, for messages in flight to be answered
+SHUTTING_DOWN = "451 4.3.2 Shutting down, try again later"
 
 
 PROTOCOL_LOG_TEXT_MAX = 48  # characters of a peer's text that a protocol log line may quote
@@ -167,12 +179,20 @@ def header_block_bytes(data: bytes) -> int:
 
 class _Handler:
     """Parsing runs on a small pool, not on the event loop: the stdlib's header parser takes
-    seconds on a crafted 64 KiB header, and on the loop those seconds would stall every session."""
+    seconds on a crafted 64 KiB header, and on the loop those seconds would stall every session.
+
+    One condition orders "hand off" and "stop": a parse thread hands a message over only if
+    ``stopping`` was not yet set when it checked, and ``stop`` can wait for the messages still
+    being answered and for the hand-offs still running."""
 
     def __init__(self, on_mail: Callable[[Mapping[str, Any]], None], max_header_bytes: int,
                  max_recipients: int) -> None:
         self.on_mail, self.max_header_bytes, self.max_recipients = on_mail, max_header_bytes, max_recipients
         self.pool = ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="smtp-parse")
+        self._state = threading.Condition()
+        self.stopping = False
+        self._answering = 0  # handle_DATA calls not yet answered (event-loop side)
+        self._receiving = 0  # _receive calls running (parse-thread side)
 
     async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str,  # noqa: N802
                           rcpt_options: list[str]) -> str:
@@ -192,30 +212,68 @@ class _Handler:
             log.warning("received mail refused: a header block of %d bytes (cap %d)", header_bytes,
                         self.max_header_bytes)
             return "552 5.3.4 Message header block too large"
+        with self._state:
+            if self.stopping:
+                return SHUTTING_DOWN
+            self._answering += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self.pool, self._receive, data, envelope.mail_from, list(envelope.rcpt_tos))
         except RuntimeError:  # the pool is shut down: the listener is stopping
-            return "451 4.3.2 Shutting down, try again later"
+            return SHUTTING_DOWN
+        finally:
+            # the reply is written in this same step of the loop, before any stop can cancel it
+            self._done("_answering")
 
     def _receive(self, data: bytes, envelope_from: str | None, recipients: list[str]) -> str:
         """A message that cannot be parsed is refused for good (554); one that could not be
         handed over is refused for now (451), so the sender retries later."""
+        with self._state:
+            self._receiving += 1
         try:
-            mail = parse_mail(data, envelope_from, recipients)
-        except Exception as exc:  # noqa: BLE001 - the stdlib parser's own failures have no common class
-            log.warning("received mail refused with 554: it cannot be parsed (%s, %d bytes)",
-                        type(exc).__name__, len(data))
-            return "554 5.6.0 Message cannot be parsed"
-        try:
-            self.on_mail(mail)
-        except Exception:  # noqa: BLE001 - the sender is told, the listener goes on
-            log.exception("received mail could not be handed to the rules")
-            return "451 Requested action aborted: local error in processing"
-        return "250 Message accepted for delivery"
+            try:
+                mail = parse_mail(data, envelope_from, recipients)
+            except Exception as exc:  # noqa: BLE001 - the stdlib parser's own failures have no common class
+                log.warning("received mail refused with 554: it cannot be parsed (%s, %d bytes)",
+                            type(exc).__name__, len(data))
+                return "554 5.6.0 Message cannot be parsed"
+            with self._state:  # checked under the lock stop() sets it under: hand off, or 451
+                if self.stopping:
+                    log.info("received mail refused with 451: the listener is stopping (%d bytes)", len(data))
+                    return SHUTTING_DOWN
+            try:
+                self.on_mail(mail)
+            except Exception:  # noqa: BLE001 - the sender is told, the listener goes on
+                log.exception("received mail could not be handed to the rules")
+                return "451 Requested action aborted: local error in processing"
+            return "250 Message accepted for delivery"
+        finally:
+            self._done("_receiving")
 
-    def close(self) -> None:
+    def _done(self, counter: str) -> None:
+        with self._state:
+            setattr(self, counter, getattr(self, counter) - 1)
+            self._state.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        return self._answering
+
+    def begin_stop(self) -> None:
+        """From now on no message is handed over; those not yet handed are answered 451."""
+        with self._state:
+            self.stopping = True
+
+    def wait_answered(self, deadline: float) -> bool:
+        """Whether every message in flight got its reply (``False``: the deadline came first)."""
+        with self._state:
+            return self._state.wait_for(lambda: self._answering == 0, max(0.0, deadline - time.monotonic()))
+
+    def close(self, deadline: float) -> bool:
+        """Shut the pool down and wait for its running parses; ``False`` when the deadline came first."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        with self._state:
+            return self._state.wait_for(lambda: self._receiving == 0, max(0.0, deadline - time.monotonic()))
 
 
 class _Sessions:
@@ -285,7 +343,7 @@ class SmtpListener:
     ``max_bytes`` caps a message and ``max_header_bytes`` its header block (``552`` beyond
     either), ``max_recipients`` its envelope recipients (``452`` beyond); ``max_sessions`` caps
     concurrent sessions (``421`` beyond); ``idle_timeout_s`` closes a session that sends nothing
-    for that long.
+    for that long. ``stop()`` answers every message in flight before it closes (module docstring).
     """
 
     def __init__(self, endpoint: str, on_mail: Callable[[Mapping[str, Any]], None],
@@ -304,6 +362,11 @@ class SmtpListener:
         return self.controller.sessions.open
 
     @property
+    def messages_in_flight(self) -> int:
+        """Messages received and not yet answered (a snapshot from another thread, like ``open_sessions``)."""
+        return self.handler.in_flight
+
+    @property
     def endpoint(self) -> str:
         return f"{self.controller.hostname}:{self.controller.port}"
 
@@ -311,10 +374,20 @@ class SmtpListener:
         self.controller.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Answer the messages in flight (250 if handed over, else 451), then close; no hand-off
+        starts after this returns. Waits at most ``timeout_s`` in all; a message whose parse
+        outlasts it loses its connection, and its sender retries (it got no 250)."""
+        deadline = time.monotonic() + timeout_s
+        self.handler.begin_stop()
+        if not self.handler.wait_answered(deadline):
+            log.warning("SMTP listener stop: messages still unanswered after %.1fs; their connections are dropped",
+                        timeout_s)
         try:
             self.controller.stop()
         except (AssertionError, RuntimeError):  # never started, or already stopped
             pass
-        self.handler.close()
+        if not self.handler.close(deadline):
+            log.warning("SMTP listener stop: a parse thread still running after %.1fs (no new hand-off starts)",
+                        timeout_s)
         self.controller.sock.close()

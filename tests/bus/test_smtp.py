@@ -212,3 +212,125 @@ def test_a_single_part_text_mail_keeps_its_body(listen):
     inbox = Inbox()
     send(listen(inbox), b"Subject: csv\r\nContent-Type: text/csv\r\n\r\na,b\r\n1,2\r\n")
     assert inbox.mails[0]["body"] == "a,b\r\n1,2"
+
+
+class Sending(threading.Thread):
+    """One mail sent on its own thread; ``code`` is the server's answer to it, or the name of
+    the error that ended the session (the server hung up, say)."""
+
+    def __init__(self, listener: SmtpListener, subject: str) -> None:
+        super().__init__(daemon=True)
+        self.listener, self.subject, self.code = listener, subject, None
+
+    def run(self) -> None:
+        try:
+            send(self.listener, b"Subject: " + self.subject.encode() + b"\r\n\r\nbody\r\n")
+            self.code = 250
+        except smtplib.SMTPDataError as exc:
+            self.code = exc.smtp_code
+        except (smtplib.SMTPException, OSError) as exc:
+            self.code = type(exc).__name__
+
+
+class Stopping(threading.Thread):
+    """``listener.stop()`` on its own thread; ``handed_when_stopped`` is what the inbox held the
+    moment ``stop()`` returned."""
+
+    def __init__(self, listener: SmtpListener, inbox: Inbox) -> None:
+        super().__init__(daemon=True)
+        self.listener, self.inbox, self.handed_when_stopped = listener, inbox, None
+
+    def run(self) -> None:
+        self.listener.stop()
+        self.handed_when_stopped = [mail["subject"] for mail in self.inbox.mails]
+
+    def begun(self) -> bool:
+        """stop() has marked the listener as stopping (or, without that mark, has returned)."""
+        return getattr(self.listener.handler, "stopping", False) or not self.is_alive()
+
+
+def held_hand_off(inbox: Inbox) -> tuple[Any, threading.Semaphore, threading.Event]:
+    """A hand-off that blocks until released, as a slow actor tell would: each mail signals
+    ``entered`` and waits on ``release``."""
+    entered, release = threading.Semaphore(0), threading.Event()
+
+    def hand_off(mail: Any) -> None:
+        entered.release()
+        assert release.wait(10)
+        inbox(mail)
+
+    return hand_off, entered, release
+
+
+def test_a_mail_being_handed_over_when_the_listener_stops_gets_its_250_before_stop_returns(listen):
+    inbox = Inbox()
+    hand_off, entered, release = held_hand_off(inbox)
+    listener = listen(hand_off)
+    sender = Sending(listener, "in flight")
+    sender.start()
+    assert entered.acquire(timeout=10)
+    stopper = Stopping(listener, inbox)
+    stopper.start()
+    try:
+        wait_until(stopper.begun)
+        assert stopper.is_alive()  # stop() waits for the message it found being handed over
+    finally:
+        release.set()
+    stopper.join(10)
+    sender.join(10)
+    assert not stopper.is_alive() and sender.code == 250  # the sender was told, so it will not resend
+    assert stopper.handed_when_stopped == ["in flight"]  # handed over before stop() returned
+
+
+def test_a_mail_sent_while_the_listener_stops_is_answered_451_and_never_handed_over(listen):
+    inbox = Inbox()
+    hand_off, entered, release = held_hand_off(inbox)
+    listener = listen(hand_off)
+    holder = Sending(listener, "in flight")
+    holder.start()
+    assert entered.acquire(timeout=10)
+    with smtplib.SMTP(*split_endpoint(listener.endpoint), timeout=10) as late:
+        late.ehlo()
+        late.mail("client@example.com")
+        late.rcpt("support@alpha.example")
+        stopper = Stopping(listener, inbox)
+        stopper.start()
+        wait_until(stopper.begun)
+        try:
+            code, _ = late.data(b"Subject: late\r\n\r\nbody\r\n")
+        except smtplib.SMTPDataError as exc:
+            code = exc.smtp_code
+        except smtplib.SMTPServerDisconnected:
+            code = "disconnected"
+        finally:
+            release.set()
+    assert code == 451  # told to retry later, not dropped mid-session
+    stopper.join(10)
+    holder.join(10)
+    assert (holder.code, stopper.handed_when_stopped) == (250, ["in flight"])
+    assert [mail["subject"] for mail in inbox.mails] == ["in flight"]  # nothing handed after stop()
+
+
+def test_a_mail_waiting_for_a_parse_thread_when_the_listener_stops_is_answered_451(listen):
+    inbox = Inbox()
+    hand_off, entered, release = held_hand_off(inbox)
+    listener = listen(hand_off)
+    holders = [Sending(listener, f"held {i}") for i in range(2)]  # both parse threads busy
+    for holder in holders:
+        holder.start()
+    assert entered.acquire(timeout=10) and entered.acquire(timeout=10)
+    queued = Sending(listener, "queued")
+    queued.start()
+    wait_until(lambda: listener.messages_in_flight == 3)  # its parse waits for a free thread
+    stopper = Stopping(listener, inbox)
+    stopper.start()
+    try:
+        wait_until(stopper.begun)
+    finally:
+        release.set()
+    stopper.join(10)
+    for sender in (*holders, queued):
+        sender.join(10)
+    assert [holder.code for holder in holders] == [250, 250] and queued.code == 451
+    assert sorted(stopper.handed_when_stopped) == ["held 0", "held 1"]
+    assert sorted(mail["subject"] for mail in inbox.mails) == ["held 0", "held 1"]
