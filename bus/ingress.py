@@ -69,11 +69,15 @@ COUNTERS = ("received", "malformed", "duplicates", "gaps", "paused", "disconnect
 class EventStore(Protocol):
     """``store.events`` of the storage package."""
 
-    def load_state(self, limit_ids: int) -> tuple[list[str], dict[str, int]]: ...
+    def load_state(self, limit_ids: int, limit_sources: int) -> tuple[list[str], dict[str, int]]:
+        """Recent ids (newest last) and the newest ``limit_sources`` sources, least recently seen first."""
+        ...
 
     def record(self, ids: list[str], last_seq: dict[str, int]) -> None: ...
 
-    def prune(self, keep: int) -> int: ...
+    def prune(self, keep: int, keep_sources: int) -> int:
+        """Keep the newest ``keep`` ids and the ``keep_sources`` most recently stored sources."""
+        ...
 
 
 class Handoff:
@@ -139,7 +143,7 @@ class Ingress:
         self._gap_log = LogThrottle(WIRE_LOG_EVERY_S, WIRE_LOG_BURST)
         self._counts_lock = threading.Lock()
         if event_store is not None:
-            ids, last_seq = event_store.load_state(max_ids)
+            ids, last_seq = event_store.load_state(max_ids, self._dedup.max_sources)
             self._dedup.load(ids, last_seq)
         self._owns_context = context is None
         self._context = context if context is not None else zmq.Context()
@@ -344,13 +348,13 @@ class Ingress:
         except Exception:
             log.exception("bus: could not persist de-duplication state (%d ids); will retry", len(ids))
             return
-        count = len(ids)
+        count = len(ids) + len(last_seq)  # id-less events from new sources grow the store too
         self._ready_ids, self._ready_seq = [], {}
         self._unpruned += count
         if self._unpruned >= min(PRUNE_EVERY, self._dedup.max_ids):
             self._unpruned = 0
             try:
-                self._store.prune(self._dedup.max_ids)
+                self._store.prune(self._dedup.max_ids, self._dedup.max_sources)
             except Exception:
                 log.exception("bus: could not trim the stored event ids; will retry")
 

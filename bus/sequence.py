@@ -22,7 +22,9 @@ least recent is forgotten when a new one arrives. A forgotten source starts afre
 event is new whatever its seq, and no gap is reported for it.
 
 The ingress persists what changed in batches: ``pending()`` then ``mark_flushed()`` once the
-store has it, and ``load()`` restores it after a restart.
+store has it, and ``load()`` restores it after a restart. The store stamps each source with the
+time it was stored and hands back the most recently stored ones, least recent first, so the
+sources kept across a restart are the most recently seen too.
 """
 
 from __future__ import annotations
@@ -113,7 +115,13 @@ class Deduplicator:
         self._changed.clear()
 
     def load(self, ids: Iterable[str], last_seq: Mapping[str, int]) -> None:
-        """Restore persisted state (ids oldest first); nothing loaded counts as pending."""
+        """Restore persisted state; nothing loaded counts as pending.
+
+        Both come oldest first: ``ids`` in the order they were seen, ``last_seq`` least recently
+        seen source first (``store.events.load_state`` returns them so). Past ``max_sources``
+        only the last ones are kept, so a restart forgets the same sources the running engine
+        would have: the least recently seen, never the long-lived publishers.
+        """
         for event_id in ids:
             if event_id not in self._ids:
                 self._ids.add(event_id)

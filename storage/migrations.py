@@ -39,7 +39,17 @@ def _runs_run_as(db: peewee.Database, models: Models) -> None:
         db.execute_sql('ALTER TABLE "runs" ADD COLUMN "run_as" BIGINT')
 
 
-MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (_create_tables, _runs_run_as)
+def _source_seqs_seen_at(db: peewee.Database, models: Models) -> None:
+    """3: when each source was last stored, so a restart keeps the most recently seen sources."""
+    columns = {column.name for column in db.get_columns("source_seqs")}
+    if "seen_at" not in columns:
+        db.execute_sql('ALTER TABLE "source_seqs" ADD COLUMN "seen_at" BIGINT NOT NULL DEFAULT 0')
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "sourceseq_seen_at" ON "source_seqs" ("seen_at")')
+
+
+MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
+    _create_tables, _runs_run_as, _source_seqs_seen_at,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

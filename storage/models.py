@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from peewee import (
+    SQL,
     AutoField,
     BigAutoField,
     BigIntegerField,
@@ -190,6 +191,8 @@ class ProcessedEvent(_Template):
 class SourceSeq(_Template):
     source = TextField(primary_key=True)
     last_seq = BigIntegerField()
+    # When the ingress last stored a change of this source: the newest rows are the sources kept.
+    seen_at = BigIntegerField(default=0, index=True, constraints=[SQL("DEFAULT 0")])
 
     class Meta:
         table_name = "source_seqs"

@@ -326,8 +326,8 @@ class FailingOnce:
         self.events = events
         self.failures_left = 1
 
-    def load_state(self, limit_ids: int):
-        return self.events.load_state(limit_ids)
+    def load_state(self, limit_ids: int, limit_sources: int):
+        return self.events.load_state(limit_ids, limit_sources)
 
     def record(self, ids, last_seq) -> None:
         if self.failures_left:
@@ -335,8 +335,8 @@ class FailingOnce:
             raise OSError("database is locked")
         self.events.record(ids, last_seq)
 
-    def prune(self, keep: int) -> int:
-        return self.events.prune(keep)
+    def prune(self, keep: int, keep_sources: int) -> int:
+        return self.events.prune(keep, keep_sources)
 
 
 def test_a_failing_store_is_retried_with_the_state_still_pending(start, publisher, store, caplog):
@@ -444,3 +444,41 @@ def test_the_dedup_state_of_a_batch_is_stored_once_the_router_took_it(start, pub
     wait_until(lambda: store.events.load_state(10) == (["a"], {"s": 1}))
     handoff.taken_by_router(1)
     wait_until(lambda: store.events.load_state(10) == (["a", "b"], {"s": 2}))
+
+
+# -- the source cap across a restart and while the store is down -------------------------------
+def test_a_recently_seen_source_survives_a_restart_after_a_flood_of_invented_sources(start, publisher, sqlite_url):
+    """Stored sources past the cap: the restart keeps the most recently seen, not the oldest rows."""
+    import itertools
+
+    from bus.sequence import DEFAULT_MAX_SOURCES
+    from storage import open_store
+
+    # Each write a distinct millisecond, so "most recently stored" has one answer.
+    store = open_store(sqlite_url, clock=itertools.count(1_700_000_000_000).__next__)
+    try:
+        sink = Collector()
+        running = start(sink, event_store=store.events)
+        pub = publisher(running.ingress.bound_endpoints()[0], source="bo")
+        pub.publish_raw(raw("rate.push", source="bo", seq=1))  # the long-lived publisher: the oldest row
+        wait_until(lambda: store.events.load_state(1)[1].get("bo") == 1)
+        flood = DEFAULT_MAX_SOURCES + 50
+        for n in range(flood):
+            pub.publish_raw(raw("rate.push", source=f"junk-{n}", seq=1))
+        wait_until(lambda: running.ingress.stats()["received"] == 1 + flood, timeout_s=30)
+        wait_until(lambda: store.events.load_state(1)[1].get(f"junk-{flood - 1}") == 1)
+        pub.publish_raw(raw("rate.push", source="bo", seq=2))  # seen again, after the flood
+        wait_until(lambda: store.events.load_state(1)[1].get("bo") == 2)
+        running.close()
+
+        second = Collector()
+        restarted = start(second, event_store=store.events)
+        pub2 = publisher(restarted.ingress.bound_endpoints()[0], source="bo")
+        pub2.publish_raw(raw("rate.push", source="bo", seq=2))  # a replay: already processed
+        pub2.publish_raw(raw("rate.push", source="bo", seq=3))
+        wait_until(lambda: restarted.ingress.stats()["received"] == 2)
+        assert [(e.source, e.seq) for e in second.events] == [("bo", 3)]
+        assert restarted.ingress.stats()["duplicates"] == 1
+    finally:
+        store.close()
+

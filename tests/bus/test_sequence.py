@@ -185,3 +185,17 @@ def test_load_keeps_no_more_sources_than_the_cap():
     d = Deduplicator(max_sources=2)
     d.load([], {"a": 1, "b": 2, "c": 3})
     assert sum(d.last_seq(source) is not None for source in "abc") == 2
+
+
+def test_load_of_more_sources_than_the_cap_keeps_the_most_recently_seen():
+    """The store hands sources least recently seen first; the last ``max_sources`` of them survive."""
+    d = Deduplicator(max_sources=100)
+    d.load([], {f"s{n}": n + 1 for n in range(50_000)})
+    assert d.last_seq("s49999") == 50_000 and d.last_seq("s49900") == 49_901
+    assert d.last_seq("s49899") is None and d.last_seq("s0") is None
+    # A replayed id-less event of a kept source is a duplicate; a forgotten source starts afresh.
+    assert d.check(ev(source="s49950", seq=49_951)) == "duplicate"
+    assert d.check(ev(source="s0", seq=1)) == "new"
+    # The loaded order is the recency order: the next new source forgets the least recent kept one.
+    assert d.last_seq("s49900") is None and d.last_seq("s49901") == 49_902
+    assert d.pending() == ([], {"s0": 1})

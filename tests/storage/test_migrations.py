@@ -80,3 +80,30 @@ def test_engines_starting_together_on_an_empty_database_migrate_it_once(db_url):
             return int(store.meta.get("schema_version"))
 
     assert run_threads(4, start) == [SCHEMA_VERSION] * 4
+
+
+def _make_version_2(db, models) -> None:
+    """A database as version 2 of the schema left it: source_seqs without seen_at, with rows."""
+    migrate(db, models, target=2)
+    db.execute_sql('DROP INDEX IF EXISTS "sourceseq_seen_at"')
+    db.execute_sql('ALTER TABLE "source_seqs" DROP COLUMN "seen_at"')
+    assert "seen_at" not in {c.name for c in db.get_columns("source_seqs")}
+    p = db.param
+    for source, seq in (("bo", 7), ("crm", 3)):
+        db.execute_sql(f'INSERT INTO "source_seqs" ("source", "last_seq") VALUES ({p}, {p})', (source, seq))
+
+
+def test_a_version_2_database_gets_source_seen_times_and_keeps_its_sources(raw, db_url):
+    db, models = raw
+    _make_version_2(db, models)
+    assert schema_version(db, models) == 2
+    db.close()
+
+    with open_store(db_url, clock=lambda: 5_000) as store:
+        assert int(store.meta.get("schema_version")) == SCHEMA_VERSION >= 3
+        assert "seen_at" in {column.name for column in store.db.get_columns("source_seqs")}
+        assert "sourceseq_seen_at" in {index.name for index in store.db.get_indexes("source_seqs")}
+        assert store.events.load_state()[1] == {"bo": 7, "crm": 3}  # old rows: seen_at 0, kept
+        store.events.record([], {"new": 1})
+        assert store.events.prune(10, keep_sources=1) == 2
+        assert store.events.load_state()[1] == {"new": 1}
