@@ -36,6 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Protocol
 
 import zmq
@@ -269,10 +270,17 @@ class Ingress:
         while inflight and (taken is None or inflight[0][0] <= taken):
             _, ids, last_seq = inflight.popleft()
             self._ready_ids.extend(ids)
-            self._ready_seq.update(last_seq)
-        # Bounded like the de-duplication window, so a store that stays down cannot grow memory.
+            ready_seq = self._ready_seq
+            for source, seq in last_seq.items():
+                ready_seq.pop(source, None)  # re-inserted: the most recently changed come last
+                ready_seq[source] = seq
+        # Bounded like the de-duplication window and its sources, so a store that stays down
+        # cannot grow memory (a sender inventing sources included); the most recent are kept.
         if len(self._ready_ids) > self._dedup.max_ids:
             del self._ready_ids[: len(self._ready_ids) - self._dedup.max_ids]
+        excess = len(self._ready_seq) - self._dedup.max_sources
+        if excess > 0:
+            self._ready_seq = dict(islice(self._ready_seq.items(), excess, None))
         self._persist()
 
     def _backlog(self) -> int:

@@ -482,3 +482,45 @@ def test_a_recently_seen_source_survives_a_restart_after_a_flood_of_invented_sou
     finally:
         store.close()
 
+
+class DownStore:
+    """``store.events`` whose ``record`` fails while ``down`` is set; it remembers what it was given."""
+
+    def __init__(self, events) -> None:
+        self.events = events
+        self.down = True
+        self.failures = 0
+        self.recorded_sources: list[int] = []
+
+    def load_state(self, limit_ids: int, limit_sources: int):
+        return self.events.load_state(limit_ids, limit_sources)
+
+    def record(self, ids, last_seq) -> None:
+        if self.down:
+            self.failures += 1
+            raise OSError("disk I/O error")
+        self.events.record(ids, last_seq)
+        self.recorded_sources.append(len(last_seq))
+
+    def prune(self, keep: int, keep_sources: int) -> int:
+        return self.events.prune(keep, keep_sources)
+
+
+def test_pending_sequence_numbers_stay_within_the_source_cap_while_the_store_is_down(start, publisher, store):
+    from bus.sequence import DEFAULT_MAX_SOURCES
+
+    down = DownStore(store.events)
+    sink = Collector()
+    running = start(sink, event_store=down)
+    pub = publisher(running.ingress.bound_endpoints()[0], source="s")
+    sources = DEFAULT_MAX_SOURCES + 500
+    for n in range(sources):
+        pub.publish_raw(raw("rate.push", source=f"s{n}", seq=1))
+    wait_until(lambda: len(sink.events) == sources, timeout_s=30)
+    failures = down.failures
+    wait_until(lambda: down.failures > failures)  # a poll after the last event: all of it is pending
+    down.down = False
+    wait_until(lambda: down.recorded_sources)
+    assert down.recorded_sources[0] == DEFAULT_MAX_SOURCES
+    stored = store.events.load_state(1, 2 * sources)[1]
+    assert set(stored) == {f"s{n}" for n in range(500, sources)}  # the most recently changed
