@@ -213,6 +213,9 @@ class Ingress:
                     mark = self._handoff.hand(self._sink, events)
             except Exception:
                 log.exception("bus: sink failed on a batch of %d events", len(events))
+                # Never delivered: not stored as seen either, so a resend after a restart runs.
+                self._dedup.pending()
+                self._dedup.mark_flushed()
         self._hold(mark)
         self._collect_taken()
         return len(messages)
@@ -220,7 +223,7 @@ class Ingress:
     # -- dropped connections ---------------------------------------------------------------------
     def _check_connections(self) -> None:
         """Count the connections ZeroMQ dropped since the last poll; dial ours again."""
-        while True:
+        while self._monitor.get(zmq.EVENTS) & zmq.POLLIN:  # a flag read, no raised Again per poll
             try:
                 frames = self._monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:

@@ -204,6 +204,20 @@ def test_a_failing_sink_is_logged_and_the_loop_goes_on(start, publisher, caplog)
     assert any("sink failed" in r.getMessage() for r in caplog.records)
 
 
+def test_a_batch_the_sink_failed_on_is_not_stored_as_seen(start, publisher, store):
+    def sink(events: list[Event]) -> None:
+        if any(e.id == "lost" for e in events):
+            raise RuntimeError("the router is gone")
+
+    running = start(sink, event_store=store.events)
+    pub = publisher(running.ingress.bound_endpoints()[0])
+    pub.publish("rate.push", RATE, id="lost")
+    wait_until(lambda: running.ingress.stats()["received"] == 1)
+    pub.publish("rate.push", RATE, id="kept")
+    wait_until(lambda: "kept" in store.events.load_state(100)[0])
+    assert "lost" not in store.events.load_state(100)[0]  # a resend after a restart is processed
+
+
 def test_the_ingress_connects_to_publishers_that_bind(context, publisher):
     sink = Collector()
     pub = Publisher("tcp://127.0.0.1:0", "bound", bind=True, context=context, linger_ms=0)
