@@ -262,13 +262,19 @@ def held_hand_off(inbox: Inbox) -> tuple[Any, threading.Semaphore, threading.Eve
     return hand_off, entered, release
 
 
-def test_a_mail_being_handed_over_when_the_listener_stops_gets_its_250_before_stop_returns(listen):
+def one_mail_held(listen) -> tuple[SmtpListener, Inbox, threading.Event, Sending]:
+    """A listener whose hand-off holds the mail "in flight" (being sent now) until ``release``."""
     inbox = Inbox()
     hand_off, entered, release = held_hand_off(inbox)
     listener = listen(hand_off)
     sender = Sending(listener, "in flight")
     sender.start()
     assert entered.acquire(timeout=10)
+    return listener, inbox, release, sender
+
+
+def test_a_mail_being_handed_over_when_the_listener_stops_gets_its_250_before_stop_returns(listen):
+    listener, inbox, release, sender = one_mail_held(listen)
     stopper = Stopping(listener, inbox)
     stopper.start()
     try:
@@ -283,12 +289,7 @@ def test_a_mail_being_handed_over_when_the_listener_stops_gets_its_250_before_st
 
 
 def test_a_mail_sent_while_the_listener_stops_is_answered_451_and_never_handed_over(listen):
-    inbox = Inbox()
-    hand_off, entered, release = held_hand_off(inbox)
-    listener = listen(hand_off)
-    holder = Sending(listener, "in flight")
-    holder.start()
-    assert entered.acquire(timeout=10)
+    listener, inbox, release, holder = one_mail_held(listen)
     with smtplib.SMTP(*split_endpoint(listener.endpoint), timeout=10) as late:
         late.ehlo()
         late.mail("client@example.com")
