@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from api.access import ProcessScope
 from brokerflow.errors import AccessDenied, Internal
 from brokerflow.settings import Settings
+from workflow.reference import stored
 
 if TYPE_CHECKING:
     from api.access import Principal
@@ -141,10 +142,7 @@ class Services:
 
     def customer_brand(self, customer_id: Any) -> str | None:
         """The brand of a customer as the action actors see it (the replica), else None."""
-        try:
-            customer = self.refs.customers.get(customer_id)
-        except TypeError:  # an unhashable id from a caller's input links no customer
-            return None
+        customer = stored(self.refs.customers, customer_id)
         return customer.get("brand") if customer else None
 
     def before(self, resource: str, operation: str, record: dict[str, Any],

@@ -25,7 +25,7 @@ from workflow.modes import (
     schedule_context,
     stored_record,
 )
-from workflow.reference import ReferenceData
+from workflow.reference import ReferenceData, stored
 from workflow.sinks import request_context, request_view
 
 SWEEP_LIST_CAP = 100
@@ -34,14 +34,6 @@ _EXECUTORS = {kind: spec.executor for kind, spec in ACTIONS.items()}
 
 def _map(payload: Any) -> Mapping[str, Any]:
     return payload if isinstance(payload, Mapping) else {}
-
-
-def _customer(refs: ReferenceData, customer_id: Any) -> Mapping[str, Any] | None:
-    """The replica's customer of a caller-given id; an unhashable id (a list) finds none."""
-    try:
-        return refs.customers.get(customer_id)
-    except TypeError:
-        return None
 
 
 def _scheduled(rule: Mapping[str, Any], payload: Mapping[str, Any],
@@ -56,7 +48,7 @@ def _scheduled(rule: Mapping[str, Any], payload: Mapping[str, Any],
         if customer.get("brand") == brand and predicate({**ctx, **refs.flat("customer", customer)}):
             matching.append(customer_id)
     extra = {"sweep": True, "customers": matching[:SWEEP_LIST_CAP], "customers_matching": len(matching)}
-    customer = _customer(refs, payload.get("customer_id"))
+    customer = stored(refs.customers, payload.get("customer_id"))
     if customer is None or customer.get("brand") != brand:
         return ctx, "a sweep runs once per matching customer: give payload.customer_id to test one", extra
     ctx.update(refs.flat("customer", customer))

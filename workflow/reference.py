@@ -79,6 +79,14 @@ def _normalize_key(kind: str, key: Any) -> Any:
     return key
 
 
+def stored(table: Mapping[Any, Record], key: Any) -> Record | None:
+    """The replica's record under a key a caller gave; an unhashable key (a list) names none."""
+    try:
+        return table.get(key)
+    except TypeError:
+        return None
+
+
 class ReferenceData:
     """Reference records keyed as the bus and storage key them; see module docstring for threads."""
 

@@ -23,7 +23,7 @@ from workflow.dryrun import dry_run
 from workflow.events import parse_event
 from workflow.mode_dryrun import dry_run_mode
 from workflow.modes import hook_brand
-from workflow.reference import ReferenceData
+from workflow.reference import ReferenceData, stored
 from workflow.validation import check_rule, validate_rule
 
 # What a caller may set; the rest (id, version, audit fields) is the store's.
@@ -141,15 +141,8 @@ def _require_event_brand(principal: Principal, brand: str | None) -> None:
         require_brand(principal, brand)
 
 
-def _stored(table: Mapping[Any, Any], key: Any) -> Mapping[str, Any] | None:
-    try:
-        return table.get(key)
-    except TypeError:  # an unhashable key names no stored record
-        return None
-
-
 def _account_brand(refs: ReferenceData, account: Mapping[str, Any]) -> str | None:
-    group = _stored(refs.groups, account.get("group")) or {}
+    group = stored(refs.groups, account.get("group")) or {}
     return group.get("brand")
 
 
@@ -159,11 +152,11 @@ def _require_stored_scope(principal: Principal, refs: ReferenceData, logins: Ite
     must be of the token's brand; an account whose group is unknown is of no brand, so out of
     scope, as ``MngUpsertAccount`` has it. Records the caller only sends are its own data."""
     for login in logins:
-        account = _stored(refs.accounts, login)
+        account = stored(refs.accounts, login)
         if account is not None:
             require_brand(principal, _account_brand(refs, account))
     for customer_id in customer_ids:
-        customer = _stored(refs.customers, customer_id)
+        customer = stored(refs.customers, customer_id)
         if customer is not None:
             require_brand(principal, customer.get("brand") or None)
 
