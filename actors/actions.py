@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import JobBatch, RunJob
-from actors.pipeline import Pipeline
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import JobBatch, RunJob
+from brokerflow.actors.pipeline import Pipeline
 from brokerflow.errors import BrokerflowError
 
 log = logging.getLogger("brokerflow.actions")

@@ -23,7 +23,7 @@ from typing import Any
 
 import pykka
 
-from actors.messages import Evaluate, EventBatch, JobBatch, RunsFinished
+from brokerflow.actors.messages import Evaluate, EventBatch, JobBatch, RunsFinished
 
 log = logging.getLogger("brokerflow.actors")
 

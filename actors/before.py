@@ -23,14 +23,21 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import BeforeRequest
-from actors.modes import ModeRules, new_job
-from actors.pipeline import Pipeline
-from actors.rules import RunIds
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import BeforeRequest
+from brokerflow.actors.modes import ModeRules, new_job
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.rules import RunIds
 from brokerflow.errors import ActionFailed, BrokerflowError, Rejected
-from workflow.modes import apply_results, check_record, hook_brand, hook_context, hook_trigger, stored_record
-from workflow.reference import ReferenceData
+from brokerflow.workflow.modes.contexts import (
+    apply_results,
+    check_record,
+    hook_brand,
+    hook_context,
+    hook_trigger,
+    stored_record,
+)
+from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger("brokerflow.before")
 

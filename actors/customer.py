@@ -11,13 +11,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actors.actions import ActionActor
-from actors.base import StatsRegistry
-from actors.messages import RunJob
-from actors.pipeline import Pipeline
+from brokerflow.actors.actions import ActionActor
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.messages import RunJob
+from brokerflow.actors.pipeline import Pipeline
 from brokerflow.errors import ActionFailed
-from workflow.events import Event
-from workflow.reference import ReferenceData
+from brokerflow.workflow.events import Event
+from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger("brokerflow.customer")
 

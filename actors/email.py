@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import EmailDone, JobBatch, RunJob
-from actors.pipeline import Pipeline
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import EmailDone, JobBatch, RunJob
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.bus.smtp import Mail
 from brokerflow.errors import BrokerflowError
-from bus.smtp import Mail
-from workflow.templates import render
+from brokerflow.workflow.templates import render
 
 log = logging.getLogger("brokerflow.email")
 

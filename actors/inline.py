@@ -13,15 +13,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from actors.actions import ActionActor
-from actors.base import StatsRegistry
-from actors.messages import RunJob
-from actors.pipeline import Pipeline
+from brokerflow.actors.actions import ActionActor
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.messages import RunJob
+from brokerflow.actors.pipeline import Pipeline
 from brokerflow.errors import ActionFailed, MalformedEvent
-from workflow.catalog import EMIT_TOPICS
-from workflow.events import Event, parse_event
-from workflow.modes import render_record, render_value, set_field_name
-from workflow.templates import render
+from brokerflow.workflow.catalog import EMIT_TOPICS
+from brokerflow.workflow.events import Event, parse_event
+from brokerflow.workflow.modes.contexts import render_record, render_value, set_field_name
+from brokerflow.workflow.templates import render
 
 REJECTED = "rejected"
 

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actors.actions import ActionActor
-from actors.base import StatsRegistry
-from actors.messages import JobBatch, KycStepUpdate, RunJob
-from actors.pipeline import Pipeline
+from brokerflow.actors.actions import ActionActor
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.messages import JobBatch, KycStepUpdate, RunJob
+from brokerflow.actors.pipeline import Pipeline
 from brokerflow.errors import ActionFailed
-from workflow import kyc
-from workflow.reference import ReferenceData
+from brokerflow.workflow.policies import kyc
+from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger("brokerflow.kyc")
 

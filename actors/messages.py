@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from workflow.events import Event
+from brokerflow.workflow.events import Event
 
 
 @dataclass(frozen=True, slots=True)

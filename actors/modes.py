@@ -15,16 +15,16 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import Candidate, ExecRequest, MailEvent, RunJob, SinkRequest
-from actors.pipeline import Pipeline
-from actors.rules import RunIds, start_job
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import Candidate, ExecRequest, MailEvent, RunJob, SinkRequest
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.rules import RunIds, start_job
 from brokerflow.errors import NotFound
-from workflow.catalog import MODE_TRIGGERS
-from workflow.clock import iso_ms
-from workflow.modes import email_context, manual_context, sink_response, trace
-from workflow.ruleset import CompiledRule, RuleSet
-from workflow.sinks import request_context
+from brokerflow.workflow.catalog import MODE_TRIGGERS
+from brokerflow.workflow.isotime import iso_ms
+from brokerflow.workflow.modes.contexts import email_context, manual_context, sink_response, trace
+from brokerflow.workflow.modes.sinks import request_context
+from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 
 log = logging.getLogger("brokerflow.modes")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actors.actions import ActionActor
-from actors.base import StatsRegistry
-from actors.messages import RunJob
-from actors.pipeline import Pipeline
+from brokerflow.actors.actions import ActionActor
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.messages import RunJob
+from brokerflow.actors.pipeline import Pipeline
 from brokerflow.errors import ActionFailed
-from workflow import notify
-from workflow.reference import ReferenceData
-from workflow.templates import render
+from brokerflow.workflow.policies import recipients as notify
+from brokerflow.workflow.reference import ReferenceData
+from brokerflow.workflow.templates import render
 
 
 class NotifierActor(ActionActor):

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from actors.messages import JobBatch, RunJob, RunsFinished
-from workflow.catalog import ACTIONS
+from brokerflow.actors.messages import JobBatch, RunJob, RunsFinished
+from brokerflow.workflow.catalog import ACTIONS
 
 log = logging.getLogger("brokerflow.actors")
 

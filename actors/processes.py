@@ -39,14 +39,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import pykka
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import RunJob
-from actors.pipeline import Pipeline
-from actors.rules import RunIds
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import RunJob
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.rules import RunIds
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound
-from workflow import machine
-from workflow.machine_state import NO_TEXTS, StepTexts, state_json
-from workflow.process_scope import (
+from brokerflow.workflow.machine import commands as machine
+from brokerflow.workflow.machine.scope import (
     CHANGING,
     CREATING,
     ProcessGuard,
@@ -55,6 +54,7 @@ from workflow.process_scope import (
     guard_before,
     settle_brand,
 )
+from brokerflow.workflow.machine.state import NO_TEXTS, StepTexts, state_json
 
 log = logging.getLogger("brokerflow.processes")
 

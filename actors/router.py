@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
-from workflow.context import routed_context
-from workflow.events import REFERENCE_TOPICS, Event
-from workflow.reference import ReferenceData
-from workflow.triggers import map_trigger
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
+from brokerflow.workflow.context import routed_context
+from brokerflow.workflow.events import REFERENCE_TOPICS, Event
+from brokerflow.workflow.reference import ReferenceData
+from brokerflow.workflow.triggers import map_trigger
 
 log = logging.getLogger("brokerflow.router")
 

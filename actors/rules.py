@@ -13,11 +13,11 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import Candidate, Evaluate, ReloadRules, RunJob
-from actors.pipeline import Pipeline
-from workflow.conditions import missing_reason
-from workflow.ruleset import CompiledRule, RuleSet
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.workflow.rules.conditions import missing_reason
+from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 
 log = logging.getLogger("brokerflow.rules")
 

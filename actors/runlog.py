@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import Flush, RunJob, RunsFinished
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import Flush, RunJob, RunsFinished
 from brokerflow.errors import BrokerflowError
 
 log = logging.getLogger("brokerflow.runlog")

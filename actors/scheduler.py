@@ -19,17 +19,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import RunJob, Tick
-from actors.modes import ModeRules, new_job
-from actors.pipeline import Pipeline
-from actors.rules import RunIds
-from workflow.catalog import ACTIONS
-from workflow.clock import iso_ms
-from workflow.modes import is_sweep, schedule_context, sweep_contexts
-from workflow.reference import ReferenceData
-from workflow.ruleset import CompiledRule
-from workflow.schedule import plan
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import RunJob, Tick
+from brokerflow.actors.modes import ModeRules, new_job
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.rules import RunIds
+from brokerflow.workflow.catalog import ACTIONS
+from brokerflow.workflow.isotime import iso_ms
+from brokerflow.workflow.modes.contexts import is_sweep, schedule_context, sweep_contexts
+from brokerflow.workflow.modes.schedule import plan
+from brokerflow.workflow.reference import ReferenceData
+from brokerflow.workflow.rules.ruleset import CompiledRule
 
 log = logging.getLogger("brokerflow.scheduler")
 

@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import JobBatch, RunJob, WebhookDone
-from actors.pipeline import Pipeline
-from bus.webhook import WebhookRequest
-from workflow import webhooks
-from workflow.templates import render
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import JobBatch, RunJob, WebhookDone
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.bus.webhook_sender import WebhookRequest
+from brokerflow.workflow.policies import webhook_requests as webhooks
+from brokerflow.workflow.templates import render
 
 log = logging.getLogger("brokerflow.webhook")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from brokerflow.errors import AccessDenied, Unauthenticated
-from workflow.catalog import ROLES
+from brokerflow.workflow.catalog import ROLES
 
 ADMIN = "SESSION_ADMIN"
 READ_ROLES: frozenset[str] = frozenset(ROLES)  # the seed's five session roles

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from api import access, envelope
-from api.access import Principal, PrincipalCache
-from api.commands import COMMANDS, Command, CommandContext
-from api.services import Burst, Services
+from brokerflow.api import access, envelope
+from brokerflow.api.access import Principal, PrincipalCache
+from brokerflow.api.commands import COMMANDS, Command, CommandContext
+from brokerflow.api.services import Burst, Services
 from brokerflow.errors import UnknownCommand
 
 

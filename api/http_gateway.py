@@ -21,13 +21,13 @@ from waitress import wasyncore
 from werkzeug.exceptions import HTTPException
 
 import brokerflow
-from api import envelope
-from api.dispatcher import Dispatcher
-from api.framing import check_token, encode_reply, finite, loads_json
-from api.services import Services
+from brokerflow.api import envelope
+from brokerflow.api.dispatcher import Dispatcher
+from brokerflow.api.framing import check_token, encode_reply, finite, loads_json
+from brokerflow.api.services import Services
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound, UnknownCommand
-from workflow.events import INT_MAX
-from workflow.machine import COMMANDS as MACHINE_COMMANDS
+from brokerflow.workflow.events import INT_MAX
+from brokerflow.workflow.machine.commands import COMMANDS as MACHINE_COMMANDS
 
 log = logging.getLogger(__name__)
 

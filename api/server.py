@@ -28,12 +28,12 @@ from typing import Any
 
 import zmq
 
-from api import envelope
-from api.dispatcher import Dispatcher
-from api.framing import decode_request, encode_reply, wants_json
-from api.services import Burst
+from brokerflow.api import envelope
+from brokerflow.api.dispatcher import Dispatcher
+from brokerflow.api.framing import decode_request, encode_reply, wants_json
+from brokerflow.api.services import Burst
+from brokerflow.bus._libzmq import multipart_sender
 from brokerflow.errors import BadRequest
-from bus._libzmq import multipart_sender
 
 log = logging.getLogger(__name__)
 

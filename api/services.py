@@ -18,14 +18,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from api.access import ProcessScope
+from brokerflow.api.access import ProcessScope
 from brokerflow.errors import AccessDenied, Internal
 from brokerflow.settings import Settings
-from workflow.reference import stored
+from brokerflow.workflow.reference import stored
 
 if TYPE_CHECKING:
-    from api.access import Principal
-    from workflow.reference import ReferenceData
+    from brokerflow.api.access import Principal
+    from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,3 +1,3 @@
-from brokerflow.cli import main
+from brokerflow.app.cli import main
 
 raise SystemExit(main())

@@ -3,12 +3,12 @@
 See docs/internals.md, section ``bus``, for the contract.
 """
 
-from bus.codec import decode, encode
-from bus.ingress import Ingress
-from bus.outbound import Outbound
-from bus.publisher import Publisher
-from bus.sequence import Deduplicator
-from bus.webhook import WebhookRequest, WebhookResult, WebhookSender
+from brokerflow.bus.codec import decode, encode
+from brokerflow.bus.ingress import Ingress
+from brokerflow.bus.outbound import Outbound
+from brokerflow.bus.publisher import Publisher
+from brokerflow.bus.sequence import Deduplicator
+from brokerflow.bus.webhook_sender import WebhookRequest, WebhookResult, WebhookSender
 
 __all__ = [
     "Deduplicator", "Ingress", "Outbound", "Publisher", "WebhookRequest", "WebhookResult", "WebhookSender",

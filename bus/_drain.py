@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import zmq
 
-from bus import _libzmq
+from brokerflow.bus import _libzmq
 
 Drain = Callable[[int], list[list[bytes]]]
 # The third and last element of a message that had more than two frames, in place of the rest.

@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 
 from brokerflow.errors import MalformedEvent
-from workflow.events import TOPICS, Event, parse_decoded
+from brokerflow.workflow.events import TOPICS, Event, parse_decoded
 
 MAX_TOPIC_BYTES = 128
 # Per-container caps (a record has tens of keys); msgpack would otherwise allow as many entries

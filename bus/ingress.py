@@ -42,13 +42,13 @@ from typing import Protocol
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from brokerflow.bus._drain import open_drain
+from brokerflow.bus._throttle import LogThrottle, held_note
+from brokerflow.bus.codec import decode
+from brokerflow.bus.sequence import DEFAULT_MAX_IDS, Deduplicator
 from brokerflow.errors import MalformedEvent
 from brokerflow.settings import Settings
-from bus._drain import open_drain
-from bus._throttle import LogThrottle, held_note
-from bus.codec import decode
-from bus.sequence import DEFAULT_MAX_IDS, Deduplicator
-from workflow.events import Event
+from brokerflow.workflow.events import Event
 
 log = logging.getLogger("brokerflow.bus")
 

@@ -21,8 +21,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from bus import _libzmq
-from bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
+from brokerflow.bus import _libzmq
+from brokerflow.bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 
 # Subscription messages queue up on an XPUB until read; read them now and then.
 _DRAIN_EVERY = 1024

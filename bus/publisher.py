@@ -30,7 +30,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
+from brokerflow.bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 
 
 class Publisher(XpubOwner):

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
-from workflow.events import Event
+from brokerflow.workflow.events import Event
 
 DEFAULT_MAX_IDS = 1_000_000
 DEFAULT_MAX_SOURCES = 10_000

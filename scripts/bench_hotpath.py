@@ -28,22 +28,22 @@ from typing import Any
 
 import msgpack
 
-from actors.base import StatsRegistry
-from actors.customer import CustomerActor
-from actors.kyc import KycActor
-from actors.messages import EventBatch, ReloadRules, RunsFinished
-from actors.notifier import NotifierActor
-from actors.pipeline import Pipeline
-from actors.router import RouterActor, RouterCounters
-from actors.rules import RuleActor, RunIds
-from actors.runlog import RunCounters, RunLogActor
-from brokerflow import benchdata
-from brokerflow.engine import REFERENCE_KINDS, now_ms
-from bus.codec import decode
-from bus.outbound import Outbound
-from bus.sequence import Deduplicator
-from storage import open_store
-from workflow.reference import ReferenceData
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.kyc import KycActor
+from brokerflow.actors.messages import EventBatch, ReloadRules, RunsFinished
+from brokerflow.actors.notifier import NotifierActor
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.router import RouterActor, RouterCounters
+from brokerflow.actors.rules import RuleActor, RunIds
+from brokerflow.actors.runlog import RunCounters, RunLogActor
+from brokerflow.app import benchdata
+from brokerflow.app.engine import REFERENCE_KINDS, now_ms
+from brokerflow.bus.codec import decode
+from brokerflow.bus.outbound import Outbound
+from brokerflow.bus.sequence import Deduplicator
+from brokerflow.storage import open_store
+from brokerflow.workflow.reference import ReferenceData
 
 API_KINDS = {"Group": "group", "Account": "account", "Customer": "customer", "Manager": "manager",
              "Rate": "rate", "KycStepTemplate": "kyc_step_template"}

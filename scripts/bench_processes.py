@@ -34,8 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from brokerflow.bench import EngineUnderTest  # noqa: E402
-from brokerflow.client import ApiClient  # noqa: E402
+from brokerflow.api.client import ApiClient  # noqa: E402
+from brokerflow.app.bench import EngineUnderTest  # noqa: E402
 
 FLOW = {"name": "bench_counter", "initial": "work",
         "states": {"work": {"on": {"tick": "work", "finish": "done"}}, "done": {"final": True}}}

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from storage import open_store  # noqa: E402
-from storage.models import dumps  # noqa: E402
-from storage.repositories.runs import COLUMNS  # noqa: E402
+from brokerflow.storage import open_store  # noqa: E402
+from brokerflow.storage.models import dumps  # noqa: E402
+from brokerflow.storage.repositories.runs import COLUMNS  # noqa: E402
 
 
 def make_runs(ids: range) -> list[dict]:

@@ -3,7 +3,7 @@
 See docs/internals.md, section ``storage``, for the contract.
 """
 
-from storage.migrations import SCHEMA_VERSION
-from storage.store import Store, open_store
+from brokerflow.storage.migrations import SCHEMA_VERSION
+from brokerflow.storage.store import Store, open_store
 
 __all__ = ["SCHEMA_VERSION", "Store", "open_store"]

@@ -26,7 +26,7 @@ from itertools import chain
 
 import peewee
 
-from storage.models import dumps
+from brokerflow.storage.models import dumps
 
 PG_ROWS_PER_STATEMENT = 1000
 SQLITE_MAX_ROWS_PER_STATEMENT = 512  # a power of two

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import peewee
 
 from brokerflow.errors import BadRequest
-from storage.db import backend_of, read_block, write_block
-from storage.models import Models
+from brokerflow.storage.db import backend_of, read_block, write_block
+from brokerflow.storage.models import Models
 
 VERSION_KEY = "schema_version"
 RUN_IDS = "runs"  # the id_blocks row that hands out run ids

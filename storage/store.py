@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import peewee
 
-from storage.db import backend_of, open_database
-from storage.migrations import migrate
-from storage.models import Models
-from storage.repositories import (
+from brokerflow.storage.db import backend_of, open_database
+from brokerflow.storage.migrations import migrate
+from brokerflow.storage.models import Models
+from brokerflow.storage.repositories import (
     EventRepository,
     FlowRepository,
     KycRepository,
@@ -20,7 +20,7 @@ from storage.repositories import (
     ScheduleRepository,
     TokenRepository,
 )
-from storage.repositories.base import Clock, wall_clock_ms
+from brokerflow.storage.repositories.base import Clock, wall_clock_ms
 
 
 class Store:

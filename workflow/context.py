@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workflow.catalog import TRADE_TRIGGERS
-from workflow.events import Event
-from workflow.reference import Links, ReferenceData, TradeLinks
+from brokerflow.workflow.catalog import TRADE_TRIGGERS
+from brokerflow.workflow.events import Event
+from brokerflow.workflow.reference import Links, ReferenceData, TradeLinks
 
 _AMOUNT_TRIGGERS = frozenset(TRADE_TRIGGERS)
 _KYC_FIELDS = (("kyc.step_code", "step_code"), ("kyc.level", "level"), ("kyc.status", "status"))

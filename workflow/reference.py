@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from brokerflow.errors import ValidationFailed
-from workflow.events import Event
+from brokerflow.workflow.events import Event
 
 Record = dict[str, Any]
 

@@ -6,7 +6,7 @@ topics) still update the reference replica; they just fire no rule.
 
 from __future__ import annotations
 
-from workflow.events import Event
+from brokerflow.workflow.events import Event
 
 _TRADE: dict[tuple[str, str], str] = {
     ("EV_RECORD_ADD", "OP_BUY"): "trade.opened",

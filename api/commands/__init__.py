@@ -4,7 +4,7 @@ Each module registers its commands with ``@command(name, roles=...)`` when impor
 this package imports them all, so ``COMMANDS`` is complete once ``api.commands`` is loaded.
 """
 
-from api.commands import automation, flows, process, reference, rules, runs, system  # noqa: F401
-from api.commands._registry import COMMANDS, Command, CommandContext, Handler, command
+from brokerflow.api.commands import automation, flows, process, reference, rules, runs, system  # noqa: F401
+from brokerflow.api.commands._registry import COMMANDS, Command, CommandContext, Handler, command
 
 __all__ = ["COMMANDS", "Command", "CommandContext", "Handler", "command"]

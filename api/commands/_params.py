@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from brokerflow.errors import ValidationFailed
-from workflow.events import INT_MAX, INT_MIN
+from brokerflow.workflow.events import INT_MAX, INT_MIN
 
 _NAMES = {int: "an integer", str: "a string", dict: "a map", list: "a list", bool: "a boolean"}
 

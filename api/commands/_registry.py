@@ -7,10 +7,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from api.access import READ_ROLES, Principal
+from brokerflow.api.access import READ_ROLES, Principal
 
 if TYPE_CHECKING:
-    from api.services import Burst, Services
+    from brokerflow.api.services import Burst, Services
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workflow.clock import iso_ms
+from brokerflow.workflow.isotime import iso_ms
 
 TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at")
 

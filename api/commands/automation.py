@@ -14,11 +14,11 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from api.access import ADMIN_ONLY, READ_ROLES
-from api.commands._params import get, invalid
-from api.commands._registry import CommandContext, command
-from api.commands.reference import require_record_scope
-from api.commands.rules import visible_rule
+from brokerflow.api.access import ADMIN_ONLY, READ_ROLES
+from brokerflow.api.commands._params import get, invalid
+from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.api.commands.reference import require_record_scope
+from brokerflow.api.commands.rules import visible_rule
 from brokerflow.errors import AccessDenied
 
 RESOURCES = ("customer", "account")

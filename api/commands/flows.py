@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.access import ADMIN_ONLY, require_unscoped
-from api.commands._params import get
-from api.commands._registry import CommandContext, command
-from api.commands._render import with_iso_times
-from api.envelope import Reply, message
+from brokerflow.api.access import ADMIN_ONLY, require_unscoped
+from brokerflow.api.commands._params import get
+from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.api.commands._render import with_iso_times
+from brokerflow.api.envelope import Reply, message
 from brokerflow.errors import Conflict, NotFound
-from workflow.flows import check_flow, flow_warnings
+from brokerflow.workflow.machine.flows import check_flow, flow_warnings
 
 
 def _known(ctx: CommandContext) -> dict[str, dict[str, Any]]:

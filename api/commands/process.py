@@ -11,10 +11,10 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from api.access import ANY_TOKEN
-from api.commands._params import get, invalid, no_unknown
-from api.commands._registry import CommandContext, command
-from workflow.machine import COMMANDS as MACHINE_COMMANDS
+from brokerflow.api.access import ANY_TOKEN
+from brokerflow.api.commands._params import get, invalid, no_unknown
+from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.workflow.machine.commands import COMMANDS as MACHINE_COMMANDS
 
 PARAMS = ("name", "pid", "input")  # pids are strings; an integer pid is taken as its digits
 

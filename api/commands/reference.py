@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from api.access import ADMIN_ONLY, Principal, can_see, require_brand, require_unscoped, scope_filter
-from api.commands._params import get
-from api.commands._registry import CommandContext, command
+from brokerflow.api.access import ADMIN_ONLY, Principal, can_see, require_brand, require_unscoped, scope_filter
+from brokerflow.api.commands._params import get
+from brokerflow.api.commands._registry import CommandContext, command
 from brokerflow.errors import NotFound, ValidationFailed
-from workflow.events import RECORD_SCHEMAS, REFERENCE_TOPICS
-from workflow.reference import KINDS as REFERENCE_KINDS
+from brokerflow.workflow.events import RECORD_SCHEMAS, REFERENCE_TOPICS
+from brokerflow.workflow.reference import KINDS as REFERENCE_KINDS
 
 # API name -> storage/replica kind.
 KINDS = {

@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from api.access import ADMIN_ONLY, Principal, require_brand, scope_filter
-from api.commands._params import get, invalid, no_unknown
-from api.commands._registry import CommandContext, command
-from api.commands._render import with_iso_times
-from api.envelope import Reply, message
+from brokerflow.api.access import ADMIN_ONLY, Principal, require_brand, scope_filter
+from brokerflow.api.commands._params import get, invalid, no_unknown
+from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.api.commands._render import with_iso_times
+from brokerflow.api.envelope import Reply, message
 from brokerflow.errors import MalformedEvent, ValidationFailed
-from workflow.catalog import BEFORE_TRIGGERS, MODE_TRIGGERS
-from workflow.dryrun import dry_run
-from workflow.events import parse_event
-from workflow.mode_dryrun import dry_run_mode
-from workflow.modes import hook_brand
-from workflow.reference import ReferenceData, stored
-from workflow.validation import check_rule, validate_rule
+from brokerflow.workflow.catalog import BEFORE_TRIGGERS, MODE_TRIGGERS
+from brokerflow.workflow.events import parse_event
+from brokerflow.workflow.modes.contexts import hook_brand
+from brokerflow.workflow.modes.dryrun import dry_run_mode
+from brokerflow.workflow.reference import ReferenceData, stored
+from brokerflow.workflow.rules.dryrun import dry_run
+from brokerflow.workflow.rules.validation import check_rule, validate_rule
 
 # What a caller may set; the rest (id, version, audit fields) is the store's.
 EDITABLE = ("name", "brand", "trigger", "status", "priority", "conditions", "actions",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.access import scope_filter
-from api.commands._params import get, invalid, no_unknown
-from api.commands._registry import CommandContext, command
-from api.commands._render import with_iso_times
+from brokerflow.api.access import scope_filter
+from brokerflow.api.commands._params import get, invalid, no_unknown
+from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.api.commands._render import with_iso_times
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import brokerflow
-from api.commands._registry import CommandContext, command
-from workflow.catalog import definitions
+from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.workflow.catalog import definitions
 
 
 @command("Ping", roles=None, auth=False)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import peewee
 
 from brokerflow.errors import ValidationFailed
-from storage.db import read_block, write_block
-from storage.models import Models
+from brokerflow.storage.db import read_block, write_block
+from brokerflow.storage.models import Models
 
 Clock = Callable[[], int]
 

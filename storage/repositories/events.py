@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 
 import peewee
 
-from storage.bulk import insert_rows
-from storage.repositories.base import Repository
+from brokerflow.storage.bulk import insert_rows
+from brokerflow.storage.repositories.base import Repository
 
 DEFAULT_KEEP_SOURCES = 10_000  # the ingress's source cap (bus.sequence.DEFAULT_MAX_SOURCES)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from peewee import IntegrityError, fn
 
 from brokerflow.errors import Conflict, NotFound
-from storage.repositories.base import Repository, invalid, is_int
+from brokerflow.storage.repositories.base import Repository, invalid, is_int
 
 
 def _not_found(name: object, version: object = None) -> NotFound:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from brokerflow.errors import ValidationFailed
-from storage.repositories.base import Repository, invalid, is_int
+from brokerflow.storage.repositories.base import Repository, invalid, is_int
 
 
 def _check(profile: object) -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from storage.bulk import insert_rows
-from storage.repositories.base import Repository
+from brokerflow.storage.bulk import insert_rows
+from brokerflow.storage.repositories.base import Repository
 
 COLUMNS = ("manager_id", "message", "rule_id", "run_id", "brand", "created_at")
 Row = Sequence[object]  # values in COLUMNS order

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from peewee import IntegrityError
 
 from brokerflow.errors import Conflict
-from storage.bulk import insert_rows
-from storage.models import dumps
-from storage.repositories.base import Repository, invalid, is_int
+from brokerflow.storage.bulk import insert_rows
+from brokerflow.storage.models import dumps
+from brokerflow.storage.repositories.base import Repository, invalid, is_int
 
 COLUMNS = ("pid", "state", "updated_at", "ended")
 ON_CONFLICT = ('ON CONFLICT ("pid") DO UPDATE SET "state" = EXCLUDED."state", '

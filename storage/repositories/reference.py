@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import peewee
 
 from brokerflow.errors import ValidationFailed
-from storage.repositories.base import Repository, is_int
+from brokerflow.storage.repositories.base import Repository, is_int
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from brokerflow.errors import Conflict, NotFound
-from storage.repositories.base import Repository, is_int
+from brokerflow.storage.repositories.base import Repository, is_int
 
 # The fields a caller sets; id, version and the audit fields are the store's.
 RULE_FIELDS = (

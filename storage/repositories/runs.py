@@ -7,9 +7,9 @@ from collections.abc import Collection, Sequence
 from peewee import fn
 
 from brokerflow.errors import ValidationFailed
-from storage.bulk import encode_documents, insert_rows
-from storage.migrations import RUN_IDS
-from storage.repositories.base import Repository, invalid, is_int
+from brokerflow.storage.bulk import encode_documents, insert_rows
+from brokerflow.storage.migrations import RUN_IDS
+from brokerflow.storage.repositories.base import Repository, invalid, is_int
 
 COLUMNS = (
     "id", "rule_id", "rule_version", "brand", "trigger", "event_id", "status", "error",

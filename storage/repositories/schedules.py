@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.repositories.base import Repository
+from brokerflow.storage.repositories.base import Repository
 
 
 class ScheduleRepository(Repository):

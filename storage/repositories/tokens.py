@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from storage.repositories.base import Repository, is_int
+from brokerflow.storage.repositories.base import Repository, is_int
 
 PREFIX = "bf_"
 

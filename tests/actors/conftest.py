@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from actors.base import StatsRegistry
-from actors.messages import Flush, RunJob
-from actors.pipeline import Pipeline
-from actors.rules import RunIds
-from actors.runlog import RunCounters, RunLogActor
-from bus.outbound import Outbound
-from storage import open_store
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.messages import Flush, RunJob
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.rules import RunIds
+from brokerflow.actors.runlog import RunCounters, RunLogActor
+from brokerflow.bus.outbound import Outbound
+from brokerflow.storage import open_store
+from brokerflow.workflow.reference import ReferenceData
 from tests.conftest import wait_until
 from tests.runtime.conftest import OutboundListener
-from workflow.reference import ReferenceData
 
 NOW_MS = 1_795_000_000_000
 

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from actors.customer import CustomerActor
-from actors.messages import JobBatch
+from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.messages import JobBatch
 from tests.actors.conftest import cell, logged, make_job, now_ms
 
 STATUS = {"type": "customer.set_status", "params": {"status": "blocked"}}

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors.base import SafeActor, StatsRegistry
-from actors.messages import EventBatch, ReloadRules
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import EventBatch, ReloadRules
+from brokerflow.workflow.events import Event
 from tests.actors.conftest import cell
 from tests.conftest import wait_until
-from workflow.events import Event
 
 
 @dataclass(frozen=True)

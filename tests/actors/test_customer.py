@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from actors.customer import CustomerActor
-from actors.messages import JobBatch
+from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.messages import JobBatch
 from tests.actors.conftest import cell, logged, make_job, now_ms
 from tests.conftest import wait_until
 
@@ -43,9 +43,9 @@ def test_its_own_write_is_seen_until_the_replica_moves_on(stats, pipeline, store
 
 def test_writes_the_replica_caught_up_with_are_forgotten(stats, pipeline, store, refs, run_ids, outbound,
                                                          monkeypatch):
-    import actors.customer
+    import brokerflow.actors.customer as customer_module
 
-    monkeypatch.setattr(actors.customer, "PRUNE_AT", 2)
+    monkeypatch.setattr(customer_module, "PRUNE_AT", 2)
     for customer_id in (601, 602, 603):
         store.reference.upsert("customer", {"id": customer_id, "brand": "alpha"})
         refs.apply("customer", {"id": customer_id, "brand": "alpha"})

@@ -1,7 +1,7 @@
 """The KYC actor: garbage and a bad step update are counted; the next action changes the profile."""
 
-from actors.kyc import KycActor
-from actors.messages import JobBatch, KycStepUpdate
+from brokerflow.actors.kyc import KycActor
+from brokerflow.actors.messages import JobBatch, KycStepUpdate
 from tests.actors.conftest import cell, logged, make_job, now_ms
 from tests.conftest import wait_until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import fields, replace
 
-from actors.messages import RunJob
+from brokerflow.actors.messages import RunJob
 
 ACTIONS = ({"type": "customer.set_status", "params": {}}, {"type": "notify.manager", "params": {}})
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from actors.messages import JobBatch
-from actors.notifier import NotifierActor
+from brokerflow.actors.messages import JobBatch
+from brokerflow.actors.notifier import NotifierActor
 from tests.actors.conftest import cell, logged, make_job, now_ms
 from tests.conftest import wait_until
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.kyc import KycActor
-from actors.messages import EventBatch, ReferenceUpdate, ReloadRules
-from actors.router import EchoMemory, RouterActor, RouterCounters
-from actors.rules import RuleActor
+from brokerflow.actors.kyc import KycActor
+from brokerflow.actors.messages import EventBatch, ReferenceUpdate, ReloadRules
+from brokerflow.actors.router import EchoMemory, RouterActor, RouterCounters
+from brokerflow.actors.rules import RuleActor
+from brokerflow.workflow.events import Event
 from tests.actors.conftest import cell, logged, now_ms
 from tests.conftest import wait_until
-from workflow.events import Event
 
 DEPOSIT_RULE = {"id": 1, "version": 1, "name": "any", "brand": "alpha", "trigger": "deposit.created",
                 "status": "active", "conditions": [], "actions": []}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.messages import Candidate, Evaluate, ReloadRules
-from actors.rules import RuleActor
+from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules
+from brokerflow.actors.rules import RuleActor
 from tests.actors.conftest import cell, logged, now_ms
 
 RULE = {"id": 1, "version": 1, "name": "big", "brand": "alpha", "trigger": "deposit.created", "status": "active",
@@ -37,7 +37,7 @@ def test_a_condition_without_data_gives_a_skipped_run_that_says_why(stats, pipel
 
 
 def test_run_ids_are_unique_across_threads_and_engines_sharing_a_database(store):
-    from actors.rules import RunIds
+    from brokerflow.actors.rules import RunIds
     from tests.storage.conftest import run_threads
 
     engines = [RunIds(store.runs, block=7), RunIds(store.runs, block=7)]

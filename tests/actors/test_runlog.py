@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from actors.messages import Flush, RunsFinished
-from actors.runlog import RunCounters, RunLogActor
+from brokerflow.actors.messages import Flush, RunsFinished
+from brokerflow.actors.runlog import RunCounters, RunLogActor
 from brokerflow.errors import ValidationFailed
 from tests.actors.conftest import NOW_MS, cell, logged, make_job, now_ms
 

@@ -2,9 +2,9 @@
 
 from dataclasses import replace
 
-from actors.messages import JobBatch, WebhookDone
-from actors.webhook import WebhookActor
-from bus.webhook import WebhookSender
+from brokerflow.actors.messages import JobBatch, WebhookDone
+from brokerflow.actors.webhook import WebhookActor
+from brokerflow.bus.webhook_sender import WebhookSender
 from tests.actors.conftest import cell, logged, make_job
 from tests.runtime.conftest import receiver  # noqa: F401 - the fixture
 

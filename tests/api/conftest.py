@@ -12,14 +12,14 @@ import msgpack
 import pytest
 import zmq
 
-from api.access import READ_ROLES
-from api.dispatcher import Dispatcher
-from api.server import ApiServer
-from api.services import Services
+from brokerflow.api.access import READ_ROLES
+from brokerflow.api.dispatcher import Dispatcher
+from brokerflow.api.server import ApiServer
+from brokerflow.api.services import Services
 from brokerflow.settings import Settings
-from storage import open_store
-from workflow import machine
-from workflow.reference import ReferenceData
+from brokerflow.storage import open_store
+from brokerflow.workflow.machine import commands as machine
+from brokerflow.workflow.reference import ReferenceData
 
 MAX_FRAME_BYTES = 64 * 1024
 

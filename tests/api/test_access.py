@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.access import (
+from brokerflow.api.access import (
     ADMIN,
     ADMIN_ONLY,
     ANY_TOKEN,
@@ -17,7 +17,7 @@ from api.access import (
     scope_filter,
     visible_brands,
 )
-from api.commands import Command
+from brokerflow.api.commands import Command
 from brokerflow.errors import AccessDenied, Unauthenticated
 
 READERS = sorted(READ_ROLES)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 
-from api.commands import COMMANDS, Command
-from api.dispatcher import Dispatcher
+from brokerflow.api.commands import COMMANDS, Command
+from brokerflow.api.dispatcher import Dispatcher
 
 
 def _dispatcher(services, **handlers):

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from api.envelope import failure, http_status, ok, status_of
 from brokerflow import errors
+from brokerflow.api.envelope import failure, http_status, ok, status_of
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -57,7 +57,7 @@ def test_validation_failed_carries_its_details():
 
 
 def test_unexpected_exception_is_internal_logged_with_its_uuid_and_never_leaked(caplog):
-    with caplog.at_level(logging.ERROR, logger="api.envelope"):
+    with caplog.at_level(logging.ERROR, logger="brokerflow.api.envelope"):
         envelope = failure(KeyError("secret-table-name"))
     error = envelope["error"]
     assert error["code"] == "INTERNAL"

@@ -7,7 +7,7 @@ import json
 import msgpack
 import pytest
 
-from api.framing import decode_request, encode_reply, wants_json
+from brokerflow.api.framing import decode_request, encode_reply, wants_json
 from brokerflow.errors import BadRequest
 
 MAX = 1024

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 import brokerflow
-from api.dispatcher import Dispatcher
-from api.http_gateway import HttpGateway, make_app
+from brokerflow.api.dispatcher import Dispatcher
+from brokerflow.api.http_gateway import HttpGateway, make_app
 from brokerflow.errors import Unauthenticated
 from tests.api.conftest import MAX_FRAME_BYTES, manual_rule
 

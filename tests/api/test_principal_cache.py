@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from api.access import Principal, PrincipalCache
-from api.dispatcher import Dispatcher
+from brokerflow.api.access import Principal, PrincipalCache
+from brokerflow.api.dispatcher import Dispatcher
 
 
 class Clock:

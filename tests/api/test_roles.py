@@ -6,7 +6,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from api.commands import COMMANDS
+from brokerflow.api.commands import COMMANDS
 from tests.api.conftest import ROLES, deposit_rule, manual_rule
 from tests.api.test_flows import ONBOARDING
 from tests.api.test_reference import RECORDS

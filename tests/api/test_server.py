@@ -13,10 +13,10 @@ import pytest
 import zmq
 
 import brokerflow
-from api.commands import COMMANDS, Command
-from api.dispatcher import Dispatcher
-from api.server import ApiServer
-from api.services import Services
+from brokerflow.api.commands import COMMANDS, Command
+from brokerflow.api.dispatcher import Dispatcher
+from brokerflow.api.server import ApiServer
+from brokerflow.api.services import Services
 from tests.api.conftest import MAX_FRAME_BYTES
 from tests.conftest import wait_until
 
@@ -278,7 +278,7 @@ def test_a_priority_outside_int64_is_refused_by_rule_validation(api):
 # ---------------------------------------------------------------- many frames in one message
 
 def test_frames_past_the_kept_few_are_received_and_dropped_not_kept():
-    from api.server import KEPT_FRAMES, _recv_request
+    from brokerflow.api.server import KEPT_FRAMES, _recv_request
 
     context = zmq.Context()
     router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)

@@ -17,7 +17,7 @@ def test_a_failing_listener_is_logged_and_neither_the_others_nor_the_command_sto
         raise RuntimeError("listener down")
 
     api.services.rules_listeners[:] = [broken, lambda: heard.append("rules")]
-    with caplog.at_level(logging.ERROR, logger="api.services"):
+    with caplog.at_level(logging.ERROR, logger="brokerflow.api.services"):
         reply = api.call("MngAddWorkflowRule", {"rule": deposit_rule()})
     assert reply["success"] is True
     assert heard == ["rules"]
@@ -35,8 +35,8 @@ def test_reference_and_flow_listeners_get_what_changed(services):
 
 
 def test_stats_uptime_counts_from_construction(store):
-    from api.services import Services
-    from workflow.reference import ReferenceData
+    from brokerflow.api.services import Services
+    from brokerflow.workflow.reference import ReferenceData
 
     clock = iter([NOW_MS, NOW_MS + 2500])
     services = Services(store, ReferenceData(), now_ms=lambda: next(clock))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import brokerflow
+from brokerflow.workflow.catalog import definitions
 from tests.api.conftest import NOW_MS
-from workflow.catalog import definitions
 
 
 def test_ping_needs_no_token_and_ignores_a_bad_one(api):

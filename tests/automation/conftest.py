@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from brokerflow.client import ApiClient
-from brokerflow.engine import Engine
+from brokerflow.api.client import ApiClient
+from brokerflow.app.engine import Engine
+from brokerflow.bus.smtp import SmtpListener
 from brokerflow.settings import Settings
-from bus.smtp import SmtpListener
 from tests.conftest import wait_until
 
 SECRET = "test-sink-secret"

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from bus.smtp import SmtpListener, split_endpoint
+from brokerflow.bus.smtp import SmtpListener, split_endpoint
 from tests.conftest import wait_until
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from brokerflow.errors import ActionFailed, BadRequest, Unauthenticated, ValidationFailed
-from workflow import schedule, sinks
-from workflow.clock import parse_iso_ms
-from workflow.modes import (
+from brokerflow.workflow.isotime import parse_iso_ms
+from brokerflow.workflow.modes import schedule, sinks
+from brokerflow.workflow.modes.contexts import (
     apply_results,
     check_record,
     hook_brand,
@@ -17,7 +17,7 @@ from workflow.modes import (
     sink_response,
     trace,
 )
-from workflow.reference import ReferenceData
+from brokerflow.workflow.reference import ReferenceData
 
 T = parse_iso_ms  # short: the tables read as times
 MIN = 60_000

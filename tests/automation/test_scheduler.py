@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from actors.modes import ModeRules
-from actors.rules import RunIds
-from actors.scheduler import Scheduler
-from storage import open_store
+from brokerflow.actors.modes import ModeRules
+from brokerflow.actors.rules import RunIds
+from brokerflow.actors.scheduler import Scheduler
+from brokerflow.storage import open_store
+from brokerflow.workflow.isotime import iso_ms, parse_iso_ms
+from brokerflow.workflow.reference import ReferenceData
 from tests.conftest import wait_until
-from workflow.clock import iso_ms, parse_iso_ms
-from workflow.reference import ReferenceData
 
 HOUR_MS = 3_600_000
 NOTE = [{"type": "notify.manager", "params": {"manager_id": 7, "message": "hourly check"}}]

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from storage import open_store
-from workflow.sinks import verify
+from brokerflow.storage import open_store
+from brokerflow.workflow.modes.sinks import verify
 
 
 def sign_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -8,9 +8,9 @@ import pytest
 import requests
 
 from brokerflow.errors import NotFound
+from brokerflow.workflow.modes.sinks import sign, signed_path
 from tests.automation.conftest import SECRET
 from tests.conftest import wait_until
-from workflow.sinks import sign, signed_path
 
 KYC_ROUTE = "kyc/callback"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from brokerflow.bus.codec import decode, encode
 from brokerflow.errors import MalformedEvent
-from bus.codec import decode, encode
 
 MAX = 4096
 TRADE = {"event": "EV_RECORD_ADD", "record": {"order": 1, "login": 1001, "cmd": "OP_BUY"},
@@ -117,7 +117,7 @@ def test_id_and_source_longer_than_256_characters_are_malformed():
 
 
 def test_events_with_an_empty_id_are_told_apart_by_source_and_seq():
-    from bus.sequence import Deduplicator
+    from brokerflow.bus.sequence import Deduplicator
 
     dedup = Deduplicator()
     verdicts = [dedup.check(decode(encode("trade.push", {**TRADE, "id": "", "seq": seq}), 0, MAX))

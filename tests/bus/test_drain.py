@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
+from brokerflow.bus import _libzmq
+from brokerflow.bus._drain import EXTRA_FRAMES, open_drain
+from brokerflow.bus.codec import decode
 from brokerflow.errors import MalformedEvent
-from bus import _libzmq
-from bus._drain import EXTRA_FRAMES, open_drain
-from bus.codec import decode
 from tests.conftest import wait_until
 
 MESSAGES = [

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bus._http import ascii_host, host_header, request_bytes, target
+from brokerflow.bus._http import ascii_host, host_header, request_bytes, target
 
 
 def test_a_request_is_its_line_host_headers_length_and_body_in_one_buffer():

@@ -9,12 +9,12 @@ import msgpack
 import pytest
 import zmq
 
+from brokerflow.bus.codec import encode
+from brokerflow.bus.ingress import Handoff, Ingress
+from brokerflow.bus.publisher import Publisher
 from brokerflow.settings import Settings
-from bus.codec import encode
-from bus.ingress import Handoff, Ingress
-from bus.publisher import Publisher
+from brokerflow.workflow.events import Event
 from tests.conftest import tcp_endpoint, wait_until
-from workflow.events import Event
 
 RATE = {"currency": "EUR", "usd": 1.08}
 
@@ -305,7 +305,7 @@ def test_poll_once_steps_the_loop_and_stamps_the_injected_clock(context, publish
 
 @pytest.fixture
 def store(sqlite_url) -> Iterator:
-    from storage import open_store
+    from brokerflow.storage import open_store
 
     opened = open_store(sqlite_url)
     yield opened
@@ -465,8 +465,8 @@ def test_a_recently_seen_source_survives_a_restart_after_a_flood_of_invented_sou
     """Stored sources past the cap: the restart keeps the most recently seen, not the oldest rows."""
     import itertools
 
-    from bus.sequence import DEFAULT_MAX_SOURCES
-    from storage import open_store
+    from brokerflow.bus.sequence import DEFAULT_MAX_SOURCES
+    from brokerflow.storage import open_store
 
     # Each write a distinct millisecond, so "most recently stored" has one answer.
     store = open_store(sqlite_url, clock=itertools.count(1_700_000_000_000).__next__)
@@ -521,7 +521,7 @@ class DownStore:
 
 
 def test_pending_sequence_numbers_stay_within_the_source_cap_while_the_store_is_down(start, publisher, store):
-    from bus.sequence import DEFAULT_MAX_SOURCES
+    from brokerflow.bus.sequence import DEFAULT_MAX_SOURCES
 
     down = DownStore(store.events)
     sink = Collector()

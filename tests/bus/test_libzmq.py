@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import zmq
 
-from bus._libzmq import multipart_sender
+from brokerflow.bus._libzmq import multipart_sender
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import msgpack
 import pytest
 import zmq
 
-from bus.outbound import Outbound
+from brokerflow.bus.outbound import Outbound
 from tests.conftest import wait_until
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from bus.sequence import Deduplicator
-from workflow.events import Event
+from brokerflow.bus.sequence import Deduplicator
+from brokerflow.workflow.events import Event
 
 
 def ev(id: str | None = None, source: str | None = None, seq: int | None = None) -> Event:
@@ -93,8 +93,8 @@ def test_load_keeps_the_newest_ids_and_the_highest_seq():
 
 
 def test_a_resent_id_under_a_fresh_seq_advances_the_source_and_reports_no_false_gap():
-    from bus.sequence import Deduplicator
-    from workflow.events import Event
+    from brokerflow.bus.sequence import Deduplicator
+    from brokerflow.workflow.events import Event
 
     dedup = Deduplicator()
     first = Event("rate.push", None, {"currency": "EUR", "usd": 1.1}, source="crm", seq=1, id="a")
@@ -131,7 +131,7 @@ def test_a_late_event_whose_id_was_seen_is_still_a_duplicate():
 
 
 def test_only_the_latest_gaps_of_a_source_are_remembered_for_late_events():
-    from bus.sequence import MAX_GAP_RANGES
+    from brokerflow.bus.sequence import MAX_GAP_RANGES
 
     d = Deduplicator()
     d.check(ev(source="s", seq=0))

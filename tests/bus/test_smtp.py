@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bus.smtp import SmtpListener, split_endpoint
+from brokerflow.bus.smtp import SmtpListener, split_endpoint
 from tests.conftest import wait_until
 
 

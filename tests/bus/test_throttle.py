@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bus._throttle import LogThrottle, held_note
+from brokerflow.bus._throttle import LogThrottle, held_note
 
 
 class Clock:

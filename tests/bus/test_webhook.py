@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bus._http import Connection, IdleConnections
-from bus.webhook import WebhookRequest, WebhookSender
+from brokerflow.bus._http import Connection, IdleConnections
+from brokerflow.bus.webhook_sender import WebhookRequest, WebhookSender
 from tests.conftest import free_port, wait_until
 
 LOOPBACK = ["127.0.0.0/8"]

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from bus.webhook import WebhookRequest, WebhookSender
+from brokerflow.bus.webhook_sender import WebhookRequest, WebhookSender
 
 LOOPBACK = ["127.0.0.0/8"]
 

@@ -8,7 +8,7 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from bus._xpub import MAX_SUBSCRIPTION_BYTES, SubscriptionCounter, last_endpoint, open_xpub
+from brokerflow.bus._xpub import MAX_SUBSCRIPTION_BYTES, SubscriptionCounter, last_endpoint, open_xpub
 from tests.conftest import wait_until
 
 

@@ -27,7 +27,7 @@ def test_the_hot_path_benchmark_runs_every_stage_and_logs_the_runs():
 
 
 def test_the_transport_latency_floor_receives_every_event_of_the_paced_publisher(tmp_path):
-    from brokerflow.bench import measure_transport_latency
+    from brokerflow.app.bench import measure_transport_latency
 
     floor = measure_transport_latency(2000, 0.5, str(tmp_path))
     assert (floor["rate"], floor["events"], floor["received"]) == (2000, 1000, 1000)

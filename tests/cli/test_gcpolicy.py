@@ -9,7 +9,7 @@ from brokerflow.settings import Settings
 
 PROBE = """
 import gc
-from brokerflow import gcpolicy
+from brokerflow.app import gcpolicy
 before = gc.get_threshold()
 print(gcpolicy.apply({gen0}) , gc.get_freeze_count() > 0, before)
 """

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from brokerflow.cli import build_parser, settings_from
+from brokerflow.app.cli import build_parser, settings_from
 from brokerflow.errors import ValidationFailed
 from brokerflow.settings import Settings
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from brokerflow.client import ApiClient
-from brokerflow.engine import Engine
+from brokerflow.api.client import ApiClient
+from brokerflow.app.engine import Engine
 from brokerflow.settings import Settings
 from tests.processes.flows import ALL
 
@@ -171,7 +171,7 @@ def door(request, running) -> Door:
 @pytest.fixture
 def store(sqlite_url) -> Iterator[Any]:
     """A store holding the COUNTER flow, for tests that drive the process pool directly."""
-    from storage import open_store
+    from brokerflow.storage import open_store
     from tests.processes.flows import COUNTER
 
     opened = open_store(sqlite_url)

@@ -14,11 +14,11 @@ import msgpack
 import pytest
 import zmq
 
-from actors.base import StatsRegistry
-from actors.pipeline import Pipeline
-from actors.processes import FlowCache, start_process_pool
-from actors.rules import RunIds
-from api.services import Burst
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.processes import FlowCache, start_process_pool
+from brokerflow.actors.rules import RunIds
+from brokerflow.api.services import Burst
 from brokerflow.errors import EventNotAvailable
 from tests.conftest import wait_until
 from tests.processes.flows import COUNTER

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from brokerflow.client import ApiClient
+from brokerflow.api.client import ApiClient
 
 CLIENTS, EVENTS = 8, 20
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from brokerflow import errors
-from brokerflow.client import ApiClient
+from brokerflow.api.client import ApiClient
 from tests.processes.flows import COUNTER, DOC_REVIEW, KYC_CHECK, ONBOARDING, flow
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from brokerflow.client import ApiClient
+from brokerflow.api.client import ApiClient
 
 TOTAL, OVER_REP, REP_CLIENTS = 10_000, 2_000, 4
 THREAD_BOUND = 60

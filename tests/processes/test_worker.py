@@ -6,10 +6,17 @@ import threading
 
 import pytest
 
-from actors.base import StatsRegistry
-from actors.pipeline import Pipeline
-from actors.processes import FlowCache, ProcessCommand, ProcessManager, Sweep, start_process_pool, sweep_interval_s
-from actors.rules import RunIds
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.processes import (
+    FlowCache,
+    ProcessCommand,
+    ProcessManager,
+    Sweep,
+    start_process_pool,
+    sweep_interval_s,
+)
+from brokerflow.actors.rules import RunIds
 from brokerflow.errors import BadRequest, EventNotAvailable, Internal, NotFound, ProcessEnded
 from tests.conftest import wait_until
 

@@ -20,10 +20,10 @@ import msgpack
 import pytest
 import zmq
 
-from brokerflow.client import ApiClient
-from brokerflow.engine import Engine
+from brokerflow.api.client import ApiClient
+from brokerflow.app.engine import Engine
+from brokerflow.bus.publisher import Publisher
 from brokerflow.settings import Settings
-from bus.publisher import Publisher
 from tests.conftest import wait_until
 
 SLOW_HANG_S = 3.0

@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from actors.messages import ReferenceUpdate
+from brokerflow.actors.messages import ReferenceUpdate
 from tests.conftest import wait_until
 from tests.runtime.conftest import notify
 

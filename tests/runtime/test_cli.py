@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from brokerflow.client import ApiClient
-from bus.publisher import Publisher
+from brokerflow.api.client import ApiClient
+from brokerflow.bus.publisher import Publisher
 from tests.conftest import tcp_endpoint, wait_until
 
 CLI = [sys.executable, "-m", "brokerflow"]

@@ -6,8 +6,8 @@ does not. After the events went through, exactly the holding rules have a run.
 
 from __future__ import annotations
 
+from brokerflow.workflow.catalog import EVENT_TRIGGERS, FIELDS
 from tests.runtime.conftest import notify
-from workflow.catalog import EVENT_TRIGGERS, FIELDS
 
 CLOSE = ("trade.push", "EV_RECORD_CLOSE_TRADE",
          {"order": 4242, "login": 1001, "cmd": "OP_BUY", "volume": 1000, "symbol": "EURUSD",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from storage import open_store
+from brokerflow.storage import open_store
 from tests.conftest import wait_until
 from tests.runtime.conftest import notify, webhook
 

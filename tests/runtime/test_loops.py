@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from bus.publisher import Publisher
+from brokerflow.bus.publisher import Publisher
 from tests.conftest import wait_until
 
 FLIP = [({"field": "customer.risk_level", "op": "==", "value": "low"}, "high"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgpack
 
-from brokerflow.client import ApiClient
+from brokerflow.api.client import ApiClient
 from tests.runtime.conftest import notify
 
 ACTOR_KEYS = {"name", "kind", "mailbox", "processed", "messages", "failed", "mean_ms"}

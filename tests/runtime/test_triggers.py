@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from brokerflow.workflow.catalog import EVENT_TRIGGERS
 from tests.runtime.conftest import notify
-from workflow.catalog import EVENT_TRIGGERS
 
 BUY, SELL, IN, OUT = "OP_BUY", "OP_SELL", "OP_BALANCE_IN", "OP_BALANCE_OUT"
 

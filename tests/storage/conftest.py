@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from storage import Store, open_store
+from brokerflow.storage import Store, open_store
 from tests.conftest import PG_ENV
 
 T0_MS = 1_790_000_000_000

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from storage import bulk
-from storage.db import write_block
+from brokerflow.storage import bulk
+from brokerflow.storage.db import write_block
 
 TEXTS = ["plain", "123", "-7.5", "null", "true", 'quote " back \\ slash', "new\nline\ttab", "ünïcödé €",
          "emoji 🚀 𝄞", '{"json": [1, 2]}', "", "  spaced  ", "\\u0000 literally"]

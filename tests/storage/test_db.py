@@ -6,8 +6,8 @@ import peewee
 import pytest
 
 from brokerflow.errors import BadRequest, BrokerflowError
-from storage import open_store
-from storage.db import checkpoint, open_database
+from brokerflow.storage import open_store
+from brokerflow.storage.db import checkpoint, open_database
 from tests.storage.conftest import run_threads
 
 

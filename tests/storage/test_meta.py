@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage import SCHEMA_VERSION
+from brokerflow.storage import SCHEMA_VERSION
 from tests.storage.conftest import run_threads
 
 

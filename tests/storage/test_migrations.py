@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from brokerflow.errors import BadRequest
-from storage import SCHEMA_VERSION, open_store
-from storage.db import open_database
-from storage.migrations import MIGRATIONS, migrate, schema_version
-from storage.models import Models
+from brokerflow.storage import SCHEMA_VERSION, open_store
+from brokerflow.storage.db import open_database
+from brokerflow.storage.migrations import MIGRATIONS, migrate, schema_version
+from brokerflow.storage.models import Models
 from tests.storage.conftest import run_threads
 
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from brokerflow.errors import Conflict, ValidationFailed
-from storage import open_store
-from storage.repositories.processes import GroupCommit
+from brokerflow.storage import open_store
+from brokerflow.storage.repositories.processes import GroupCommit
 from tests.conftest import wait_until
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage import open_store
+from brokerflow.storage import open_store
 from tests.storage.conftest import run_threads
 
 

@@ -7,8 +7,16 @@ import json
 import msgpack
 import pytest
 
-from workflow import catalog
-from workflow.catalog import ACTIONS, ALL_TRIGGERS, EVENT_TRIGGERS, FIELDS, OPERATORS, definitions, field_spec
+from brokerflow.workflow import catalog
+from brokerflow.workflow.catalog import (
+    ACTIONS,
+    ALL_TRIGGERS,
+    EVENT_TRIGGERS,
+    FIELDS,
+    OPERATORS,
+    definitions,
+    field_spec,
+)
 
 SEED_EVENT_TRIGGERS = {
     "trade.opened", "trade.closed", "deposit.created", "withdrawal.created",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from brokerflow.errors import BadRequest
-from workflow.machine import INPUT_DEPTH_MAX, as_input
-from workflow.mode_dryrun import dry_run_mode
-from workflow.reference import ReferenceData
+from brokerflow.workflow.machine.commands import INPUT_DEPTH_MAX, as_input
+from brokerflow.workflow.modes.dryrun import dry_run_mode
+from brokerflow.workflow.reference import ReferenceData
 
 
 def nested(depth: int) -> dict:
@@ -40,7 +40,7 @@ def test_an_unhashable_customer_id_in_a_mode_dry_run_finds_no_customer(customer_
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_a_condition_number_must_be_finite(value):
-    from workflow.validation import validate_rule
+    from brokerflow.workflow.rules.validation import validate_rule
     rule = {"name": "r", "brand": "alpha", "trigger": "deposit.created",
             "conditions": [{"field": "amount_usd", "op": ">", "value": value}]}
     assert [p.path for p in validate_rule(rule).errors] == ["conditions[0].value"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.catalog import EVENT_TRIGGERS, FIELDS
-from workflow.context import build_context, mapping_context, record_context
-from workflow.events import Event
-from workflow.reference import ReferenceData
+from brokerflow.workflow.catalog import EVENT_TRIGGERS, FIELDS
+from brokerflow.workflow.context import build_context, mapping_context, record_context
+from brokerflow.workflow.events import Event
+from brokerflow.workflow.reference import ReferenceData
 
 SEED_FIELDS = (
     "brand amount_usd trade.order trade.login trade.cmd trade.volume trade.close_price trade.symbol "

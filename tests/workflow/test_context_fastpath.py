@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from brokerflow import benchdata
-from workflow.catalog import TRADE_TRIGGERS
-from workflow.context import build_context, routed_context
-from workflow.events import Event
-from workflow.reference import ReferenceData
+from brokerflow.app import benchdata
+from brokerflow.workflow.catalog import TRADE_TRIGGERS
+from brokerflow.workflow.context import build_context, routed_context
+from brokerflow.workflow.events import Event
+from brokerflow.workflow.reference import ReferenceData
 
 KINDS = {"Group": "group", "Account": "account", "Customer": "customer", "Manager": "manager", "Rate": "rate",
          "KycStepTemplate": "kyc_step_template"}
@@ -222,7 +222,7 @@ def test_a_customer_echo_through_the_router_is_seen_by_the_next_trade():
 
 
 def test_the_trade_cache_is_bounded(monkeypatch):
-    import workflow.reference as reference
+    import brokerflow.workflow.reference as reference
 
     monkeypatch.setattr(reference, "TRADE_CACHE_MAX", 10)
     refs = world()

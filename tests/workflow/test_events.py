@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from brokerflow.errors import MalformedEvent
-from workflow.events import REFERENCE_TOPICS, TOPICS, Event, parse_event
+from brokerflow.workflow.events import REFERENCE_TOPICS, TOPICS, Event, parse_event
 
 GOOD = {
     "trade.push": {
@@ -169,7 +169,7 @@ def test_a_long_unknown_topic_is_cut_in_the_reason():
 
 
 def test_parse_event_copies_the_record_and_parse_decoded_keeps_the_decoders_own():
-    from workflow.events import parse_decoded
+    from brokerflow.workflow.events import parse_decoded
 
     payload = {"event": "EV_RECORD_ADD", "record": {"order": 1, "login": 2, "cmd": "OP_BUY"}, "seq": 4}
     copied, kept = parse_event("trade.push", payload, 5), parse_decoded("trade.push", payload, 5)

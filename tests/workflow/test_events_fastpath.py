@@ -8,7 +8,7 @@ import random
 import pytest
 
 from brokerflow.errors import MalformedEvent
-from workflow.events import RECORD_SCHEMAS, _parse_checked, parse_event
+from brokerflow.workflow.events import RECORD_SCHEMAS, _parse_checked, parse_event
 
 
 class Level(enum.IntEnum):
@@ -77,7 +77,7 @@ def test_the_record_is_the_events_own_copy():
 
 def test_the_shape_cache_keeps_no_record_with_large_keys():
     # A cached shape holds its keys: 1024 shapes of a megabyte of keys each would be a gigabyte.
-    from workflow import events
+    from brokerflow.workflow import events
 
     events._PLAIN_SHAPES.clear()
     long_key = {"currency": "EUR", "usd": 1.0, "k" * 2000: 1}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from brokerflow.errors import ValidationFailed
-from workflow.events import Event
-from workflow.reference import ReferenceData
+from brokerflow.workflow.events import Event
+from brokerflow.workflow.reference import ReferenceData
 
 
 def trade(login=1001, cmd="OP_BALANCE_IN", profit=100.0, **extra):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.templates import placeholders, render
+from brokerflow.workflow.templates import placeholders, render
 
 CTX = {
     "trade.login": 1001, "amount_usd": 2500.5, "customer.email": "a@b.c", "account.enable": True,

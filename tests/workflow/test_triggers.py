@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.events import parse_event
-from workflow.triggers import map_trigger
+from brokerflow.workflow.events import parse_event
+from brokerflow.workflow.triggers import map_trigger
 
 
 def _trade(event, cmd):

@@ -1,0 +1,386 @@
+"""``brokerflow bench``: end-to-end throughput and latency beside the transport's ceiling.
+
+Every figure is measured in the same run, so machine noise cancels out of the ratios:
+
+- ceiling: the same publisher sending the same events to a bare SUB that only decodes them;
+- engine, max rate: a real ``brokerflow serve`` process on a fresh SQLite file with 4 brands
+  × 50 rules, N events from a separate publisher process, until the last run is logged;
+- engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``,
+  beside the same paced publisher's latency to a bare SUB (the floor the machine sets);
+- Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients.
+
+It never asserts; it prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from brokerflow.api.client import ApiClient
+from brokerflow.app import benchdata
+from brokerflow.workflow.isotime import parse_iso_ms
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _publish(endpoint: str, count: int, rate: float, source: str, prefix: str, out_path: str, bind: bool) -> None:
+    """Runs in a child process: publish the stream (paced when ``rate`` > 0), write id → ts."""
+    from brokerflow.bus.publisher import Publisher
+
+    stream = benchdata.events(count, seed=hash(prefix) & 0xFFFF)
+    stamps: dict[str, int] = {}
+    with Publisher(endpoint, source=source, bind=bind) as publisher:
+        publisher.wait_subscribed(timeout_s=10)  # ZeroMQ slow joiner: lose nothing at the start
+        started = time.perf_counter()
+        for index, (topic, record, event) in enumerate(stream):
+            if rate > 0:
+                due = started + index / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            ts = int(time.time() * 1000)
+            event_id = f"{prefix}{index}"
+            publisher.publish(topic, record, event=event, id=event_id, ts_ms=ts)
+            stamps[event_id] = ts
+        time.sleep(0.5)  # let the last frames leave before the socket closes
+    Path(out_path).write_text(json.dumps(stamps))
+
+
+def _spawn_publisher(endpoint: str, count: int, rate: float, source: str, prefix: str, folder: str,
+                     bind: bool = False) -> tuple[multiprocessing.Process, str]:
+    out = str(Path(folder) / f"{prefix}stamps.json")
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_publish, args=(endpoint, count, rate, source, prefix, out, bind))
+    proc.start()
+    return proc, out
+
+
+def _bare_sub() -> tuple[zmq.Socket, str]:
+    """The transport's side of the ceiling and the latency floor: a bound SUB taking everything."""
+    endpoint = f"tcp://127.0.0.1:{_port()}"
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 2_000_000)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.bind(endpoint)
+    return sub, endpoint
+
+
+def measure_ceiling(count: int, folder: str) -> dict[str, Any]:
+    sub, endpoint = _bare_sub()
+    proc, _ = _spawn_publisher(endpoint, count, 0, "ceiling", "c", folder)
+    received, first, last = 0, 0.0, 0.0
+    while received < count and sub.poll(5000):
+        _topic, payload = sub.recv_multipart()
+        msgpack.unpackb(payload, raw=False)
+        received += 1
+        last = time.perf_counter()
+        first = first or last
+    proc.join(30)
+    sub.close(linger=0)
+    rate = (received - 1) / (last - first) if received > 1 and last > first else 0.0
+    return {"events": count, "received": received, "events_per_s": round(rate)}
+
+
+def measure_transport_latency(rate: int, seconds: float, folder: str) -> dict[str, Any]:
+    """The fixed-rate latency floor: the same paced publisher to a bare SUB that only decodes.
+
+    Latency is receive time minus the event's ``ts``, in ms like the engine's figure, so the
+    engine's p99 can be read beside what the machine's scheduling and the transport alone cost.
+    """
+    sub, endpoint = _bare_sub()
+    count = int(rate * seconds)
+    proc, _ = _spawn_publisher(endpoint, count, rate, f"floor-{rate}", f"f{rate}-", folder)
+    latencies: list[float] = []
+    while len(latencies) < count and sub.poll(5000):
+        _topic, payload = sub.recv_multipart()
+        latencies.append(int(time.time() * 1000) - msgpack.unpackb(payload, raw=False)["ts"])
+    proc.join(30)
+    sub.close(linger=0)
+    return {"rate": rate, "events": count, "received": len(latencies), "p50_ms": _percentile(latencies, 0.5),
+            "p99_ms": _percentile(latencies, 0.99), "max_ms": max(latencies, default=0)}
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+class EngineUnderTest:
+    """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.db = f"sqlite:///{Path(folder) / 'bench.db'}"
+        self.events = f"tcp://127.0.0.1:{_port()}"
+        self.api = f"tcp://127.0.0.1:{_port()}"
+        base = [sys.executable, "-m", "brokerflow"]
+        self.token = subprocess.run(base + ["token", "create", "--role", "SESSION_ADMIN", "--db", self.db],
+                                    check=True, capture_output=True, text=True).stdout.strip()
+        self.log = open(Path(folder) / "serve.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            base + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
+                    "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
+                    "--webhook-allow", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
+        self.client = ApiClient(self.api, self.token, timeout_ms=30_000)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                ApiClient(self.api, timeout_ms=500).call("Ping")
+                return
+            except TimeoutError:
+                continue
+        raise RuntimeError("the engine did not answer Ping within 30 s")
+
+    def stats(self) -> dict[str, Any]:
+        return self.client.call("MngGetStats")
+
+    def wait_idle(self, expect_received: int, timeout_s: float = 240) -> dict[str, Any]:
+        deadline, quiet, last_logged = time.monotonic() + timeout_s, 0, -1
+        while time.monotonic() < deadline:
+            stats = self.stats()
+            busy = any(a["mailbox"] or a.get("pending") for a in stats["actors"])
+            logged = stats["runs"]["logged"]
+            done = stats["bus"]["received"] >= expect_received and not busy and logged == last_logged
+            quiet = quiet + 1 if done else 0
+            if quiet >= 3:
+                return stats
+            last_logged = logged
+            time.sleep(0.1)
+        return self.stats()
+
+    def runs_since(self, min_id: int) -> list[dict[str, Any]]:
+        runs, before = [], None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if before is not None:
+                params["before_id"] = before
+            page = self.client.call("MngGetWorkflowRunLog", params)["runs"]
+            fresh = [run for run in page if run["id"] > min_id]
+            runs.extend(fresh)
+            if len(fresh) < len(page) or not page:
+                return runs
+            before = page[-1]["id"]
+
+    def _status_mb(self, field: str) -> float:
+        """A memory figure of the serve process from /proc (0.0 where there is none)."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+        return 0.0
+
+    def peak_rss_mb(self) -> float:
+        return self._status_mb("VmHWM")
+
+    def rss_mb(self) -> float:
+        return self._status_mb("VmRSS")
+
+    def stop(self) -> int:
+        self.client.close()
+        self.proc.terminate()
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = -9
+        self.log.close()
+        return code
+
+
+def load_world(engine: EngineUnderTest, webhook_url: str) -> int:
+    for kind, records in benchdata.reference(webhook_url).items():
+        for record in records:
+            engine.client.call(f"MngUpsert{kind}", {"record": record})
+    rules = benchdata.rules(webhook_url)
+    for rule in rules:
+        engine.client.call("MngAddWorkflowRule", {"rule": rule})
+    return len(rules)
+
+
+def _last_run_id(engine: EngineUnderTest) -> int:
+    runs = engine.client.call("MngGetWorkflowRunLog", {"limit": 1})["runs"]
+    return runs[0]["id"] if runs else 0
+
+
+def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[str, Any]:
+    before = engine.stats()
+    first_id = _last_run_id(engine)
+    proc, stamps_path = _spawn_publisher(engine.events, count, 0, "bench-max", "m", folder)
+    proc.join(600)
+    stats = engine.wait_idle(before["bus"]["received"] + count)
+    stamps = json.loads(Path(stamps_path).read_text())
+    runs = engine.runs_since(first_id)
+    first_ts = min(stamps.values())
+    last_finished = max((parse_iso_ms(run["finished_at"]) for run in runs), default=first_ts)
+    elapsed_s = max(0.001, (last_finished - first_ts) / 1000)
+    received = stats["bus"]["received"] - before["bus"]["received"]
+    return {"events": count, "received": received, "lost": count - received, "runs": len(runs),
+            "runs_per_event": round(len(runs) / max(1, count), 2),
+            "failed_runs": sum(1 for run in runs if run["status"] == "failed"),
+            "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2)}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure_fixed_rate(engine: EngineUnderTest, rate: int, seconds: float, folder: str) -> dict[str, Any]:
+    count = int(rate * seconds)
+    prefix = f"r{rate}-"
+    before = engine.stats()
+    first_id = _last_run_id(engine)
+    proc, stamps_path = _spawn_publisher(engine.events, count, rate, f"bench-{rate}", prefix, folder)
+    proc.join(600)
+    engine.wait_idle(before["bus"]["received"] + count)
+    stamps = json.loads(Path(stamps_path).read_text())
+    latencies = [parse_iso_ms(run["finished_at"]) - stamps[run["event_id"]]
+                 for run in engine.runs_since(first_id) if run.get("event_id") in stamps]
+    return {"rate": rate, "events": count, "runs": len(latencies),
+            "p50_ms": _percentile(latencies, 0.5), "p99_ms": _percentile(latencies, 0.99),
+            "max_ms": max(latencies, default=0)}
+
+
+WM_PIDS_PER_CLIENT = 50  # each process sees a few dozen events, like a real onboarding
+
+
+def _wm_client(endpoint: str, token: str, seconds: float, out: list[float]) -> None:
+    client = ApiClient(endpoint, token, timeout_ms=30_000, context=zmq.Context())
+    pids = [client.call("START", {"name": "bench_loop", "input": {}})["pid"] for _ in range(WM_PIDS_PER_CLIENT)]
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        client.call("EVENT", {"pid": pids[len(out) % len(pids)], "name": "tick", "input": {"n": len(out)}})
+        out.append((time.perf_counter() - started) * 1000)
+    client.close()
+
+
+WM_FLOW = {"name": "bench_loop", "initial": "work",
+           "states": {"work": {"on": {"tick": "work", "finish": "done"}}, "done": {"final": True}}}
+
+
+def measure_workflow(engine: EngineUnderTest, clients: int, seconds: float) -> dict[str, Any]:
+    if not engine.client.call("MngGetFlows")["flows"]:
+        engine.client.call("MngAddFlow", {"flow": WM_FLOW})
+    samples: list[list[float]] = [[] for _ in range(clients)]
+    threads = [threading.Thread(target=_wm_client, args=(engine.api, engine.token, seconds, samples[i]))
+               for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = seconds
+    allv = [v for s in samples for v in s]
+    return {"clients": clients, "commands": len(allv), "per_s": round(len(allv) / elapsed),
+            "p50_ms": round(_percentile(allv, 0.5), 2), "p99_ms": round(_percentile(allv, 0.99), 2)}
+
+
+def measure_soak(engine: EngineUnderTest, rate: int, seconds: float, folder: str) -> dict[str, Any]:
+    """RSS sampled every 10 s while events arrive at ``rate`` for ``seconds``: flat, or growing?"""
+    proc, _ = _spawn_publisher(engine.events, int(rate * seconds), rate, "bench-soak", "s-", folder)
+    samples = []
+    while proc.is_alive():
+        samples.append(engine.rss_mb())
+        proc.join(10)
+    backlog = engine.stats()
+    engine.wait_idle(0, timeout_s=600)
+    return {"rate": rate, "seconds": seconds, "rss_mb_first": samples[0] if samples else 0.0,
+            "rss_mb_last": samples[-1] if samples else 0.0, "rss_mb_max": max(samples, default=0.0),
+            "mailbox_at_end": sum(a["mailbox"] for a in backlog["actors"]), "samples": samples}
+
+
+def _table(result: dict[str, Any]) -> str:
+    c, m = result["ceiling"], result["max_rate"]
+    lines = [f"machine: {result['machine']}",
+             f"ceiling (PUB→SUB + decode)   {c['events_per_s']:>9,} events/s",
+             f"engine max rate              {m['events_per_s']:>9,} events/s  "
+             f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
+             f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
+    floors = {floor["rate"]: floor for floor in result.get("transport_latency", [])}
+    for fixed in result["fixed_rates"]:
+        lines.append(f"engine at {fixed['rate']:>5}/s latency       p50 {fixed['p50_ms']} ms  p99 {fixed['p99_ms']} ms"
+                     f"  max {fixed['max_ms']} ms  ({fixed['runs']} runs)")
+        floor = floors.get(fixed["rate"])
+        if floor:
+            lines.append(f"  transport alone at {floor['rate']:>5}/s  p50 {floor['p50_ms']} ms"
+                         f"  p99 {floor['p99_ms']} ms  max {floor['max_ms']} ms  (PUB→SUB + decode, same publisher)")
+    for wm in result["workflow"]:
+        lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
+                     f"  p99 {wm['p99_ms']} ms")
+    soak = result.get("soak")
+    if soak:
+        lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "
+                     f"{soak['rss_mb_last']} MB (max {soak['rss_mb_max']}); backlog at end {soak['mailbox_at_end']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="brokerflow bench")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--fixed-seconds", type=float, default=10.0)
+    parser.add_argument("--rates", default="1000,5000")
+    parser.add_argument("--wm-seconds", type=float, default=5.0)
+    parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
+    parser.add_argument("--soak-rate", type=int, default=5000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
+        receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+        threading.Thread(target=receiver.serve_forever, daemon=True).start()
+        webhook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        result: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+                                             f"Python {platform.python_version()}"}
+        result["ceiling"] = measure_ceiling(args.events, folder)
+        engine = EngineUnderTest(folder)
+        try:
+            result["rules"] = load_world(engine, webhook_url)
+            result["max_rate"] = measure_max_rate(engine, args.events, folder)
+            result["ratio_to_ceiling"] = round(result["max_rate"]["events_per_s"]
+                                               / max(1, result["ceiling"]["events_per_s"]), 3)
+            rates = [int(rate) for rate in args.rates.split(",") if rate]
+            result["fixed_rates"] = [measure_fixed_rate(engine, rate, args.fixed_seconds, folder) for rate in rates]
+            result["transport_latency"] = [measure_transport_latency(rate, args.fixed_seconds, folder)
+                                           for rate in rates]
+            result["workflow"] = [measure_workflow(engine, clients, args.wm_seconds) for clients in (1, 8)]
+            if args.soak_seconds > 0:
+                result["soak"] = measure_soak(engine, args.soak_rate, args.soak_seconds, folder)
+            result["peak_rss_mb"] = engine.peak_rss_mb()
+        finally:
+            result["stop_exit_code"] = engine.stop()
+            receiver.shutdown()
+    print(_table(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0

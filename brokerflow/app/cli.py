@@ -1,0 +1,202 @@
+"""The ``brokerflow`` command: serve, token create, stats, demo, bench, sink sign.
+
+The CLI is the only place that reads flags and the environment; it builds one frozen
+``Settings`` and hands it down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from brokerflow import __version__
+from brokerflow.app import gcpolicy
+from brokerflow.settings import DEFAULT_API_BIND, Settings, tuning_number
+
+log = logging.getLogger("brokerflow")
+
+ROLES = ("SESSION_ADMIN", "SESSION_MANAGER", "SESSION_DEALER", "SESSION_CRM_MANAGER", "SESSION_CRM_ADMIN")
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the engine until SIGINT/SIGTERM")
+    serve.add_argument("--db", dest="db_url", help="peewee database URL (default sqlite:///brokerflow.db)")
+    serve.add_argument("--events-bind", action="append", help="SUB socket binds here (repeatable)")
+    serve.add_argument("--events-connect", action="append", help="SUB socket connects here (repeatable)")
+    serve.add_argument("--api-bind", help="REP management API endpoint")
+    serve.add_argument("--pub-bind", help="outbound PUB endpoint")
+    serve.add_argument("--http", help="HTTP gateway HOST:PORT (default 127.0.0.1:8080)")
+    serve.add_argument("--no-http", action="store_true", help="no HTTP gateway")
+    serve.add_argument("--secret", help="server secret for signed sink URLs")
+    serve.add_argument("--webhook-allow", action="append", help="allowed private webhook network (CIDR)")
+    serve.add_argument("--smtp", dest="smtp_relay", help="SMTP relay HOST:PORT for email.send")
+    serve.add_argument("--smtp-listen", help="SMTP listener HOST:PORT for email.received")
+    tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
+    tuning.add_argument("--webhook-workers", type=_positive(int), metavar="N",
+                        help="concurrent webhook requests (default 16; a quarter of them per host)")
+    tuning.add_argument("--process-workers", type=_positive(int), metavar="N",
+                        help="process worker actors (default 8)")
+    tuning.add_argument("--process-live-cap", type=_positive(int), metavar="N",
+                        help="active processes kept in memory (default 1000)")
+    tuning.add_argument("--process-idle-s", type=_positive(float), metavar="S",
+                        help="seconds before an idle process is passivated (default 60)")
+    tuning.add_argument("--ingress-max-inflight", type=_positive(int), metavar="N",
+                        help="events queued for the router before the ingress stops reading (default 20000)")
+
+
+def _positive(kind: type) -> Any:
+    """An argparse type: ``settings.tuning_number`` above zero, or argparse's own usage error."""
+    def parse(text: str) -> Any:
+        try:
+            return tuning_number(text, kind)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brokerflow", description="Workflow automation for brokerages")
+    parser.add_argument("--version", action="version", version=f"brokerflow {__version__}")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO; WARNING for demo)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    create = token.add_parser("create", help="create a token and print it (shown once)")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--brand")
+    create.add_argument("--name")
+    create.add_argument("--db", dest="db_url")
+
+    stats = sub.add_parser("stats", help="print a running engine's stats as a table")
+    stats.add_argument("--api", default=DEFAULT_API_BIND, help="management API endpoint")
+    stats.add_argument("--token", required=True)
+    stats.add_argument("--json", action="store_true", help="print the raw JSON body")
+
+    sub.add_parser("demo", help="a newcomer's tour on the embedded default")
+
+    bench = sub.add_parser("bench", help="end-to-end benchmark (see docs/benchmarks.md)")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+
+    sink = sub.add_parser("sink", help="signed sink URLs").add_subparsers(dest="sink_command", required=True)
+    sign = sink.add_parser("sign", help="print a signed URL for a sink route")
+    sign.add_argument("route")
+    sign.add_argument("--method", default="POST")
+    sign.add_argument("--expires-in", type=int, help="seconds the URL stays valid")
+    sign.add_argument("--db", dest="db_url")
+    sign.add_argument("--secret")
+    sign.add_argument("--base-url", help="gateway base URL (default http://<--http>)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
+                 "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
+                 "ingress_max_inflight"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    for name in ("events_bind", "events_connect", "webhook_allow"):
+        if getattr(args, name, None):
+            overrides[name] = tuple(getattr(args, name))
+    settings = Settings.from_env(**overrides)
+    if getattr(args, "no_http", False):
+        settings = settings.with_(http=None)
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from brokerflow.app.engine import Engine
+
+    engine = Engine(settings_from(args))
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def dump_stats(_signum: int, _frame: Any) -> None:
+        log.info("stats: %s", json.dumps(engine.stats(), default=str))
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, dump_stats)
+    engine.start()
+    gcpolicy.apply(engine.settings.gc_gen0)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        engine.stop()
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from brokerflow.storage.store import open_store
+
+    store = open_store(settings_from(args).db_url)
+    try:
+        token, _record = store.tokens.create(args.role, brand=args.brand, name=args.name)
+    finally:
+        store.close()
+    print(token)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from brokerflow.api.client import ApiClient, format_stats
+
+    with ApiClient(args.api, args.token) as client:
+        body = client.call("MngGetStats")
+    print(json.dumps(body, indent=2) if args.json else format_stats(body))
+    return 0
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    from brokerflow.app.demo import run_demo
+
+    return run_demo()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from brokerflow.app.bench import main as bench_main
+
+    return bench_main(args.args)
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from brokerflow.app.sinkcli import sign_command
+
+    return sign_command(args, settings_from(args))
+
+
+COMMANDS = {"serve": cmd_serve, "token": cmd_token, "stats": cmd_stats, "demo": cmd_demo,
+            "bench": cmd_bench, "sink": cmd_sink}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own options: argparse's REMAINDER would refuse them
+        from brokerflow.app.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    level = args.log_level or ("WARNING" if args.command == "demo" else "INFO")
+    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from brokerflow.errors import BrokerflowError
+
+    try:
+        return COMMANDS[args.command](args)
+    except BrokerflowError as exc:
+        print(f"brokerflow: {exc.code}: {exc.text}", file=sys.stderr)
+        return 2

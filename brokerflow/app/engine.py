@@ -1,0 +1,277 @@
+"""The engine: builds every part from one ``Settings``, starts them in order, stops them cleanly.
+
+Start order follows the data: storage, the reference replica, the outbound bus, the actors
+(back to front: run log, action actors, router), then the front doors (management API, HTTP,
+ingress). Stop runs the other way and drains in between: no new input, every queued event
+and in-flight action finished (bounded by ``stop_timeout_s``), the run log flushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from brokerflow.actors.base import StatsRegistry
+from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.kyc import KycActor
+from brokerflow.actors.messages import EventBatch, Flush, ReferenceUpdate, ReloadRules
+from brokerflow.actors.notifier import NotifierActor
+from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.processes import FlowCache, start_process_pool
+from brokerflow.actors.router import RouterActor, RouterCounters
+from brokerflow.actors.rules import RuleActor, RunIds
+from brokerflow.actors.runlog import RunCounters, RunLogActor
+from brokerflow.actors.webhook import WebhookActor
+from brokerflow.app.automation import Automation
+from brokerflow.bus.ingress import COUNTERS as INGRESS_COUNTERS
+from brokerflow.bus.ingress import Handoff, Ingress
+from brokerflow.bus.outbound import Outbound
+from brokerflow.bus.webhook_sender import WebhookSender
+from brokerflow.settings import Settings
+from brokerflow.storage.db import checkpoint
+from brokerflow.storage.store import Store, open_store
+from brokerflow.workflow.events import Event
+from brokerflow.workflow.reference import ReferenceData
+
+log = logging.getLogger("brokerflow.app.engine")
+
+REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
+REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Engine:
+    """One running brokerflow: ``start()``, then ``stop()`` (idempotent)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stats_registry = StatsRegistry()
+        self.router_counters = RouterCounters()
+        self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
+        self.started_ms = now_ms()
+        self.store: Store | None = None
+        self.refs = ReferenceData()
+        self.pipeline = Pipeline()
+        self.handoff = Handoff()  # every EventBatch for the router: the ingress's ceiling
+        self._threads: list[threading.Thread] = []
+        self._stop_input = threading.Event()
+        self._stopped = False
+        self.ingress: Ingress | None = None
+        self.api_server: Any = None
+        self.http: Any = None
+        self.services: Any = None
+        self.extensions: list[Any] = [Automation()]  # seed 002's modes: brokerflow/automation.py
+
+    # -- start -------------------------------------------------------------------------------
+    def start(self) -> Engine:
+        settings = self.settings
+        self.store = store = open_store(settings.db_url)
+        for kind in REFERENCE_KINDS:
+            self.refs.load(kind, store.reference.all(kind))
+        self.outbound = Outbound(settings.pub_bind)
+        self._start_actors(store)
+        self.reload_rules()
+        self._start_services(store)
+        if store.backend == "sqlite" and self.settings.checkpoint_interval_s > 0:
+            self._spawn("checkpointer", self._checkpoints)
+        self._start_ingress(store)
+        log.info("brokerflow engine started: db=%s events=%s api=%s http=%s", store.backend,
+                 ",".join(self.ingress.bound_endpoints()), self.api_endpoint, self.http.url if self.http else "off")
+        return self
+
+    def _start_actors(self, store: Store) -> None:
+        stats, settings, pipeline = self.stats_registry, self.settings, self.pipeline
+        self.run_counters = RunCounters(store.runs.counts())
+        self.runlog = RunLogActor.start(stats, store.runs, self.run_counters, now_ms,
+                                        settings.runlog_batch_rows)
+        pipeline.register("runlog", self.runlog)
+        pipeline.register("notifier", NotifierActor.start(stats, pipeline, now_ms, self.refs,
+                                                          store.notifications, self.outbound))
+        pipeline.register("customer", CustomerActor.start(stats, pipeline, now_ms, self.refs,
+                                                          store.reference, self.outbound, self.echo))
+        self.kyc = KycActor.start(stats, pipeline, now_ms, self.refs, store.kyc, self.outbound)
+        pipeline.register("kyc", self.kyc)
+        self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers)
+        pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
+                                                        settings.webhook_workers))
+        run_ids = self.run_ids = RunIds(store.runs, block=10_000)
+
+        def brand_actor(brand: str) -> Any:
+            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms)
+
+        self.flows = FlowCache(store.flows)
+        self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
+                                            pipeline, run_ids, now_ms, settings.process_live_cap,
+                                            settings.process_idle_s)
+        self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
+        self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
+                                        self.router_counters, settings.loop_depth_limit, self.handoff)
+
+    def _start_services(self, store: Store) -> None:
+        from brokerflow.api.dispatcher import Dispatcher
+        from brokerflow.api.server import ApiServer
+        from brokerflow.api.services import Services
+
+        services = self.services = Services(store, self.refs, self.settings, now_ms=now_ms)
+        services.rules_listeners.append(self.reload_rules)
+        services.reference_listeners.append(self.reference_changed)
+        services.stats_provider = self.stats
+        services.process_handler = self.processes.handle
+        services.flow_listeners.append(self.flows.changed)
+        for extension in self.extensions:
+            extension.attach(self, services)
+        self.dispatcher = Dispatcher(services)
+        self.api_server = ApiServer(self.settings.api_bind, self.dispatcher, self.settings.max_frame_bytes)
+        self.api_endpoint = self.api_server.endpoint
+        self._spawn("api", self.api_server.run)
+        if self.settings.http:
+            from brokerflow.api.http_gateway import HttpGateway, make_app
+
+            host, _, port = self.settings.http.rpartition(":")
+            self.http = HttpGateway(host or "127.0.0.1", int(port), make_app(self.dispatcher, services))
+            self.http.start()
+
+    def _checkpoints(self, stop: threading.Event) -> None:
+        """SQLite: checkpoint the WAL every ``checkpoint_interval_s`` off the commit path."""
+        while not stop.wait(self.settings.checkpoint_interval_s):
+            try:
+                checkpoint(self.store.db)
+            except Exception:  # noqa: BLE001 - the next round retries; commits checkpoint as a backstop
+                log.exception("WAL checkpoint failed")
+        self.store.close()  # this thread's connection
+
+    def _start_ingress(self, store: Store) -> None:
+        self.ingress = Ingress(self.settings, self._tell_router, event_store=store.events, handoff=self.handoff)
+        self._spawn("ingress", self.ingress.run)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, args=(self._stop_input,), name=f"brokerflow-{name}",
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- hooks -------------------------------------------------------------------------------
+    def submit(self, events: list[Event]) -> None:
+        """Events into the router, counted by the handoff (the ingress hands its own batches)."""
+        self.handoff.hand(self._tell_router, events)
+
+    def echo(self, events: list[Event]) -> None:
+        """Our own changes, back through the router one causal level deeper."""
+        self.handoff.hand(self._tell_router, events)
+
+    def _tell_router(self, events: list[Event]) -> None:
+        self.router.tell(EventBatch(tuple(events)))
+
+    def reload_rules(self) -> None:
+        grouped: dict[str, list[dict]] = defaultdict(list)
+        for rule in self.store.rules.list(status="active"):
+            grouped[rule["brand"]].append(rule)
+        reply: Future = Future()
+        self.router.tell(ReloadRules({brand: tuple(rules) for brand, rules in grouped.items()}, reply))
+        reply.result(timeout=10)
+
+    def reference_changed(self, kind: str, record: dict) -> None:
+        """Hand a stored change to the router's replica and wait until it holds it.
+
+        The management call returns only then, so what an admin wrote is what the next dry run,
+        sweep or event sees. A router too busy to apply it within ``REFERENCE_APPLY_WAIT_S``
+        still applies it in order; the call does not wait longer.
+        """
+        applied: Future = Future()
+        self.router.tell(ReferenceUpdate(kind, dict(record), reply=applied))
+        try:
+            applied.result(timeout=REFERENCE_APPLY_WAIT_S)
+        except FutureTimeout:
+            log.warning("the router has not applied a %s change after %.0f s; it will, in order",
+                        kind, REFERENCE_APPLY_WAIT_S)
+
+    # -- monitoring --------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
+        bus.update(self.router_counters.snapshot())
+        return {"actors": self.stats_registry.snapshot(), "bus": bus,
+                "runs": self.run_counters.snapshot(),
+                "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
+
+    def busy(self) -> bool:
+        """Is anything still queued or in flight anywhere in the pipeline?"""
+        return self.stats_registry.busy()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every queued event and action is done (polled: the actors are busy)."""
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while time.monotonic() < deadline:
+            quiet = quiet + 1 if not self.busy() else 0
+            if quiet >= 3:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        reply: Future = Future()
+        self.runlog.tell(Flush(reply))
+        reply.result(timeout=timeout_s)
+
+    # -- stop --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        started = time.monotonic()
+        budget = self.settings.stop_timeout_s
+        self._stop_input.set()
+        for extension in reversed(self.extensions):
+            extension.stop_input()
+        if self.ingress is not None:
+            self._join("ingress")
+            self._drain_ingress()
+        if not self.drain(max(0.5, budget - 2.0)):
+            log.warning("stop: work still in flight after %.1fs; the run log keeps what finished", budget)
+        try:
+            self.flush(timeout_s=2.0)
+        except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
+            log.exception("stop: final run log flush failed")
+        for extension in reversed(self.extensions):
+            extension.stop()
+        if self.http is not None:
+            self.http.close()
+        self._join("api")
+        actors = (self.router, *self.processes.workers,
+                  *(ref for kind, ref in self.pipeline.refs.items() if kind != "runlog"), self.runlog)
+        for ref in actors:
+            ref.stop(block=True, timeout=5)
+        for closer in (self.ingress, self.api_server, self.outbound, self.store):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:  # noqa: BLE001
+                    log.exception("stop: closing %s failed", type(closer).__name__)
+        log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
+
+    def _join(self, name: str) -> None:
+        for thread in self._threads:
+            if thread.name == f"brokerflow-{name}":
+                thread.join(timeout=5)
+
+    def _drain_ingress(self, max_polls: int = 50) -> None:
+        """Take what the SUB socket already holds: delivered events are finished, not dropped.
+
+        Runs only once the ingress thread has ended (the socket then belongs to this thread).
+        """
+        if any(t.name == "brokerflow-ingress" and t.is_alive() for t in self._threads):
+            return
+        try:
+            for _ in range(max_polls):
+                if not self.ingress.poll_once(0, ceiling=False):
+                    break
+        except Exception:  # noqa: BLE001 - stopping goes on
+            log.exception("stop: draining the ingress failed")
