@@ -22,7 +22,6 @@ from brokerflow.workflow.triggers import map_trigger
 
 log = logging.getLogger("brokerflow.router")
 
-_KEYS = {"group": "group", "account": "login", "customer": "id", "manager": "id", "rate": "currency"}
 ECHO_WINDOW_MS = 60_000
 ECHO_CUSTOMERS = 100_000
 _LOGGED_FAILURES = 3  # unstorable records logged one by one per batch; the rest as a count
@@ -79,12 +78,12 @@ class RouterCounters:
     def __init__(self) -> None:
         self.skipped_no_brand = 0
         self.loops_stopped = 0
-        self.no_trigger = 0
+        self.no_trigger = 0  # events that map to no rule trigger (reference-only pushes, KYC statuses ignored)
         self.reference_unstored = 0  # reference records storage refused (the replica has them)
 
     def snapshot(self) -> dict[str, int]:
         return {"skipped_no_brand": self.skipped_no_brand, "loops_stopped": self.loops_stopped,
-                "reference_unstored": self.reference_unstored}
+                "no_trigger": self.no_trigger, "reference_unstored": self.reference_unstored}
 
 
 class RouterActor(SafeActor):
@@ -137,7 +136,7 @@ class RouterActor(SafeActor):
 
     def _remove_reference(self, event: Event) -> None:
         kind = REFERENCE_TOPICS[event.topic]
-        key = event.record.get(_KEYS[kind])
+        key = self.refs.key_of(kind, event.record)
         self.refs.remove(kind, key)
         if not is_internal(event):
             self.reference_repo.delete(kind, key)
@@ -188,7 +187,7 @@ class RouterActor(SafeActor):
         for index, exc in failures[:_LOGGED_FAILURES]:
             record = records[index]
             log.error("router could not store a %s record (%s; key of type %s, %d fields); the replica has it",
-                      kind, type(exc).__name__, type(record.get(_KEYS.get(kind, ""))).__name__, len(record))
+                      kind, type(exc).__name__, _key_types(kind, record), len(record))
         if len(failures) > _LOGGED_FAILURES:
             log.error("router could not store %d more %s record(s)", len(failures) - _LOGGED_FAILURES, kind)
 
@@ -212,6 +211,7 @@ class RouterActor(SafeActor):
             self._apply_reference(event, persist)
         trigger = map_trigger(event)
         if trigger is None:
+            self.counters.no_trigger += 1
             if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
                 self._remove_reference(event)
             return
@@ -235,3 +235,8 @@ class RouterActor(SafeActor):
         record = event.record
         self.kyc_ref.tell(KycStepUpdate(record["customer_id"], brand, record["step_code"],
                                         record.get("level"), record["status"]))
+
+
+def _key_types(kind: str, record: Mapping[str, Any]) -> str:
+    """The type names of a record's key fields: enough to tell a bad record by its shape in a log."""
+    return "/".join(type(record.get(name)).__name__ for name in ReferenceData.key_fields(kind))

@@ -16,7 +16,6 @@ from typing import Any
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
 from brokerflow.actors.pipeline import Pipeline
-from brokerflow.workflow.rules.conditions import missing_reason
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 
 log = logging.getLogger("brokerflow.rules")
@@ -114,7 +113,7 @@ class RuleActor(SafeActor):
                 if holds:
                     jobs.append(start_job(rule, candidate, next_id(), now))
                 elif missing:
-                    reason = missing_reason(rule.rule.get("conditions", []), ctx)
+                    reason = rule.missing_reason(ctx)
                     if reason is not None:
                         jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
         except Exception:  # noqa: BLE001 - one broken candidate must not cost the batch

@@ -24,6 +24,8 @@ from peewee import (
     TextField,
 )
 
+from brokerflow.workflow.catalog import DEFAULT_PRIORITY
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -53,7 +55,7 @@ class Rule(_Template):
     brand = TextField(null=True, index=True)
     trigger = TextField(null=True, index=True)
     status = TextField(index=True)
-    priority = IntegerField(default=100)
+    priority = IntegerField(default=DEFAULT_PRIORITY)
     conditions = JSONText()
     actions = JSONText()
     schedule = JSONText(null=True)

@@ -15,6 +15,8 @@ TRADE_TRIGGERS = ("trade.opened", "trade.closed", "deposit.created", "withdrawal
 ACCOUNT_TRIGGERS = ("account:added", "account:updated", "account:deleted")
 CUSTOMER_TRIGGERS = ("customer.created", "customer.updated")
 KYC_TRIGGERS = ("kyc.step.approved", "kyc.step.rejected")
+DEFAULT_PRIORITY = 100  # a rule without a priority runs after those that have a lower one
+
 EVENT_TRIGGERS = TRADE_TRIGGERS + ACCOUNT_TRIGGERS + CUSTOMER_TRIGGERS + KYC_TRIGGERS
 
 # Automation-mode triggers (PROTOCOL section 6).

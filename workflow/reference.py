@@ -102,6 +102,11 @@ class ReferenceData:
 
     # -- writes (router only) ----------------------------------------------------------------
     @staticmethod
+    def key_fields(kind: str) -> tuple[str, ...]:
+        """The fields that key a record of ``kind`` (``ValidationFailed`` for an unknown kind)."""
+        return _table_of(kind)[1]
+
+    @staticmethod
     def key_of(kind: str, record: Mapping[str, Any]) -> Any:
         """The replica key of ``record`` (``(brand, step_code)`` for templates, rates upper-case)."""
         _, fields = _table_of(kind)

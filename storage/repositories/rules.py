@@ -6,13 +6,14 @@ from collections.abc import Collection
 
 from brokerflow.errors import Conflict, NotFound
 from brokerflow.storage.repositories.base import Repository, is_int
+from brokerflow.workflow.catalog import DEFAULT_PRIORITY
 
 # The fields a caller sets; id, version and the audit fields are the store's.
 RULE_FIELDS = (
     "name", "brand", "trigger", "status", "priority", "conditions", "actions",
     "schedule", "run_as", "exec_roles",
 )
-DEFAULTS = {"status": "active", "priority": 100, "conditions": [], "actions": []}
+DEFAULTS = {"status": "active", "priority": DEFAULT_PRIORITY, "conditions": [], "actions": []}
 ARCHIVED = "archived"
 
 

@@ -107,7 +107,21 @@ def test_events_past_the_loop_bound_run_no_rules_and_are_counted(stats, refs, st
     router.tell(EventBatch((deposit(1, depth=4), deposit(2, depth=3))))
     [run] = logged(pipeline, store, 1)
     assert run["event_id"] == "t:2"
-    assert counters.snapshot() == {"skipped_no_brand": 0, "loops_stopped": 1, "reference_unstored": 0}
+    assert counters.snapshot() == {"skipped_no_brand": 0, "loops_stopped": 1, "no_trigger": 0,
+                                  "reference_unstored": 0}
+
+
+def test_events_that_map_to_no_trigger_are_counted_and_a_deleted_rate_leaves_the_replica(
+        stats, refs, store, pipeline, run_ids, outbound):
+    counters = RouterCounters()
+    router = start_router(stats, refs, store.reference, pipeline, run_ids, outbound, store, counters)
+    rate = {"currency": "eur", "usd": 1.1}
+    router.tell(EventBatch((Event("rate.push", "EV_RECORD_ADD", rate), deposit(1))))
+    logged(pipeline, store, 1)
+    assert counters.no_trigger == 1 and refs.usd_rate("EUR") == 1.1
+    router.tell(EventBatch((Event("rate.push", "EV_RECORD_DELETE", rate), deposit(2))))
+    logged(pipeline, store, 2)
+    assert counters.no_trigger == 2 and refs.usd_rate("EUR") is None
 
 
 def test_a_reference_update_from_the_api_reaches_the_replica(stats, refs, store, pipeline, run_ids, outbound):

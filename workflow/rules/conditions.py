@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from brokerflow.workflow.rules.regex_guard import compile_search
 
@@ -247,7 +247,12 @@ def _every(pairs: tuple[tuple[str, Test], ...]) -> Predicate:
 # A rule set uses these to call only the rules an event's values can satisfy. Each key is a
 # necessary condition of one condition (so of its rule's AND), exact for values whose class is
 # plainly str, int or float; the rule set calls every keyed rule for values of other classes.
-IndexKey = tuple[str, str, Any]
+class IndexKey(NamedTuple):
+    """What a condition needs of one field's value, in a form an index tests for many rules at once."""
+
+    field: str
+    op: str  # "in" (for == too), an ordering, "starts_with" or "ends_with"
+    wanted: Any  # (strings, numbers) | a number | affixes
 
 
 def _plain_number(value: Any) -> bool:
@@ -268,9 +273,9 @@ def condition_index_key(condition: Any) -> IndexKey | None:
         return None
     name, op, value = condition["field"], condition.get("op"), condition.get("value")
     if op in _COMPARE:
-        return (name, op, value) if _plain_number(value) else None
+        return IndexKey(name, op, value) if _plain_number(value) else None
     if op in ("starts_with", "ends_with"):
-        return name, op, tuple(v for v in _as_list(value) if isinstance(v, str))
+        return IndexKey(name, op, tuple(v for v in _as_list(value) if isinstance(v, str)))
     if op == "==":
         values = [value]
     elif op == "in":
@@ -285,7 +290,7 @@ def condition_index_key(condition: Any) -> IndexKey | None:
             numbers.add(item)
         elif item is not None:  # None is never equal to anything; other kinds are not indexed
             return None
-    return name, "in", (frozenset(strings), frozenset(numbers))
+    return IndexKey(name, "in", (frozenset(strings), frozenset(numbers)))
 
 
 _KEY_RANK = {"in": 0, ">": 1, ">=": 1, "<": 1, "<=": 1, "starts_with": 2, "ends_with": 2}
@@ -294,7 +299,7 @@ _KEY_RANK = {"in": 0, ">": 1, ">=": 1, "<": 1, "<=": 1, "starts_with": 2, "ends_
 def index_key(conditions: Any) -> IndexKey | None:
     """The most selective key of a rule's conditions: ``==``/``in`` before orderings before affixes."""
     keys = [key for key in map(condition_index_key, conditions or ()) if key is not None]
-    return min(keys, key=lambda key: _KEY_RANK[key[1]]) if keys else None
+    return min(keys, key=lambda key: _KEY_RANK[key.op]) if keys else None
 
 
 def explain(conditions: list[dict] | None, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -313,13 +318,22 @@ def explain(conditions: list[dict] | None, ctx: Mapping[str, Any]) -> list[dict[
     return out
 
 
-def missing_reason(conditions: list[dict] | None, ctx: Mapping[str, Any]) -> str | None:
-    """Why a condition could not be evaluated (its field unknown for a known reason), else None."""
+def condition_fields(conditions: list[dict] | None) -> tuple[str, ...]:
+    """The field each condition reads, in order: computed once when a rule is compiled."""
+    return tuple(field for field in (_compile_one(condition)[0] for condition in conditions or ()) if field)
+
+
+def missing_reason_of(fields: tuple[str, ...], ctx: Mapping[str, Any]) -> str | None:
+    """Why one of ``fields`` could not be evaluated (unknown for a known reason), else None."""
     reasons = ctx.get("_missing")
     if not reasons:
         return None
-    for condition in conditions or ():
-        field, _ = _compile_one(condition)
-        if field and ctx.get(field) is None and reasons.get(field):
+    for field in fields:
+        if ctx.get(field) is None and reasons.get(field):
             return reasons[field]
     return None
+
+
+def missing_reason(conditions: list[dict] | None, ctx: Mapping[str, Any]) -> str | None:
+    """Why a condition could not be evaluated (its field unknown for a known reason), else None."""
+    return missing_reason_of(condition_fields(conditions), ctx) if ctx.get("_missing") else None

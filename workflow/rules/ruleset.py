@@ -15,13 +15,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from brokerflow.workflow.rules.conditions import IndexKey, Predicate, compile_conditions, index_key, missing_reason
+from brokerflow.workflow.catalog import DEFAULT_PRIORITY
+from brokerflow.workflow.rules.conditions import (
+    IndexKey,
+    Predicate,
+    compile_conditions,
+    condition_fields,
+    index_key,
+    missing_reason_of,
+)
 from brokerflow.workflow.rules.regex_guard import regex_engine, regex_problem
 
 # Stdlib logging only: a stored rule whose pattern is refused is reported where it is compiled.
 log = logging.getLogger("brokerflow.rules")
 
-DEFAULT_PRIORITY = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,8 @@ class CompiledRule:
     rule: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # What the predicate needs of one field (``conditions.index_key``); None: call it always.
     index_key: IndexKey | None = field(default=None, repr=False, compare=False)
+    # The fields the conditions read, for saying why a rule was skipped without compiling again.
+    fields: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def compile(cls, rule: Mapping[str, Any]) -> CompiledRule:
@@ -57,7 +66,12 @@ class CompiledRule:
             run_as=rule.get("run_as"),
             rule=dict(rule),
             index_key=index_key(conditions),
+            fields=condition_fields(conditions),
         )
+
+    def missing_reason(self, ctx: Mapping[str, Any]) -> str | None:
+        """Why this rule is skipped for ``ctx`` (a field it reads is unknown for a known reason)."""
+        return missing_reason_of(self.fields, ctx)
 
 
 def is_active(rule: Mapping[str, Any]) -> bool:
@@ -73,25 +87,57 @@ def _order(rule: CompiledRule) -> tuple[int, int, Any]:
 
 
 Outcome = tuple[CompiledRule, str | None]  # (rule, None: run it | why it is logged as skipped)
-Ranked = tuple[int, CompiledRule, Outcome]  # (position in execution order, rule, its run outcome)
+
+
+class Ranked(NamedTuple):
+    """A rule with its place in execution order; sorting ranked rules restores that order."""
+
+    position: int
+    rule: CompiledRule
+    outcome: Outcome  # what matching it yields: (rule, None)
+
+
 _NONE: tuple[Ranked, ...] = ()
 
 
-class _Plan(NamedTuple):
-    """One trigger's rules split by what their index keys let an event skip.
+class _ValueIndex(NamedTuple):
+    """One field's ``==``/``in``-keyed rules by the exact str or number they can match."""
 
-    ``values``: per field, the rules an exact str/int/float value can match (``strings``,
-    ``numbers``) and all of them (``every``, for values of other classes). ``bounds``: per
-    field and ordering, thresholds ascending, their rules, and which side of the bisection
-    holds. ``affixes``: per field and ``str.startswith``/``str.endswith``, all the rules'
-    affixes (no match: none of them can hold) and the rules. ``scan``: rules without a key.
-    """
+    field: str
+    strings: dict[str, tuple[Ranked, ...]]
+    numbers: dict[Any, tuple[Ranked, ...]]
+    every: tuple[Ranked, ...]  # all of them: for values of other classes
+
+
+class _BoundIndex(NamedTuple):
+    """One field's rules keyed by one ordering, thresholds ascending; ``below``: the rules
+    before the cut hold (``>``, ``>=``), else those from it on."""
+
+    field: str
+    cut: Any  # bisect_left or bisect_right
+    below: bool
+    thresholds: list[Any]
+    rules: tuple[Ranked, ...]
+
+
+class _AffixIndex(NamedTuple):
+    """One field's ``starts_with``/``ends_with``-keyed rules and all their affixes."""
+
+    field: str
+    test: Any  # str.startswith or str.endswith
+    affixes: tuple[str, ...]  # no match among them: none of the rules can hold
+    rules: tuple[Ranked, ...]
+
+
+class _Plan(NamedTuple):
+    """One trigger's rules split by what their index keys let an event skip; ``scan``: rules
+    without a key, called for every event."""
 
     rules: tuple[CompiledRule, ...]
     scan: tuple[Ranked, ...]
-    values: tuple[tuple[str, dict[str, tuple[Ranked, ...]], dict[Any, tuple[Ranked, ...]], tuple[Ranked, ...]], ...]
-    bounds: tuple[tuple[str, Any, bool, list[Any], tuple[Ranked, ...]], ...]
-    affixes: tuple[tuple[str, Any, tuple[str, ...], tuple[Ranked, ...]], ...]
+    values: tuple[_ValueIndex, ...]
+    bounds: tuple[_BoundIndex, ...]
+    affixes: tuple[_AffixIndex, ...]
 
 
 # ordering -> (bisection, True: the thresholds below the cut hold | False: those from it on)
@@ -105,30 +151,30 @@ def _plan(rules: tuple[CompiledRule, ...]) -> _Plan:
     bounds: dict[tuple[str, str], list[tuple[Any, Ranked]]] = defaultdict(list)
     affixes: dict[tuple[str, str], tuple[set, list]] = {}
     for position, rule in enumerate(rules):
-        ranked = (position, rule, (rule, None))
+        ranked = Ranked(position, rule, (rule, None))
         key = rule.index_key
         if key is None:
             scan.append(ranked)
-        elif key[1] == "in":
-            strings, numbers, every = values.setdefault(key[0], ({}, {}, []))
-            for table, wanted in ((strings, key[2][0]), (numbers, key[2][1])):
+        elif key.op == "in":
+            strings, numbers, every = values.setdefault(key.field, ({}, {}, []))
+            for table, wanted in ((strings, key.wanted[0]), (numbers, key.wanted[1])):
                 for value in wanted:
                     table.setdefault(value, []).append(ranked)
             every.append(ranked)
-        elif key[1] in _CUTS:
-            bounds[key[0], key[1]].append((key[2], ranked))
+        elif key.op in _CUTS:
+            bounds[key.field, key.op].append((key.wanted, ranked))
         else:
-            union, group = affixes.setdefault((key[0], key[1]), (set(), []))
-            union.update(key[2])
+            union, group = affixes.setdefault((key.field, key.op), (set(), []))
+            union.update(key.wanted)
             group.append(ranked)
-    ordered = {k: sorted(g, key=lambda entry: (entry[0], entry[1][0])) for k, g in bounds.items()}
+    ordered = {k: sorted(g, key=lambda entry: (entry[0], entry[1].position)) for k, g in bounds.items()}
     return _Plan(
         rules, tuple(scan),
-        tuple((name, {v: tuple(r) for v, r in strings.items()}, {v: tuple(r) for v, r in numbers.items()},
-               tuple(every)) for name, (strings, numbers, every) in values.items()),
-        tuple((name, *_CUTS[op], [t for t, _ in group], tuple(r for _, r in group))
+        tuple(_ValueIndex(name, {v: tuple(r) for v, r in strings.items()}, {v: tuple(r) for v, r in numbers.items()},
+                          tuple(every)) for name, (strings, numbers, every) in values.items()),
+        tuple(_BoundIndex(name, *_CUTS[op], [t for t, _ in group], tuple(r for _, r in group))
               for (name, op), group in ordered.items()),
-        tuple((name, _AFFIX_TESTS[op], tuple(sorted(union)), tuple(group))
+        tuple(_AffixIndex(name, _AFFIX_TESTS[op], tuple(sorted(union)), tuple(group))
               for (name, op), (union, group) in affixes.items()),
     )
 
@@ -172,7 +218,7 @@ def _plain(rules: tuple[CompiledRule, ...], ctx: Mapping[str, Any]) -> list[Outc
         if rule.predicate(ctx):
             out.append((rule, None))
         else:
-            reason = missing_reason(rule.rule.get("conditions", []), ctx)
+            reason = rule.missing_reason(ctx)
             if reason is not None:
                 out.append((rule, reason))
     return out
@@ -248,16 +294,16 @@ class RuleSet:
             return []
         if ctx.get("_missing"):
             return _plain(plan.rules, ctx)
-        hits = [ranked for ranked in plan.scan if ranked[1].predicate(ctx)]
+        hits = [ranked for ranked in plan.scan if ranked.rule.predicate(ctx)]
         found: list[Ranked] = []
         if plan.values:
             _value_candidates(plan, ctx.get, found)
         if plan.bounds or plan.affixes:
             _bound_candidates(plan, ctx.get, found)
         if found:
-            hits += [ranked for ranked in found if ranked[1].predicate(ctx)]
+            hits += [ranked for ranked in found if ranked.rule.predicate(ctx)]
             hits.sort()  # by position: positions are unique, so rules are never compared
-        return [ranked[2] for ranked in hits]
+        return [ranked.outcome for ranked in hits]
 
     @property
     def triggers(self) -> frozenset[str]:

@@ -17,7 +17,7 @@ from typing import Any
 from croniter import croniter
 
 from brokerflow.errors import ValidationFailed
-from brokerflow.workflow.catalog import ALL_TRIGGERS, ROLES, RUN_AS_TRIGGERS
+from brokerflow.workflow.catalog import ALL_TRIGGERS, DEFAULT_PRIORITY, ROLES, RUN_AS_TRIGGERS
 from brokerflow.workflow.events import INT_MAX, INT_MIN
 from brokerflow.workflow.isotime import parse_iso_ms
 from brokerflow.workflow.rules.action_checks import check_actions
@@ -27,7 +27,7 @@ STATUSES = ("active", "disabled", "archived")
 NAME_MAX = 200
 
 _DEFAULTS: dict[str, Any] = {
-    "status": "active", "priority": 100, "conditions": [], "actions": [],
+    "status": "active", "priority": DEFAULT_PRIORITY, "conditions": [], "actions": [],
     "exec_roles": [], "run_as": None, "schedule": None,
 }
 _RULE_KEYS = frozenset(("name", "brand", "trigger", "id", "version", *_DEFAULTS))
