@@ -13,11 +13,11 @@ command that triggered it nor the other listeners — the change is already stor
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from brokerflow import clock
 from brokerflow.api.access import ProcessScope
 from brokerflow.errors import AccessDenied, Internal
 from brokerflow.settings import Settings
@@ -35,10 +35,6 @@ ProcessHandler = Callable[[str, dict[str, Any], "Principal"], "Future[dict[str, 
 BeforeHandler = Callable[[str, str, dict[str, Any], "Principal"], dict[str, Any]]
 ExecHandler = Callable[[dict[str, Any], Any, "Principal"], "Future[dict[str, Any]]"]
 SinkHandler = Callable[[str, dict[str, Any]], "Future[dict[str, Any]]"]
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Burst:
@@ -77,7 +73,7 @@ class Services:
         self.store = store
         self.refs = refs
         self.settings = settings or Settings()
-        self.now_ms: Callable[[], int] = now_ms or _wall_ms
+        self.now_ms: Callable[[], int] = now_ms or clock.now_ms
         self.started_ms = self.now_ms()
         self.rules_listeners: list[Callable[[], None]] = []
         self.reference_listeners: list[Callable[[str, dict[str, Any]], None]] = []

@@ -23,13 +23,13 @@ under a new ``source``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 import zmq
 
+from brokerflow import clock
 from brokerflow.bus._xpub import SubscriptionCounter, XpubOwner, last_endpoint, open_xpub
 
 
@@ -60,7 +60,7 @@ class Publisher(XpubOwner):
                 id: str | None = None, ts_ms: int | None = None) -> int:
         """Send one event; return the ``seq`` it carries."""
         payload: dict[str, Any] = {"record": dict(record), "source": self.source,
-                                   "ts": int(time.time() * 1000) if ts_ms is None else ts_ms}
+                                   "ts": clock.now_ms() if ts_ms is None else ts_ms}
         if event is not None:
             payload["event"] = event
         if id is not None:

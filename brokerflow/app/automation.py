@@ -1,16 +1,15 @@
-"""The automation modes of seed 002 plugged into the engine as one extension.
+"""The automation modes (before-hooks, manual exec, deferred, sinks, email) as one engine extension.
 
-``Automation.attach(engine, services)`` (called by ``Engine.start`` once the action actors run)
-settles the server secret, starts the mode actors — ``inline`` and ``email`` executors, the
+``after_actors_started`` starts the mode actors — ``inline`` and ``email`` executors, the
 ``modes`` actor (manual exec, sinks, mail), the ``before:N`` workers and the ``scheduler`` —
-and gives the API its handlers. ``stop_input`` stops the ticker and the SMTP listener;
-``stop`` stops the mode actors (the pipeline's executors are stopped by the engine).
+and ``after_services_built`` gives the API its handlers. ``before_stop_input`` stops the
+ticker and the SMTP listener; ``after_drain`` stops the mode actors (the pipeline's executors
+are stopped by the engine).
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import zlib
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -22,30 +21,24 @@ from brokerflow.actors.inline import InlineActor
 from brokerflow.actors.messages import BeforeRequest, ExecRequest, MailEvent, RunJob, SinkRequest, Tick
 from brokerflow.actors.modes import ModeRules, ModesActor
 from brokerflow.actors.scheduler import Scheduler, SchedulerActor, Ticker
+from brokerflow.api.services import Services
+from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.bus.smtp import DEFAULT_FROM, SmtpListener, SmtpRelay
 from brokerflow.errors import ValidationFailed
 from brokerflow.workflow.modes import sinks
 from brokerflow.workflow.modes.contexts import HOOK_KEYS
 
-log = logging.getLogger("brokerflow.app.automation")
+log = logging.getLogger("brokerflow.automation")
 
-SECRET_KEY = "server_secret"
 BEFORE_WORKERS = 4
-
-
-def server_secret(settings: Any, meta_repo: Any) -> str:
-    """``--secret`` when given, else the one generated on first use and kept in the database."""
-    if settings.secret:
-        return str(settings.secret)
-    return meta_repo.set_default(SECRET_KEY, secrets.token_urlsafe(32))
 
 
 def _invalid(path: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{path}: {message}", details=[{"path": path, "message": message}])
 
 
-class Automation:
-    """The engine extension; after ``attach`` it also offers ``tick(now_ms)`` to drive the scheduler."""
+class Automation(Extension):
+    """The engine extension; once started it also offers ``tick(now_ms)`` to drive the scheduler."""
 
     def __init__(self, before_budget_ms: int | None = None) -> None:
         self.before_budget_ms = before_budget_ms
@@ -55,42 +48,42 @@ class Automation:
         self.refs: list[Any] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def attach(self, engine: Any, services: Any) -> None:
-        from brokerflow.app.engine import now_ms
-
-        settings, store, stats, pipeline = engine.settings, engine.store, engine.stats_registry, engine.pipeline
-        self.engine, self.store, self.now_ms = engine, store, now_ms
-        self.secret = engine.secret = server_secret(settings, store.meta)
+    def after_actors_started(self, parts: EngineParts) -> None:
+        settings, store, stats, pipeline = parts.settings, parts.store, parts.stats, parts.pipeline
+        now_ms = parts.now_ms
+        self.store, self.now_ms, self.secret = store, now_ms, parts.server_secret
         self.reload()
-        services.rules_listeners.append(self.reload)
-        run_ids = engine.run_ids
-        inline = InlineActor.start(stats, pipeline, now_ms, engine.echo)
+        run_ids = parts.run_ids
+        inline = InlineActor.start(stats, pipeline, now_ms, parts.echo)
         pipeline.register("inline", inline)
         relay = SmtpRelay(settings.smtp_relay) if settings.smtp_relay else None
         sender = dict(settings.extra).get("smtp_from", DEFAULT_FROM)
         pipeline.register("email", EmailActor.start(stats, pipeline, relay, sender, self.mail_sent))
         self.modes = ModesActor.start(stats, pipeline, self.rules, run_ids, now_ms, settings.loop_depth_limit)
         budget = self.before_budget_ms or int(dict(settings.extra).get("before_budget_ms", DEFAULT_BUDGET_MS))
-        hooks = BeforeHooks(self.rules, engine.refs, pipeline, run_ids, now_ms, budget)
+        hooks = BeforeHooks(self.rules, parts.refs, pipeline, run_ids, now_ms, budget)
         self.before_workers = [BeforeActor.start(i, stats, hooks) for i in range(BEFORE_WORKERS)]
         self.scheduler = SchedulerActor.start(
-            stats, Scheduler(self.rules, store.schedules, store.meta, engine.refs, run_ids), pipeline)
+            stats, Scheduler(self.rules, store.schedules, store.meta, parts.refs, run_ids), pipeline)
         self.refs = [self.modes, *self.before_workers, self.scheduler]
-        services.before_handler, services.exec_handler = self.before, self.exec_rule
-        services.sink_handler = self.sink
         if settings.scheduler_interval_s > 0:
             self.ticker = Ticker(settings.scheduler_interval_s, self.scheduler, now_ms).start()
         if settings.smtp_listen:
             self.listener = SmtpListener(settings.smtp_listen, self.mail_received, settings.max_frame_bytes).start()
             log.info("SMTP listener on %s", self.listener.endpoint)
 
-    def stop_input(self) -> None:
+    def after_services_built(self, services: Services) -> None:
+        services.rules_listeners.append(self.reload)
+        services.before_handler, services.exec_handler = self.before, self.exec_rule
+        services.sink_handler = self.sink
+
+    def before_stop_input(self) -> None:
         if self.ticker is not None:
             self.ticker.stop()
         if self.listener is not None:
             self.listener.stop()
 
-    def stop(self) -> None:
+    def after_drain(self) -> None:
         for ref in self.refs:
             ref.stop(block=True, timeout=5)
 

@@ -28,30 +28,29 @@ from brokerflow.actors.rules import RuleActor, RunIds
 from brokerflow.actors.runlog import RunCounters, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
+from brokerflow.app.extension import EngineParts, Extension
+from brokerflow.app.secret import server_secret
 from brokerflow.bus.ingress import COUNTERS as INGRESS_COUNTERS
 from brokerflow.bus.ingress import Handoff, Ingress
 from brokerflow.bus.outbound import Outbound
 from brokerflow.bus.webhook_sender import WebhookSender
+from brokerflow.clock import now_ms
 from brokerflow.settings import Settings
 from brokerflow.storage.db import checkpoint
 from brokerflow.storage.store import Store, open_store
 from brokerflow.workflow.events import Event
 from brokerflow.workflow.reference import ReferenceData
 
-log = logging.getLogger("brokerflow.app.engine")
+log = logging.getLogger("brokerflow.engine")
 
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
 REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Engine:
     """One running brokerflow: ``start()``, then ``stop()`` (idempotent)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, extensions: list[Extension] | None = None) -> None:
         self.settings = settings
         self.stats_registry = StatsRegistry()
         self.router_counters = RouterCounters()
@@ -68,7 +67,8 @@ class Engine:
         self.api_server: Any = None
         self.http: Any = None
         self.services: Any = None
-        self.extensions: list[Any] = [Automation()]  # seed 002's modes: brokerflow/automation.py
+        # The automation modes are the built-in extension (brokerflow/app/automation.py).
+        self.extensions: list[Extension] = [Automation()] if extensions is None else list(extensions)
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -77,7 +77,12 @@ class Engine:
         for kind in REFERENCE_KINDS:
             self.refs.load(kind, store.reference.all(kind))
         self.outbound = Outbound(settings.pub_bind)
+        self.secret = server_secret(settings, store.meta)
         self._start_actors(store)
+        parts = EngineParts(settings, store, self.stats_registry, self.pipeline, self.refs, self.run_ids, now_ms,
+                            self.submit, self.secret)
+        for extension in self.extensions:
+            extension.after_actors_started(parts)
         self.reload_rules()
         self._start_services(store)
         if store.backend == "sqlite" and self.settings.checkpoint_interval_s > 0:
@@ -96,7 +101,7 @@ class Engine:
         pipeline.register("notifier", NotifierActor.start(stats, pipeline, now_ms, self.refs,
                                                           store.notifications, self.outbound))
         pipeline.register("customer", CustomerActor.start(stats, pipeline, now_ms, self.refs,
-                                                          store.reference, self.outbound, self.echo))
+                                                          store.reference, self.outbound, self.submit))
         self.kyc = KycActor.start(stats, pipeline, now_ms, self.refs, store.kyc, self.outbound)
         pipeline.register("kyc", self.kyc)
         self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers)
@@ -127,7 +132,7 @@ class Engine:
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
-            extension.attach(self, services)
+            extension.after_services_built(services)
         self.dispatcher = Dispatcher(services)
         self.api_server = ApiServer(self.settings.api_bind, self.dispatcher, self.settings.max_frame_bytes)
         self.api_endpoint = self.api_server.endpoint
@@ -160,11 +165,8 @@ class Engine:
 
     # -- hooks -------------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> None:
-        """Events into the router, counted by the handoff (the ingress hands its own batches)."""
-        self.handoff.hand(self._tell_router, events)
-
-    def echo(self, events: list[Event]) -> None:
-        """Our own changes, back through the router one causal level deeper."""
+        """Events into the router, counted by the handoff: our own changes (echoes, one causal
+        level deeper) and tools' events; the ingress hands its own batches."""
         self.handoff.hand(self._tell_router, events)
 
     def _tell_router(self, events: list[Event]) -> None:
@@ -197,9 +199,12 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
         bus.update(self.router_counters.snapshot())
-        return {"actors": self.stats_registry.snapshot(), "bus": bus,
-                "runs": self.run_counters.snapshot(),
-                "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
+        stats = {"actors": self.stats_registry.snapshot(), "bus": bus,
+                 "runs": self.run_counters.snapshot(),
+                 "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
+        for extension in self.extensions:
+            stats.update(extension.stats())
+        return stats
 
     def busy(self) -> bool:
         """Is anything still queued or in flight anywhere in the pipeline?"""
@@ -230,7 +235,7 @@ class Engine:
         budget = self.settings.stop_timeout_s
         self._stop_input.set()
         for extension in reversed(self.extensions):
-            extension.stop_input()
+            self._call_hook(extension.before_stop_input)
         if self.ingress is not None:
             self._join("ingress")
             self._drain_ingress()
@@ -241,7 +246,7 @@ class Engine:
         except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
             log.exception("stop: final run log flush failed")
         for extension in reversed(self.extensions):
-            extension.stop()
+            self._call_hook(extension.after_drain)
         if self.http is not None:
             self.http.close()
         self._join("api")
@@ -256,6 +261,13 @@ class Engine:
                 except Exception:  # noqa: BLE001
                     log.exception("stop: closing %s failed", type(closer).__name__)
         log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
+
+    @staticmethod
+    def _call_hook(hook: Any) -> None:
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
+            log.exception("stop: extension hook %s failed", getattr(hook, "__qualname__", hook))
 
     def _join(self, name: str) -> None:
         for thread in self._threads:

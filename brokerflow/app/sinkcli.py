@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from brokerflow.app.automation import server_secret
+from brokerflow.app.secret import server_secret
 from brokerflow.errors import ValidationFailed
 from brokerflow.settings import Settings
 from brokerflow.workflow.modes.sinks import ANY_METHOD, signed_path
