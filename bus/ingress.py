@@ -45,6 +45,7 @@ from zmq.utils.monitor import parse_monitor_message
 from brokerflow.bus._drain import open_drain
 from brokerflow.bus._throttle import LogThrottle, held_note
 from brokerflow.bus.codec import decode
+from brokerflow.bus.recovery import RECOVERY_COUNTERS, Recovery
 from brokerflow.bus.sequence import DEFAULT_MAX_IDS, Deduplicator
 from brokerflow.errors import MalformedEvent
 from brokerflow.settings import Settings
@@ -64,7 +65,7 @@ DISCONNECT_LOG_EVERY_S = 10.0
 # Malformed messages and gaps: each kind logs at most WIRE_LOG_BURST lines per WIRE_LOG_EVERY_S
 # (bus.malformed and bus.gaps count them all), so a sender's flood cannot flood the log.
 WIRE_LOG_EVERY_S, WIRE_LOG_BURST = 10.0, 10
-COUNTERS = ("received", "malformed", "duplicates", "gaps", "paused", "disconnects")  # stats() keys
+COUNTERS = ("received", "malformed", "duplicates", "gaps", "paused", "disconnects")  # stats() keys, and:
 
 
 class EventStore(Protocol):
@@ -121,7 +122,8 @@ class Ingress:
     def __init__(self, settings: Settings, sink: Callable[[list[Event]], None],
                  event_store: EventStore | None = None, clock: Callable[[], float] = time.time,
                  context: zmq.Context | None = None, batch_max: int = DEFAULT_BATCH_MAX,
-                 max_ids: int = DEFAULT_MAX_IDS, handoff: Handoff | None = None) -> None:
+                 max_ids: int = DEFAULT_MAX_IDS, handoff: Handoff | None = None,
+                 recovery: Recovery | None = None) -> None:
         self._sink = sink
         self._handoff = handoff
         self._max_inflight = settings.ingress_max_inflight
@@ -133,6 +135,7 @@ class Ingress:
         self._paused = False
         self._pause_log = LogThrottle(PAUSE_LOG_EVERY_S)
         self._store = event_store
+        self._recovery = recovery
         self._clock = clock
         self._max_bytes = settings.max_frame_bytes
         self._batch_max = batch_max
@@ -158,6 +161,8 @@ class Ingress:
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         # Keeps the GIL between frames: each release can cost this thread a switch interval.
         self._drain = open_drain(self._sock, self._max_bytes)
+        if recovery is not None:
+            recovery.discover(self._dedup.last_seq)
 
     def _open(self, settings: Settings) -> zmq.Socket:
         sock = self._context.socket(zmq.SUB)
@@ -183,7 +188,12 @@ class Ingress:
 
     def stats(self) -> dict[str, int]:
         with self._counts_lock:
-            return dict(self._counts)
+            counts = dict(self._counts)
+        if self._recovery is not None:
+            counts.update(self._recovery.stats())
+        else:
+            counts.update(dict.fromkeys(RECOVERY_COUNTERS, 0))
+        return counts
 
     def poll_once(self, timeout_ms: int, ceiling: bool = True) -> int:
         """Wait up to ``timeout_ms`` for messages, process what is queued; return messages read.
@@ -196,11 +206,16 @@ class Ingress:
         self._check_connections()
         if ceiling and self._over_ceiling() and not self._wait_for_router(timeout_ms):
             return 0
-        if not self._sock.poll(timeout_ms, zmq.POLLIN):
-            return 0
-        messages = self._read_batch()
+        if self._recovery is None:
+            if not self._sock.poll(timeout_ms, zmq.POLLIN):
+                return 0
+            messages, replayed = self._read_batch(), []
+        else:
+            messages, replayed = self._poll_with_recovery(timeout_ms)
+            if not messages and not replayed:
+                return 0
         received_ms = int(self._clock() * 1000)
-        events, counts = self._classify(messages, received_ms)
+        events, counts = self._classify(messages, received_ms, replayed)
         with self._counts_lock:
             for name, value in counts.items():
                 self._counts[name] += value
@@ -315,23 +330,38 @@ class Ingress:
     def _read_batch(self) -> list[list[bytes]]:
         return self._drain(self._batch_max)
 
-    def _classify(self, messages: list[list[bytes]], received_ms: int) -> tuple[list[Event], dict[str, int]]:
+    def _poll_with_recovery(self, timeout_ms: int) -> tuple[list[list[bytes]], list[Event]]:
+        """Poll the SUB socket and the replay endpoints' sockets together; the live messages
+        read and the replayed events to take. Pages are asked for only while the router's
+        backlog is under half the ceiling: recovery never crowds out live events."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        for sock in self._recovery.sockets():
+            poller.register(sock, zmq.POLLIN)
+        ready = {sock for sock, _ in poller.poll(timeout_ms)}
+        messages = self._read_batch() if self._sock in ready else []
+        ready.discard(self._sock)
+        has_room = self._backlog() < self._max_inflight // 2
+        return messages, self._recovery.step(ready, has_room)
+
+    def _classify(self, messages: list[list[bytes]], received_ms: int,
+                  replayed: list[Event] = ()) -> tuple[list[Event], dict[str, int]]:
         counts = {"received": len(messages), "malformed": 0, "duplicates": 0, "gaps": 0}
-        events: list[Event] = []
+        events: list[Event] = list(replayed)
         check = self._dedup.check
+        recovery = self._recovery
         for frames in messages:
-            try:
-                event = decode(frames, received_ms, self._max_bytes)
-            except MalformedEvent as exc:
-                counts["malformed"] += 1
-                held = self._malformed_log.ready()
-                if held is not None:
-                    log.warning("bus: malformed message dropped: %s%s", exc.text, held_note(held))
+            event = self._decode(frames, received_ms, counts)
+            if event is None:
                 continue
-            except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one frame, never the poll
-                counts["malformed"] += 1
-                log.error("bus: message dropped, the decoder failed on it (%s)", type(exc).__name__)
-                continue
+            if recovery is not None:
+                served = recovery.classify(event)
+                if served is not None:
+                    if served == "take":
+                        events.append(event)
+                    elif served == "duplicate":
+                        counts["duplicates"] += 1
+                    continue  # "hold": the replay brings it, in order
             verdict = check(event)
             if verdict == "duplicate":
                 counts["duplicates"] += 1
@@ -344,7 +374,25 @@ class Ingress:
                     log.warning("bus: gap from source %.64r: seq %d..%d missing (%d events)%s",
                                 event.source, first, last, last - first + 1, held_note(held))
             events.append(event)
+        if recovery is not None:
+            served = recovery.cursors
+            recovery.completion.accept([(e.source, e.seq) for e in events if e.seq is not None and e.source in served],
+                                       recovery.positions())
         return events, counts
+
+    def _decode(self, frames: list[bytes], received_ms: int, counts: dict[str, int]) -> Event | None:
+        """One message as an event; None for a malformed one (counted, logged throttled)."""
+        try:
+            return decode(frames, received_ms, self._max_bytes)
+        except MalformedEvent as exc:
+            counts["malformed"] += 1
+            held = self._malformed_log.ready()
+            if held is not None:
+                log.warning("bus: malformed message dropped: %s%s", exc.text, held_note(held))
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one frame, never the poll
+            counts["malformed"] += 1
+            log.error("bus: message dropped, the decoder failed on it (%s)", type(exc).__name__)
+        return None
 
     def _persist(self) -> None:
         ids, last_seq = self._ready_ids, self._ready_seq
@@ -387,6 +435,8 @@ class Ingress:
             self._collect_taken()
         except Exception:  # noqa: BLE001 - closing goes on
             log.exception("bus: could not persist de-duplication state at close")
+        if self._recovery is not None:
+            self._recovery.close()
         if not self._monitor.closed:
             if not self._sock.closed:
                 self._sock.disable_monitor()

@@ -101,7 +101,8 @@ def test_five_thousand_events_are_all_delivered_in_order(start, publisher):
     assert [event.seq for event in sink.events] == list(range(1, 5001))
     assert [event.record["order"] for event in sink.events] == list(range(5000))
     assert running.ingress.stats() == {"received": 5000, "malformed": 0, "duplicates": 0, "gaps": 0,
-                                       "paused": 0, "disconnects": 0}
+                                       "paused": 0, "disconnects": 0, "replayed": 0, "gaps_filled": 0,
+                                       "gaps_open": 0, "replay_lost": 0, "replay_errors": 0}
     assert len(sink.batches) < 5000, "events should reach the sink in batches"
 
 

@@ -14,7 +14,8 @@ from tests.runtime.conftest import notify
 ACTOR_KEYS = {"name", "kind", "mailbox", "processed", "messages", "failed", "mean_ms"}
 PROCESS_GAUGES = {"active", "activations", "passivations"}
 BUS_KEYS = {"received", "malformed", "duplicates", "gaps", "skipped_no_brand", "loops_stopped",
-            "no_trigger", "reference_unstored", "paused", "disconnects"}
+            "no_trigger", "reference_unstored", "paused", "disconnects", "replayed", "gaps_filled",
+            "gaps_open", "replay_lost", "replay_errors"}
 RUN_KEYS = {"logged", "success", "failed", "skipped"}
 
 
@@ -63,7 +64,8 @@ def test_the_counters_add_up(runtime):
     check_shape(body)
     assert body["bus"] == {"received": 9, "malformed": 1, "duplicates": 1, "gaps": 1,
                            "skipped_no_brand": 1, "loops_stopped": 0, "no_trigger": 0, "reference_unstored": 0,
-                           "paused": 0, "disconnects": 0}
+                           "paused": 0, "disconnects": 0, "replayed": 0, "gaps_filled": 0, "gaps_open": 0,
+                           "replay_lost": 0, "replay_errors": 0}
     assert body["runs"] == {"logged": 5, "success": 3, "failed": 1, "skipped": 1}
     assert len(runtime.runs(rule_id=ok["id"])) == 4 and len(runtime.runs(rule_id=bad["id"])) == 1
     actors = {actor["name"]: actor for actor in body["actors"]}
