@@ -14,6 +14,7 @@ from brokerflow.actors.actions import ActionActor
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.messages import JobBatch, KycStepUpdate, RunJob
 from brokerflow.actors.pipeline import Pipeline
+from brokerflow.bus.completion import Completion
 from brokerflow.errors import ActionFailed
 from brokerflow.workflow.policies import kyc
 from brokerflow.workflow.reference import ReferenceData
@@ -27,9 +28,10 @@ class KycActor(ActionActor):
     kind = "kyc"
 
     def __init__(self, stats: StatsRegistry, pipeline: Pipeline, now_ms: Callable[[], int],
-                 refs: ReferenceData, kyc_repo: Any, outbound: Any) -> None:
+                 refs: ReferenceData, kyc_repo: Any, outbound: Any, completion: Completion | None = None) -> None:
         super().__init__("kyc", stats, pipeline, now_ms)
         self.refs, self.repo, self.outbound = refs, kyc_repo, outbound
+        self.completion = completion
         self.profiles: dict[int, dict[str, Any]] = {}
         self.dirty: dict[int, tuple[dict[str, Any], RunJob | None]] = {}
         self.handlers[KycStepUpdate] = self.on_step_update
@@ -116,3 +118,5 @@ class KycActor(ActionActor):
             self.profiles[message.customer_id] = updated
             self.dirty[message.customer_id] = (updated, None)
             self.commit()
+        if self.completion is not None and message.ticket is not None:
+            self.completion.settle([(message.ticket, -1)])

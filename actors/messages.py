@@ -168,6 +168,7 @@ class KycStepUpdate:
     step_code: str
     level: int | None
     status: str
+    ticket: tuple[str, int] | None = None  # the event's (source, seq): settled once the profile is stored
 
 
 @dataclass(frozen=True, slots=True)

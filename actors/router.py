@@ -15,6 +15,7 @@ from typing import Any
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
+from brokerflow.bus.completion import Completion
 from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
 from brokerflow.workflow.reference import ReferenceData
@@ -91,12 +92,14 @@ class RouterActor(SafeActor):
 
     def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: Any,
                  brand_actor_factory: Callable[[str], Any], kyc_ref: Any,
-                 counters: RouterCounters, depth_limit: int, handoff: Any = None) -> None:
+                 counters: RouterCounters, depth_limit: int, handoff: Any = None,
+                 completion: Completion | None = None) -> None:
         super().__init__("router", stats)
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
         self.counters, self.depth_limit = counters, depth_limit
+        self.completion = completion  # replay-served events: routed-and-done is settled here
         self.brand_actors: dict[str, Any] = {}
         self.echoes = EchoMemory()
         self.handlers = {EventBatch: self.on_events, ReferenceUpdate: self.on_reference,
@@ -147,14 +150,21 @@ class RouterActor(SafeActor):
             self.handoff.taken_by_router(len(message.events))
         persist: dict[str, list[dict]] = defaultdict(list)
         per_brand: dict[str, list[Candidate]] = defaultdict(list)
+        settled: list[tuple[tuple[str, int] | None, int]] = []
         for event in message.events:
+            routed = False
             try:
-                self._route(event if event.topic != "customer.push" else self._causal(event), persist, per_brand)
+                routed = self._route(event if event.topic != "customer.push" else self._causal(event), persist,
+                                     per_brand)
             except Exception:  # noqa: BLE001 - one bad event must not cost the batch
                 self.cell.failed += 1
                 log.exception("router failed on %s event %s", getattr(event, "topic", None),
                               getattr(event, "key", None))
+            if not routed and self.completion is not None:
+                settled.append((_ticket(event), -1))
         self._persist(persist)
+        if settled and self.completion is not None:
+            self.completion.settle(settled)  # after the batch's reference records are stored
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:
@@ -206,7 +216,8 @@ class RouterActor(SafeActor):
         return replace(event, depth=depth)
 
     def _route(self, event: Event, persist: dict[str, list[dict]],
-               per_brand: dict[str, list[Candidate]]) -> None:
+               per_brand: dict[str, list[Candidate]]) -> bool:
+        """Route one event; True when a rule actor now holds it (and settles it)."""
         if event.topic in REFERENCE_TOPICS:
             self._apply_reference(event, persist)
         trigger = map_trigger(event)
@@ -214,29 +225,43 @@ class RouterActor(SafeActor):
             self.counters.no_trigger += 1
             if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
                 self._remove_reference(event)
-            return
+            return False
         if event.depth > self.depth_limit:
             self.counters.loops_stopped += 1
             log.warning("loop bound: %s event %s at causal depth %d > %d; its rules do not run",
                         trigger, event.key, event.depth, self.depth_limit)
-            return
+            return False
         brand, context = routed_context(trigger, event, self.refs)
         if event.topic == "kyc.step.push":  # its triggers are the kyc.step.* ones
             self._kyc_update(event, brand)
+        routed = context is not None
         if context is None:
             self.counters.skipped_no_brand += 1
             log.warning("no brand resolved for %s event %s: workflow skipped", trigger, event.key)
         else:
+            ticket = _ticket(event)
+            if ticket is not None:
+                context["_ticket"] = ticket
             per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth))
         if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
             self._remove_reference(event)
+        return routed
 
     def _kyc_update(self, event: Event, brand: str | None) -> None:
         record = event.record
+        ticket = _ticket(event)
+        if ticket is not None and self.completion is not None:
+            self.completion.settle([(ticket, 1)])  # the KYC actor settles it once the profile is stored
         self.kyc_ref.tell(KycStepUpdate(record["customer_id"], brand, record["step_code"],
-                                        record.get("level"), record["status"]))
+                                        record.get("level"), record["status"], ticket))
 
 
 def _key_types(kind: str, record: Mapping[str, Any]) -> str:
     """The type names of a record's key fields: enough to tell a bad record by its shape in a log."""
     return "/".join(type(record.get(name)).__name__ for name in ReferenceData.key_fields(kind))
+
+
+def _ticket(event: Event) -> tuple[str, int] | None:
+    """The event's (source, seq), by which a replay-served source's events are settled."""
+    source, seq = getattr(event, "source", None), getattr(event, "seq", None)
+    return (source, seq) if source is not None and seq is not None else None

@@ -16,6 +16,7 @@ from typing import Any
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
 from brokerflow.actors.pipeline import Pipeline
+from brokerflow.bus.completion import Completion
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 
 log = logging.getLogger("brokerflow.rules")
@@ -63,9 +64,10 @@ class RuleActor(SafeActor):
     kind = "rules"
 
     def __init__(self, brand: str, stats: StatsRegistry, pipeline: Pipeline, run_ids: RunIds,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], completion: Completion | None = None) -> None:
         super().__init__(f"rules:{brand}", stats)
         self.brand, self.pipeline, self.run_ids, self.now_ms = brand, pipeline, run_ids, now_ms
+        self.completion = completion  # replay-served events: one count per run started, settled
         self.ruleset = RuleSet.from_rules([])
         self.handlers = {Evaluate: self.on_evaluate, ReloadRules: self.on_reload}
 
@@ -84,19 +86,37 @@ class RuleActor(SafeActor):
         jobs: list[RunJob] = []
         now = self.now_ms()
         matching, next_id = self.ruleset.matching, self.run_ids.next
+        settled: list[tuple[Any, int]] | None = [] if self.completion is not None else None
         for candidate in message.items:
+            started = len(jobs)
             try:
                 outcomes = matching(candidate.trigger, candidate.context)
             except Exception:  # noqa: BLE001 - a broken predicate: the slow loop finds and logs it
                 self._evaluate_one_by_one(candidate, now, jobs)
-                continue
-            for rule, reason in outcomes:
-                if reason is None:
-                    jobs.append(start_job(rule, candidate, next_id(), now))
-                else:
-                    jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
+            else:
+                for rule, reason in outcomes:
+                    if reason is None:
+                        jobs.append(start_job(rule, candidate, next_id(), now))
+                    else:
+                        jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
+            if settled is not None:
+                self._count_runs(candidate, jobs, started, settled)
+        if settled:
+            self.completion.settle(settled)  # before the runs can be logged and settled themselves
         if jobs:
             self.pipeline.dispatch(jobs)
+
+    def _count_runs(self, candidate: Candidate, jobs: list[RunJob], started: int,
+                    settled: list[tuple[Any, int]]) -> None:
+        """A replay-served event: drop runs its rules already logged (before a crash), and turn
+        its routing count into one count per run started."""
+        ticket = candidate.context.get("_ticket")
+        if ticket is None:
+            return
+        ran = self.completion.ran
+        if self.completion.may_have_run(ticket):
+            jobs[started:] = [job for job in jobs[started:] if not ran(ticket, job.rule_id)]
+        settled.append((ticket, len(jobs) - started - 1))
 
     def _evaluate_one_by_one(self, candidate: Candidate, now: int, jobs: list[RunJob]) -> None:
         """The plain loop over the trigger's rules, each predicate guarded on its own."""

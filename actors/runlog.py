@@ -19,6 +19,7 @@ from typing import Any
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Flush, RunJob, RunsFinished
+from brokerflow.bus.completion import Completion
 from brokerflow.errors import BrokerflowError
 
 log = logging.getLogger("brokerflow.runlog")
@@ -27,6 +28,8 @@ MAX_PENDING = 200_000
 
 Row = tuple  # storage.repositories.runs.COLUMNS order; ``actions`` a list of maps, encoded by the write
 STATUS = 6  # the row's status column
+_NO_TICKET = (None, None)
+CHECKPOINT_EVERY_MS = 200  # checkpoints ride with a run batch at most this often (and on Flush)
 
 
 def run_row(job: RunJob, finished_ms: int) -> Row:
@@ -41,8 +44,15 @@ def run_row(job: RunJob, finished_ms: int) -> Row:
     status = job.status
     if status != "failed" and status != "skipped":
         status = "success"
+    source, seq = ticket_of(job) or _NO_TICKET
     return (job.run_id, job.rule_id, job.rule_version, job.brand, job.trigger, job.event_id, status,
-            job.error, entries, job.started_ms, finished_ms, job.extra.get("run_as"))
+            job.error, entries, job.started_ms, finished_ms, job.extra.get("run_as"), source, seq)
+
+
+def ticket_of(job: RunJob) -> tuple[str, int] | None:
+    """The (source, seq) of the event a run was started for, if it came from the bus."""
+    context = job.context
+    return context.get("_ticket") if isinstance(context, dict) else None
 
 
 def record_of(row: Row) -> dict[str, Any]:
@@ -89,11 +99,16 @@ class RunLogActor(SafeActor):
 
     def __init__(self, stats: StatsRegistry, runs_repo: Any, counters: RunCounters,
                  now_ms: Callable[[], int], batch_rows: int = 1000,
-                 on_logged: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+                 on_logged: Callable[[list[dict[str, Any]]], None] | None = None,
+                 completion: Completion | None = None, partitions: tuple[int, ...] = ()) -> None:
         super().__init__("runlog", stats)
         self.runs_repo, self.counters, self.now_ms = runs_repo, counters, now_ms
         self.batch_rows = batch_rows
         self.on_logged = on_logged
+        # Replay-served sources: the checkpoint of each owned partition is stored with a run batch.
+        self.completion, self.partitions = completion, partitions
+        self._stored_marks: dict[str, int] = {}
+        self._marks_due_ms = 0
         self.pending: list[tuple[Row, RunJob]] = []
         self.handlers = {RunsFinished: self.on_finished, Flush: self.on_flush}
 
@@ -113,6 +128,7 @@ class RunLogActor(SafeActor):
 
     def on_flush(self, message: Flush) -> None:
         self.flush()
+        self._store_checkpoints()
         if message.reply is not None:
             message.reply.set_result(True)
 
@@ -120,11 +136,15 @@ class RunLogActor(SafeActor):
         if not self.pending:
             return
         batch, self.pending = self.pending, []
+        marks = self._due_checkpoints()  # taken before this batch is settled: never ahead of the log
         try:
-            self.runs_repo.write_rows([row for row, _ in batch])
+            self.runs_repo.write_rows([row for row, _ in batch], marks)
             written = batch
+            self._checkpoints_stored(marks)
         except Exception:
             written = self._write_one_by_one(batch)
+        if self.completion is not None:
+            self.completion.settle([(ticket_of(job), -1) for _, job in written])
         self.counters.add_all([row[STATUS] for row, _ in written])
         for row, job in written:
             reply = job.reply
@@ -154,12 +174,42 @@ class RunLogActor(SafeActor):
                 self.cell.failed += 1
                 log.error("runlog: run %s cannot be stored and is dropped: %s", row[0], exc)
                 self._tell(job, exc)
+                if self.completion is not None:  # it will never be stored: its event must not wait for it
+                    self.completion.settle([(ticket_of(job), -1)])
             else:
                 kept.append(((row, job), exc))
         if kept:
             self._keep([item for item, _ in kept])
             raise kept[0][1]
         return written
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _due_checkpoints(self, force: bool = False) -> list[tuple[str, int, int]]:
+        """``(source, partition, seq)`` rows of the watermarks that moved, when it is time."""
+        if self.completion is None or not self.partitions:
+            return []
+        now = self.now_ms()
+        if not force and now < self._marks_due_ms:
+            return []
+        self._marks_due_ms = now + CHECKPOINT_EVERY_MS
+        moved = {source: seq for source, seq in self.completion.watermarks().items()
+                 if seq >= 0 and self._stored_marks.get(source) != seq}
+        return [(source, partition, seq) for source, seq in moved.items() for partition in self.partitions]
+
+    def _checkpoints_stored(self, marks: list[tuple[str, int, int]]) -> None:
+        for source, _, seq in marks:
+            self._stored_marks[source] = seq
+
+    def _store_checkpoints(self) -> None:
+        """Store moved watermarks without runs (a stream whose events start no run)."""
+        marks = self._due_checkpoints(force=True)
+        if not marks:
+            return
+        try:
+            self.runs_repo.write_rows([], marks)
+            self._checkpoints_stored(marks)
+        except Exception:  # noqa: BLE001 - the next flush tries again; a stale checkpoint only replays more
+            log.exception("runlog: could not store the checkpoints")
 
     @staticmethod
     def _is_poison(exc: Exception) -> bool:
@@ -189,5 +239,6 @@ class RunLogActor(SafeActor):
     def on_stop(self) -> None:
         try:
             self.flush()
+            self._store_checkpoints()
         except Exception:  # noqa: BLE001 - already logged; stopping must go on
             pass

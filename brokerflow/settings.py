@@ -65,6 +65,8 @@ class Settings:
     scheduler_interval_s: float = 60.0
     smtp_relay: str | None = None
     smtp_listen: str | None = None
+    replay: tuple[str, ...] = ()  # replay endpoints (docs/delivery.md); none: gaps are counted, not recovered
+    partitions: int = 64  # customer partitions; checkpoints are kept per source and partition
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000
@@ -92,7 +94,8 @@ class Settings:
             values["db_url"] = env["BROKERFLOW_DB"]
         for name, key in (("events_bind", "BROKERFLOW_EVENTS_BIND"),
                           ("events_connect", "BROKERFLOW_EVENTS_CONNECT"),
-                          ("webhook_allow", "BROKERFLOW_WEBHOOK_ALLOW")):
+                          ("webhook_allow", "BROKERFLOW_WEBHOOK_ALLOW"),
+                          ("replay", "BROKERFLOW_REPLAY")):
             if key in env:
                 values[name] = tuple(p.strip() for p in env[key].split(",") if p.strip())
         for name, key in (("api_bind", "BROKERFLOW_API_BIND"), ("pub_bind", "BROKERFLOW_PUB_BIND"),

@@ -34,6 +34,25 @@ class Completion:
         self._lock = threading.Lock()
         self._pending: dict[str, dict[int, int]] = {}
         self._positions: dict[str, int] = {}
+        # Runs logged before a restart past each source's checkpoint: a replay must not run them again.
+        self._ran: dict[str, set[tuple[int, int | None]]] = {}
+        self._ran_upto: dict[str, int] = {}
+
+    def remember_runs(self, source: str, runs: set[tuple[int, int | None]]) -> None:
+        """``(seq, rule_id)`` of ``source``'s runs already logged past its checkpoint (at start)."""
+        if runs:
+            self._ran[source] = set(runs)
+            self._ran_upto[source] = max(seq for seq, _ in runs)
+
+    def may_have_run(self, ticket: Ticket) -> bool:
+        """Could a rule have run for this event before the restart? (Cheap: one dict lookup.)"""
+        upto = self._ran_upto.get(ticket[0])
+        return upto is not None and ticket[1] <= upto
+
+    def ran(self, ticket: Ticket, rule_id: int | None) -> bool:
+        """Was this event's run of ``rule_id`` logged before the restart?"""
+        runs = self._ran.get(ticket[0])
+        return runs is not None and (ticket[1], rule_id) in runs
 
     def accept(self, tickets: Iterable[Ticket], positions: Mapping[str, int]) -> None:
         """The ingress took these events (one count each); ``positions``: per served source,

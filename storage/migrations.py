@@ -47,8 +47,20 @@ def _source_seqs_seen_at(db: peewee.Database, models: Models) -> None:
     db.execute_sql('CREATE INDEX IF NOT EXISTS "sourceseq_seen_at" ON "source_seqs" ("seen_at")')
 
 
+def _runs_event_key_and_checkpoints(db: peewee.Database, models: Models) -> None:
+    """4: a run records its event's (source, seq), unique per rule, and checkpoints per source
+    and partition: replays never double a run, restarts resume after the checkpoint."""
+    columns = {column.name for column in db.get_columns("runs")}
+    if "source" not in columns:
+        db.execute_sql('ALTER TABLE "runs" ADD COLUMN "source" TEXT')
+    if "seq" not in columns:
+        db.execute_sql('ALTER TABLE "runs" ADD COLUMN "seq" BIGINT')
+    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "runs_event_rule" ON "runs" ("source", "seq", "rule_id")')
+    db.create_tables([models.Checkpoint], safe=True)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
-    _create_tables, _runs_run_as, _source_seqs_seen_at,
+    _create_tables, _runs_run_as, _source_seqs_seen_at, _runs_event_key_and_checkpoints,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

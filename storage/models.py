@@ -19,6 +19,7 @@ from peewee import (
     BigAutoField,
     BigIntegerField,
     BooleanField,
+    CompositeKey,
     IntegerField,
     Model,
     TextField,
@@ -84,6 +85,10 @@ class Run(_Template):
     started_at = BigIntegerField(null=True)
     finished_at = BigIntegerField(null=True)
     run_as = BigIntegerField(null=True)  # since schema 2
+    # The (source, seq) of the bus event that caused the run (since schema 4): one run per
+    # (event, rule) whatever a replay delivers twice; the unique index is made by migration 4.
+    source = TextField(null=True)
+    seq = BigIntegerField(null=True)
 
     class Meta:
         table_name = "runs"
@@ -190,6 +195,19 @@ class ProcessedEvent(_Template):
         table_name = "processed_events"
 
 
+class Checkpoint(_Template):
+    """Per source and partition, the seq below which every event's runs are logged (schema 4)."""
+
+    source = TextField()
+    partition = IntegerField()
+    seq = BigIntegerField()
+    updated_at = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "checkpoints"
+        primary_key = CompositeKey("source", "partition")
+
+
 class SourceSeq(_Template):
     source = TextField(primary_key=True)
     last_seq = BigIntegerField()
@@ -258,7 +276,7 @@ class ScheduleClaim(_Template):
 
 TEMPLATES = (
     Rule, Run, IdBlock, Group, Account, Customer, Manager, Rate, KycStepTemplate, KycProfile,
-    ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim,
+    ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim, Checkpoint,
 )
 
 

@@ -37,6 +37,9 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--webhook-allow", action="append", help="allowed private webhook network (CIDR)")
     serve.add_argument("--smtp", dest="smtp_relay", help="SMTP relay HOST:PORT for email.send")
     serve.add_argument("--smtp-listen", help="SMTP listener HOST:PORT for email.received")
+    serve.add_argument("--replay", action="append", metavar="EP",
+                       help="replay endpoint of a relay or journaling publisher (repeatable): recover gaps and "
+                            "resume from the checkpoint after any stop (docs/delivery.md)")
     tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
     tuning.add_argument("--webhook-workers", type=_positive(int), metavar="N",
                         help="concurrent webhook requests (default 16; a quarter of them per host)")
@@ -104,7 +107,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
                  "ingress_max_inflight"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
-    for name in ("events_bind", "events_connect", "webhook_allow"):
+    for name in ("events_bind", "events_connect", "webhook_allow", "replay"):
         if getattr(args, name, None):
             overrides[name] = tuple(getattr(args, name))
     settings = Settings.from_env(**overrides)

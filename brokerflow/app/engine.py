@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import zmq
+
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.customer import CustomerActor
 from brokerflow.actors.kyc import KycActor
@@ -30,9 +32,11 @@ from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.app.secret import server_secret
+from brokerflow.bus.completion import Completion
 from brokerflow.bus.ingress import COUNTERS as INGRESS_COUNTERS
 from brokerflow.bus.ingress import Handoff, Ingress
 from brokerflow.bus.outbound import Outbound
+from brokerflow.bus.recovery import Recovery
 from brokerflow.bus.webhook_sender import WebhookSender
 from brokerflow.clock import now_ms
 from brokerflow.settings import Settings
@@ -45,6 +49,7 @@ log = logging.getLogger("brokerflow.engine")
 
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
 REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
+CHECKPOINT_TICK_S = 0.5  # how often the run log is asked to store checkpoints that moved without runs
 
 
 class Engine:
@@ -59,6 +64,9 @@ class Engine:
         self.store: Store | None = None
         self.refs = ReferenceData()
         self.pipeline = Pipeline()
+        # Replay-served sources (--replay): what each taken event still has to finish.
+        self.completion: Completion | None = Completion() if settings.replay else None
+        self.partitions = tuple(range(settings.partitions))  # owned: all of them, one process
         self.handoff = Handoff()  # every EventBatch for the router: the ingress's ceiling
         self._threads: list[threading.Thread] = []
         self._stop_input = threading.Event()
@@ -78,6 +86,7 @@ class Engine:
             self.refs.load(kind, store.reference.all(kind))
         self.outbound = Outbound(settings.pub_bind)
         self.secret = server_secret(settings, store.meta)
+        resume = self._resume_points(store)
         self._start_actors(store)
         parts = EngineParts(settings, store, self.stats_registry, self.pipeline, self.refs, self.run_ids, now_ms,
                             self.submit, self.secret)
@@ -87,7 +96,9 @@ class Engine:
         self._start_services(store)
         if store.backend == "sqlite" and self.settings.checkpoint_interval_s > 0:
             self._spawn("checkpointer", self._checkpoints)
-        self._start_ingress(store)
+        self._start_ingress(store, resume)
+        if self.completion is not None:
+            self._spawn("checkpoints", self._store_checkpoints)
         log.info("brokerflow engine started: db=%s events=%s api=%s http=%s", store.backend,
                  ",".join(self.ingress.bound_endpoints()), self.api_endpoint, self.http.url if self.http else "off")
         return self
@@ -96,13 +107,14 @@ class Engine:
         stats, settings, pipeline = self.stats_registry, self.settings, self.pipeline
         self.run_counters = RunCounters(store.runs.counts())
         self.runlog = RunLogActor.start(stats, store.runs, self.run_counters, now_ms,
-                                        settings.runlog_batch_rows)
+                                        settings.runlog_batch_rows, completion=self.completion,
+                                        partitions=self.partitions)
         pipeline.register("runlog", self.runlog)
         pipeline.register("notifier", NotifierActor.start(stats, pipeline, now_ms, self.refs,
                                                           store.notifications, self.outbound))
         pipeline.register("customer", CustomerActor.start(stats, pipeline, now_ms, self.refs,
                                                           store.reference, self.outbound, self.submit))
-        self.kyc = KycActor.start(stats, pipeline, now_ms, self.refs, store.kyc, self.outbound)
+        self.kyc = KycActor.start(stats, pipeline, now_ms, self.refs, store.kyc, self.outbound, self.completion)
         pipeline.register("kyc", self.kyc)
         self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers)
         pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
@@ -110,7 +122,7 @@ class Engine:
         run_ids = self.run_ids = RunIds(store.runs, block=10_000)
 
         def brand_actor(brand: str) -> Any:
-            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms)
+            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms, self.completion)
 
         self.flows = FlowCache(store.flows)
         self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
@@ -118,7 +130,8 @@ class Engine:
                                             settings.process_idle_s)
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
-                                        self.router_counters, settings.loop_depth_limit, self.handoff)
+                                        self.router_counters, settings.loop_depth_limit, self.handoff,
+                                        self.completion)
 
     def _start_services(self, store: Store) -> None:
         from brokerflow.api.dispatcher import Dispatcher
@@ -153,9 +166,32 @@ class Engine:
                 log.exception("WAL checkpoint failed")
         self.store.close()  # this thread's connection
 
-    def _start_ingress(self, store: Store) -> None:
-        self.ingress = Ingress(self.settings, self._tell_router, event_store=store.events, handoff=self.handoff)
+    def _resume_points(self, store: Store) -> dict[str, int]:
+        """Per replay-served source, the seq to resume from: the lowest checkpoint of the owned
+        partitions, plus one; the runs logged past it are remembered so a replay skips them."""
+        if self.completion is None:
+            return {}
+        resume = {source: min(by_partition.values()) + 1
+                  for source, by_partition in store.runs.checkpoints(self.partitions).items()}
+        for source, seq in resume.items():
+            self.completion.remember_runs(source, store.runs.ran_since(source, seq - 1))
+        if resume:
+            log.info("resuming %d replay-served source(s) from their checkpoints", len(resume))
+        return resume
+
+    def _start_ingress(self, store: Store, resume: dict[str, int]) -> None:
+        recovery = None
+        if self.completion is not None:
+            recovery = Recovery(list(self.settings.replay), self.completion, resume, zmq.Context.instance(),
+                                self.settings.max_frame_bytes)
+        self.ingress = Ingress(self.settings, self._tell_router, event_store=store.events, handoff=self.handoff,
+                               recovery=recovery)
         self._spawn("ingress", self.ingress.run)
+
+    def _store_checkpoints(self, stop: threading.Event) -> None:
+        """Replay-served sources whose events start no run move their checkpoint too."""
+        while not stop.wait(CHECKPOINT_TICK_S):
+            self.runlog.tell(Flush())
 
     def _spawn(self, name: str, target: Any) -> None:
         thread = threading.Thread(target=target, args=(self._stop_input,), name=f"brokerflow-{name}",

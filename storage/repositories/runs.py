@@ -13,8 +13,9 @@ from brokerflow.storage.repositories.base import Repository, invalid, is_int
 
 COLUMNS = (
     "id", "rule_id", "rule_version", "brand", "trigger", "event_id", "status", "error",
-    "actions", "started_at", "finished_at", "run_as",
+    "actions", "started_at", "finished_at", "run_as", "source", "seq",
 )
+CHECKPOINT_COLUMNS = ("source", "partition", "seq", "updated_at")
 JSON_COLUMNS = ("actions",)
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -27,7 +28,7 @@ def _row(run: dict) -> tuple:
     return (
         run["id"], get("rule_id"), get("rule_version"), get("brand"), get("trigger"),
         get("event_id"), run["status"], get("error"), get("actions") or [],
-        get("started_at"), get("finished_at"), get("run_as"),
+        get("started_at"), get("finished_at"), get("run_as"), get("source"), get("seq"),
     )
 
 
@@ -46,8 +47,8 @@ def _bad_run(runs: Sequence[object]) -> ValidationFailed:
 
 
 def _as_dict(row: dict) -> dict:
-    """A RUN in the PROTOCOL shape: ``error`` and ``run_as`` only when set."""
-    for optional in ("error", "run_as"):
+    """A RUN in the protocol's shape: ``error``, ``run_as``, ``source``, ``seq`` only when set."""
+    for optional in ("error", "run_as", "source", "seq"):
         if row[optional] is None:
             del row[optional]
     return row
@@ -83,12 +84,16 @@ class RunRepository(Repository):
         except ValidationFailed:
             raise _bad_run(runs) from None
 
-    def write_rows(self, rows: Sequence[Sequence[object]]) -> int:
+    def write_rows(self, rows: Sequence[Sequence[object]],
+                   checkpoints: Sequence[tuple[str, int, int]] = ()) -> int:
         """``write_many`` for runs already in ``COLUMNS`` order, ``actions`` a list of maps.
 
         The run log builds these straight from its jobs: no RUN map per run, each run's actions
         encoded once, a few multi-row statements per batch. Actions JSON cannot encode make the
-        batch a ValidationFailed; nothing of it is written.
+        batch a ValidationFailed; nothing of it is written. A run whose id, or whose event
+        ``(source, seq)`` and rule, is stored already is skipped: a replayed event never logs a
+        second run. ``checkpoints`` (``(source, partition, seq)``) are stored in the same
+        transaction, so a checkpoint and the runs it counts are never apart.
         """
         try:
             encoded = encode_documents(rows, COLUMNS, JSON_COLUMNS)  # before the write lock is taken
@@ -96,8 +101,32 @@ class RunRepository(Repository):
             raise ValidationFailed("runs could not be encoded",
                                    details=[{"path": "runs", "message": "not JSON"}]) from None
         with self._write():
-            insert_rows(self._db, "runs", COLUMNS, encoded, 'ON CONFLICT ("id") DO NOTHING')
+            insert_rows(self._db, "runs", COLUMNS, encoded, "ON CONFLICT DO NOTHING")
+            if checkpoints:
+                now = self._clock()
+                insert_rows(self._db, "checkpoints", CHECKPOINT_COLUMNS,
+                            [(source, partition, seq, now) for source, partition, seq in checkpoints],
+                            'ON CONFLICT ("source", "partition") DO UPDATE SET "seq" = excluded."seq", '
+                            '"updated_at" = excluded."updated_at"')
         return len(rows)
+
+    def checkpoints(self, partitions: Collection[int]) -> dict[str, dict[int, int]]:
+        """``{source: {partition: seq}}`` stored for ``partitions``."""
+        table = self._m.Checkpoint
+        query = table.select(table.source, table.partition, table.seq).where(table.partition.in_(list(partitions)))
+        found: dict[str, dict[int, int]] = {}
+        with self._read():
+            for source, partition, seq in query.tuples():
+                found.setdefault(source, {})[partition] = seq
+        return found
+
+    def ran_since(self, source: str, after_seq: int) -> set[tuple[int, int | None]]:
+        """``(seq, rule_id)`` of the runs logged for ``source``'s events past ``after_seq``:
+        what a replay after a crash must not run again (the crash window is small)."""
+        run = self._m.Run
+        query = run.select(run.seq, run.rule_id).where((run.source == source) & (run.seq > after_seq))
+        with self._read():
+            return set(query.tuples())
 
     def list(
         self,

@@ -114,15 +114,15 @@ def test_counts_cover_the_whole_log(store):
 def test_write_rows_takes_runs_in_column_order_with_their_actions_as_maps(store, db_url):
     actions = ({"type": "notify.manager", "status": "success", "ms": 0.5, "recipients": [7]},
                {"type": "webhook.send", "status": "skipped", "ms": 0.0})
-    rows = [(1, 4, 2, "alpha", "deposit.created", "src:1", "failed", "HTTP 500", actions, 10, 12, 9),
-            (2, None, None, None, "manual", None, "success", None, [], 20, 21, None)]
+    rows = [(1, 4, 2, "alpha", "deposit.created", "src:1", "failed", "HTTP 500", actions, 10, 12, 9, "src", 1),
+            (2, None, None, None, "manual", None, "success", None, [], 20, 21, None, None, None)]
     assert store.runs.write_rows(rows) == 2
     assert store.runs.list() == [
         {"id": 2, "rule_id": None, "rule_version": None, "brand": None, "trigger": "manual", "event_id": None,
          "status": "success", "actions": [], "started_at": 20, "finished_at": 21},
         {"id": 1, "rule_id": 4, "rule_version": 2, "brand": "alpha", "trigger": "deposit.created",
          "event_id": "src:1", "status": "failed", "error": "HTTP 500", "actions": list(actions),
-         "started_at": 10, "finished_at": 12, "run_as": 9},
+         "started_at": 10, "finished_at": 12, "run_as": 9, "source": "src", "seq": 1},
     ]
     if db_url.startswith("sqlite"):
         types = store.db.execute_sql('SELECT typeof("id"), typeof("rule_id"), typeof("actions"), '
@@ -134,3 +134,31 @@ def test_write_rows_refuses_actions_json_cannot_encode_and_writes_nothing(store)
     with pytest.raises(ValidationFailed):
         store.runs.write_rows([(1, 1, 1, "a", "t", "e", "success", None, [{"ms": object()}], 1, 2, None)])
     assert store.runs.list() == []
+
+
+def run_row(run_id: int, rule_id: int | None, source: str | None, seq: int | None) -> tuple:
+    return (run_id, rule_id, 1, "alpha", "deposit.created", f"{source}:{seq}", "success", None, [], 1, 2, None,
+            source, seq)
+
+
+def test_an_events_run_of_a_rule_is_stored_once_whatever_is_written_again(store):
+    assert store.runs.write_rows([run_row(1, 7, "crm", 5), run_row(2, 8, "crm", 5)]) == 2
+    store.runs.write_rows([run_row(3, 7, "crm", 5), run_row(4, 7, "crm", 6), run_row(5, 7, None, None),
+                           run_row(6, 7, None, None)])
+    assert sorted(run["id"] for run in store.runs.list()) == [1, 2, 4, 5, 6]
+    assert store.runs.ran_since("crm", 4) == {(5, 7), (5, 8), (6, 7)}
+    assert store.runs.ran_since("crm", 5) == {(6, 7)} and store.runs.ran_since("other", 0) == set()
+
+
+def test_checkpoints_are_stored_with_the_runs_and_read_back_per_partition(store):
+    store.runs.write_rows([run_row(1, 7, "crm", 5)], [("crm", 0, 5), ("crm", 1, 5), ("erp", 0, 9)])
+    store.runs.write_rows([], [("crm", 0, 8)])
+    assert store.runs.checkpoints([0, 1]) == {"crm": {0: 8, 1: 5}, "erp": {0: 9}}
+    assert store.runs.checkpoints([1]) == {"crm": {1: 5}}
+
+
+def test_a_batch_that_fails_stores_neither_its_runs_nor_its_checkpoints(store):
+    with pytest.raises(ValidationFailed):
+        store.runs.write_rows([(*run_row(1, 7, "crm", 5)[:8], [{"bad": object()}], *run_row(1, 7, "crm", 5)[9:])],
+                              [("crm", 0, 5)])
+    assert store.runs.checkpoints([0]) == {} and store.runs.list() == []
