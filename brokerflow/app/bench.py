@@ -3,6 +3,8 @@
 Every figure is measured in the same run, so machine noise cancels out of the ratios:
 
 - ceiling: the same publisher sending the same events to a bare SUB that only decodes them;
+- relay: the same publisher → a real ``brokerflow relay`` (journal, stamping) → a bare SUB
+  that decodes (``benchrelay``), passing through and stamping, and its ratio to the ceiling;
 - engine, max rate: a real ``brokerflow serve`` process on a fresh SQLite file with 4 brands
   × 50 rules, N events from a separate publisher process, until the last run is logged;
 - engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``,
@@ -327,6 +329,8 @@ def _table(result: dict[str, Any]) -> str:
     c, m = result["ceiling"], result["max_rate"]
     lines = [f"machine: {result['machine']}",
              f"ceiling (PUB→SUB + decode)   {c['events_per_s']:>9,} events/s",
+             *[f"relay, {r['mode']:<12}         {r['events_per_s']:>9,} events/s  ({r['ratio_to_ceiling']:.0%} of "
+               f"ceiling; lost {r['lost']}; publisher → relay → SUB + decode)" for r in result.get("relay", [])],
              f"engine max rate              {m['events_per_s']:>9,} events/s  "
              f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
              f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
@@ -356,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wm-seconds", type=float, default=5.0)
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
     parser.add_argument("--soak-rate", type=int, default=5000)
+    parser.add_argument("--no-relay", action="store_true", help="skip the relay's events/s")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -364,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
                                              f"Python {platform.python_version()}"}
         result["ceiling"] = measure_ceiling(args.events, folder)
+        if not args.no_relay:
+            from brokerflow.app.benchrelay import measure_relay
+
+            result["relay"] = [measure_relay(args.events, folder, stamping) for stamping in (False, True)]
+            for relay in result["relay"]:
+                relay["ratio_to_ceiling"] = round(relay["events_per_s"] / max(1, result["ceiling"]["events_per_s"]), 3)
         engine = EngineUnderTest(folder)
         try:
             result["rules"] = load_world(engine, webhook_url)

@@ -1,4 +1,4 @@
-"""The ``brokerflow`` command: serve, token create, stats, demo, bench, sink sign.
+"""The ``brokerflow`` command: serve, relay, token create, stats, demo, bench, sink sign.
 
 The CLI is the only place that reads flags and the environment; it builds one frozen
 ``Settings`` and hands it down.
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO; WARNING for demo)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    from brokerflow.app.relaycli import add_relay
+
+    add_relay(sub)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="create a token and print it (shown once)")
@@ -176,13 +179,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.args)
 
 
+def cmd_relay(args: argparse.Namespace) -> int:
+    from brokerflow.app.relaycli import cmd_relay as run_relay
+
+    return run_relay(args)
+
+
 def cmd_sink(args: argparse.Namespace) -> int:
     from brokerflow.app.sinkcli import sign_command
 
     return sign_command(args, settings_from(args))
 
 
-COMMANDS = {"serve": cmd_serve, "token": cmd_token, "stats": cmd_stats, "demo": cmd_demo,
+COMMANDS = {"serve": cmd_serve, "relay": cmd_relay, "token": cmd_token, "stats": cmd_stats, "demo": cmd_demo,
             "bench": cmd_bench, "sink": cmd_sink}
 
 

@@ -32,3 +32,12 @@ def test_the_transport_latency_floor_receives_every_event_of_the_paced_publisher
     floor = measure_transport_latency(2000, 0.5, str(tmp_path))
     assert (floor["rate"], floor["events"], floor["received"]) == (2000, 1000, 1000)
     assert 0 <= floor["p50_ms"] <= floor["p99_ms"] <= floor["max_ms"] < 5000
+
+
+def test_the_relay_benchmark_passes_every_event_through_a_real_relay_that_stamps_them(tmp_path):
+    from brokerflow.app.benchrelay import measure_relay
+
+    figures = measure_relay(2000, str(tmp_path), stamping=True)
+    assert (figures["mode"], figures["received"], figures["lost"]) == ("stamping", 2000, 0)
+    assert figures["stop_exit_code"] == 0
+    assert figures["events_per_s"] > 0
