@@ -13,8 +13,9 @@ seq still pending, or not yet accounted for by the ingress (``positions``: the n
 take, or the first open hole), minus one. That is the checkpoint a restart replays after.
 
 Thread-safe (the ingress, the router, the rule actors and the run log all call it); every call
-takes a whole batch under one lock. Events of sources no replay endpoint serves carry tickets
-too, and are ignored here: only served sources are counted.
+takes a whole batch under one lock. Events of sources no replay endpoint serves (yet) are
+counted too, though only served sources have a watermark: a source an endpoint starts serving
+mid-stream gets no checkpoint past its events still in flight.
 """
 
 from __future__ import annotations

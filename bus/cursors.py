@@ -62,12 +62,14 @@ class Cursors:
         self.by_source: dict[str, Cursor] = {}
 
     # -- which sources are served ---------------------------------------------------------------
-    def serve(self, source: str, first_seq: int, last_seq: int, live_seq: int | None = None) -> Cursor:
+    def serve(self, source: str, first_seq: int, last_seq: int, live_seq: int | None = None,
+              live_gaps: list[tuple[int, int]] = ()) -> Cursor:
         """A replay endpoint serves ``source`` (stored ``first_seq..last_seq``).
 
         A new cursor starts at the checkpoint + 1 if there is one, else after ``live_seq`` (the
-        last seq this engine already took live, before the endpoint was known), else at the
-        journal's first seq: a source never seen is run from the start of what is stored.
+        last seq this engine already took live, before the endpoint was known; the gaps it saw
+        then, ``live_gaps``, become holes to fetch), else at the journal's first seq: a source
+        never seen is run from the start of what is stored.
         """
         cursor = self.by_source.get(source)
         if cursor is None:
@@ -78,6 +80,8 @@ class Cursors:
             else:
                 start = first_seq
             cursor = self.by_source[source] = Cursor(source, start, live=start > last_seq)
+            if source not in self._resume and live_seq is not None:
+                cursor.holes = [[first, last] for first, last in sorted(live_gaps) if last < start][-MAX_HOLES:]
         return cursor
 
     def resume_sources(self) -> list[str]:

@@ -162,7 +162,7 @@ class Ingress:
         # Keeps the GIL between frames: each release can cost this thread a switch interval.
         self._drain = open_drain(self._sock, self._max_bytes)
         if recovery is not None:
-            recovery.discover(self._dedup.last_seq)
+            recovery.discover(self._dedup.last_seq, self._dedup.open_gaps)
 
     def _open(self, settings: Settings) -> zmq.Socket:
         sock = self._context.socket(zmq.SUB)
@@ -375,9 +375,10 @@ class Ingress:
                                 event.source, first, last, last - first + 1, held_note(held))
             events.append(event)
         if recovery is not None:
-            served = recovery.cursors
-            recovery.completion.accept([(e.source, e.seq) for e in events if e.seq is not None and e.source in served],
-                                       recovery.positions())
+            # Every sequenced event is counted, served or not yet: a source an endpoint starts
+            # serving later must not have a checkpoint past its events still in flight.
+            tickets = [(e.source, e.seq) for e in events if e.seq is not None and e.source is not None]
+            recovery.completion.accept(tickets, recovery.positions())
         return events, counts
 
     def _decode(self, frames: list[bytes], received_ms: int, counts: dict[str, int]) -> Event | None:

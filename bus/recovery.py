@@ -38,6 +38,7 @@ __all__ = ["Recovery", "RECOVERY_COUNTERS"]
 log = logging.getLogger("brokerflow.bus")
 
 REFRESH_S = 10.0
+NEW_SOURCE_REFRESH_S = 1.0  # a live event of a source no endpoint listed asks again, at most this often
 DISCOVER_TIMEOUT_S = 3.0
 RECOVERY_COUNTERS = ("replayed", "gaps_filled", "gaps_open", "replay_lost", "replay_errors")
 
@@ -58,16 +59,20 @@ class Recovery:
         self.counts = {"replayed": 0, "gaps_filled": 0, "replay_lost": 0, "replay_errors": 0}
         self._lost_log = LogThrottle(10.0, 10)
         self._last_live: Callable[[str], int | None] = lambda source: None
+        self._live_gaps: Callable[[str], list[tuple[int, int]]] = lambda source: []
+        self._unknown_seen = False
+        self._last_refresh = 0.0
 
     # -- sources ----------------------------------------------------------------------------------
-    def discover(self, last_live: Callable[[str], int | None]) -> None:
+    def discover(self, last_live: Callable[[str], int | None],
+                 live_gaps: Callable[[str], list[tuple[int, int]]] = lambda source: []) -> None:
         """Ask every endpoint which sources it serves, waiting up to ``DISCOVER_TIMEOUT_S``.
 
         Called once before the ingress reads, so a restarted engine knows its served sources
         before their first live event. An endpoint that does not answer is retried later; its
         sources (known from checkpoints) are served meanwhile with holes instead of waiting.
         """
-        self._last_live = last_live
+        self._last_live, self._live_gaps = last_live, live_gaps
         for endpoint in self.client.endpoints:
             self.client.ask(endpoint, {"cmd": "SOURCES"})
         deadline = self._clock() + DISCOVER_TIMEOUT_S
@@ -92,15 +97,20 @@ class Recovery:
             self._serving.setdefault(source, endpoint)
             if source not in self.cursors:
                 cursor = self.cursors.serve(source, first if first is not None else 0,
-                                            last if last is not None else -1, self._last_live(source))
+                                            last if last is not None else -1, self._last_live(source),
+                                            self._live_gaps(source))
                 log.info("replay: source %.64r served by %s, from seq %d", source, endpoint.address,
                          cursor.next_seq)
+                self.completion.accept((), self.cursors.positions())
 
     # -- the ingress's questions ----------------------------------------------------------------
     def classify(self, event: Event) -> LiveVerdict | None:
         """None for a source no endpoint serves (the ordinary de-duplication applies)."""
         source = event.source
-        if source is None or event.seq is None or source not in self.cursors:
+        if source is None or event.seq is None:
+            return None
+        if source not in self.cursors:
+            self._unknown_seen = True  # perhaps an endpoint serves it now: ask soon
             return None
         endpoint = self._serving.get(source)
         return self.cursors.on_live(source, event.seq, endpoint is not None and endpoint.up)
@@ -116,8 +126,8 @@ class Recovery:
         for endpoint in self.client.expire():
             self.cursors.endpoint_lost([s for s, e in self._serving.items() if e is endpoint])
         now = self._clock()
-        if now >= self._next_refresh:
-            self._next_refresh = now + REFRESH_S
+        if now >= self._next_refresh or (self._unknown_seen and now - self._last_refresh >= NEW_SOURCE_REFRESH_S):
+            self._next_refresh, self._last_refresh, self._unknown_seen = now + REFRESH_S, now, False
             for endpoint in self.client.endpoints:
                 if self.client.idle(endpoint):
                     self.client.ask(endpoint, {"cmd": "SOURCES"})

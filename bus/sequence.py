@@ -100,6 +100,10 @@ class Deduplicator:
     def last_seq(self, source: str) -> int | None:
         return self._last_seq.get(source)
 
+    def open_gaps(self, source: str) -> list[tuple[int, int]]:
+        """The missing ranges of ``source`` still remembered (their late events would be taken)."""
+        return list(self._gaps.get(source, ()))
+
     def __contains__(self, event_id: str) -> bool:
         return event_id in self._ids
 
