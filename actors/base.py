@@ -52,7 +52,7 @@ class ActorStats:
         return bool(self.active or self.pending or self.mailbox())
 
     def snapshot(self) -> dict[str, Any]:
-        """PROTOCOL section 3's actor entry plus ``mean_ms`` and the actor's own gauges."""
+        """The stats reply's actor entry (docs/protocol.md, "stats") plus ``mean_ms`` and the actor's own gauges."""
         mean = self.busy_ms / self.processed if self.processed else 0.0
         return {"name": self.name, "kind": self.kind, "mailbox": self.mailbox(),
                 "processed": self.processed, "messages": self.messages, "failed": self.failed,

@@ -1,4 +1,4 @@
-"""The KYC manager: the single writer of customer KYC profiles (seed semantics in ``workflow.kyc``).
+"""The KYC manager: the single writer of customer KYC profiles (its decisions live in ``workflow.policies.kyc``).
 
 Profiles are cached here once loaded; this actor is their only writer, so the cache is the
 truth and storage is written through on every change.

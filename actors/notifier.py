@@ -1,4 +1,4 @@
-"""``notify.manager``: resolve recipients with the seed's fallback, store and publish.
+"""``notify.manager``: resolve recipients with the rule engine's fallback chain, store and publish.
 
 Most events notify someone, so the per-notification work is kept to a tuple in ``perform`` and,
 per batch, one storage statement and one locked run of sends in ``commit``.

@@ -1,4 +1,4 @@
-"""Deferred rules: ``interval`` (cron) and ``timestamp`` (at) rules fired by a ticker (seed 002).
+"""Deferred rules: ``interval`` (cron) and ``timestamp`` (at) rules fired by a ticker (an automation mode).
 
 ``Scheduler.tick(now_ms)`` is one step: for each scheduled rule it plans the due time to fire
 (``workflow.schedule``: the latest due time since the previous tick, older missed ones skipped

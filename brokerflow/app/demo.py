@@ -202,7 +202,7 @@ def _automation_tour(engine: Any, api: ApiClient) -> None:
 
     from brokerflow.workflow.modes.sinks import signed_path
 
-    print("\nAutomation modes (seed 002):")
+    print("\nAutomation modes:")
     api.call("MngAddWorkflowRule", {"rule": {
         "name": "New customers from CY start at medium risk", "brand": "alpha", "trigger": "customer.beforeCreate",
         "conditions": [{"field": "customer.country", "op": "==", "value": "CY"}],

@@ -46,7 +46,7 @@ def _bad_run(runs: Sequence[object]) -> ValidationFailed:
 
 
 def _as_dict(row: dict) -> dict:
-    """A RUN in the PROTOCOL shape: ``error`` and ``run_as`` only when set."""
+    """A RUN in the API's shape: ``error`` and ``run_as`` only when set."""
     for optional in ("error", "run_as"):
         if row[optional] is None:
             del row[optional]
