@@ -25,6 +25,7 @@ from brokerflow.workflow.reference import stored
 
 if TYPE_CHECKING:
     from brokerflow.api.access import Principal
+    from brokerflow.api.store import ApiStore
     from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Burst:
 
 
 class Services:
-    def __init__(self, store: Any, refs: ReferenceData, settings: Settings | None = None,
+    def __init__(self, store: ApiStore, refs: ReferenceData, settings: Settings | None = None,
                  now_ms: Callable[[], int] | None = None) -> None:
         self.store = store
         self.refs = refs
