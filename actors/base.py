@@ -23,6 +23,7 @@ from typing import Any
 
 import pykka
 
+from brokerflow.actors._pykka_inbox import Inbox, inbox_of, take_head
 from brokerflow.actors.messages import Evaluate, EventBatch, JobBatch, RunsFinished
 
 log = logging.getLogger("brokerflow.actors")
@@ -42,7 +43,7 @@ class ActorStats:
         self.pending = 0  # work accepted but outside the mailbox (e.g. webhooks on the pool)
         self.active = False  # a message is being handled right now (its mailbox may be empty)
         self.gauges: dict[str, int] = {}  # actor-specific figures (e.g. "active"); replaced whole, never mutated
-        self._inbox: Any = None
+        self._inbox: Inbox | None = None
 
     def mailbox(self) -> int:
         return self._inbox.qsize() if self._inbox is not None else 0
@@ -52,7 +53,7 @@ class ActorStats:
         return bool(self.active or self.pending or self.mailbox())
 
     def snapshot(self) -> dict[str, Any]:
-        """PROTOCOL section 3's actor entry plus ``mean_ms`` and the actor's own gauges."""
+        """The stats reply's actor entry (docs/protocol.md, "stats") plus ``mean_ms`` and the actor's own gauges."""
         mean = self.busy_ms / self.processed if self.processed else 0.0
         return {"name": self.name, "kind": self.kind, "mailbox": self.mailbox(),
                 "processed": self.processed, "messages": self.messages, "failed": self.failed,
@@ -89,32 +90,35 @@ COALESCING = (EventBatch, Evaluate, JobBatch, RunsFinished)
 COALESCE_MAX_ITEMS = 5000
 
 
-def coalesce(first: Any, inbox: Any, limit: int = COALESCE_MAX_ITEMS) -> Any:
-    """``first`` merged with the same-kind batches waiting at the head of ``inbox``.
+def coalesce(first: Any, inbox: Inbox, limit: int = COALESCE_MAX_ITEMS) -> Any:
+    """``first`` merged with the same-kind batches told to ``inbox`` right behind it.
 
-    ``inbox`` is the actor's own ``queue.Queue`` of pykka envelopes: only this actor takes from
-    it, other threads only append, so what is at the head under the queue's lock is ours to take.
-    An envelope waiting for a reply (an ``ask``) is never merged.
+    The first waiting batch always merges; later ones only while the merged batch stays within
+    ``limit`` items. Reading the mailbox is ``actors._pykka_inbox``'s job (pykka internals).
     """
     kind = type(first)
     items = _items(first)
     if len(items) >= limit:
         return first
-    merged = None
-    with inbox.mutex:
-        waiting = inbox.queue
-        while waiting:
-            head = waiting[0]
-            if type(head.message) is not kind or head.reply_to is not None:
-                break
-            more = _items(head.message)
-            if merged is not None and len(merged) + len(more) > limit:
-                break
-            waiting.popleft()
-            if merged is None:
-                merged = list(items)
-            merged.extend(more)
-    return first if merged is None else kind(tuple(merged))
+    total = -1  # items merged so far, -1 until the first waiting batch is taken
+
+    def fits(message: Any) -> bool:
+        nonlocal total
+        if type(message) is not kind:
+            return False
+        size = len(_items(message))
+        if total >= 0 and total + size > limit:
+            return False
+        total = (len(items) if total < 0 else total) + size
+        return True
+
+    taken = take_head(inbox, fits)
+    if not taken:
+        return first
+    merged = list(items)
+    for batch in taken:
+        merged.extend(_items(batch))
+    return kind(tuple(merged))
 
 
 def _items(batch: Any) -> tuple:
@@ -133,13 +137,13 @@ class SafeActor(pykka.ThreadingActor):
         self.handlers: dict[type, Callable[[Any], Any]] = {}
 
     def on_start(self) -> None:
-        self.cell._inbox = self.actor_inbox
+        self.cell._inbox = inbox_of(self)
 
     def on_receive(self, message: Any) -> Any:
         started = time.perf_counter()
         self.cell.active = True
         if type(message) in COALESCING:
-            message = coalesce(message, self.actor_inbox)
+            message = coalesce(message, inbox_of(self))
         try:
             handler = self.handlers.get(type(message))
             if handler is None:
@@ -159,7 +163,7 @@ class SafeActor(pykka.ThreadingActor):
             self.cell.active = False
 
     def inbox_empty(self) -> bool:
-        return self.actor_inbox.empty()
+        return inbox_of(self).empty()
 
 
 def _size(message: Any) -> int:

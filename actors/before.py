@@ -1,4 +1,4 @@
-"""Before-hooks: rules that run inside the caller's request, before a record is written (seed 002).
+"""Before-hooks: rules that run inside the caller's request, before a record is written (an automation mode).
 
 The matching rules of the record's brand run one after another in priority order, each seeing
 the record as the earlier ones left it. A rule's actions run through the ordinary action

@@ -8,8 +8,8 @@ it and a rule that keeps changing customers stops at the loop bound.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from brokerflow.actors.actions import ActionActor
 from brokerflow.actors.base import StatsRegistry
@@ -19,17 +19,26 @@ from brokerflow.errors import ActionFailed
 from brokerflow.workflow.events import Event
 from brokerflow.workflow.reference import ReferenceData
 
+if TYPE_CHECKING:
+    from brokerflow.bus.outbound import Outbound
+
 log = logging.getLogger("brokerflow.customer")
 
 PRUNE_AT = 4096
 FIELD_OF = {"customer.set_risk_level": "risk_level", "customer.set_status": "status"}
 
 
+class CustomerRecords(Protocol):
+    """``store.reference`` of the storage package, as customer actions write it."""
+
+    def upsert_many(self, kind: str, records: Iterable[dict]) -> list[dict]: ...
+
+
 class CustomerActor(ActionActor):
     kind = "customer"
 
     def __init__(self, stats: StatsRegistry, pipeline: Pipeline, now_ms: Callable[[], int],
-                 refs: ReferenceData, reference_repo: Any, outbound: Any,
+                 refs: ReferenceData, reference_repo: CustomerRecords, outbound: Outbound,
                  echo: Callable[[list[Event]], None]) -> None:
         super().__init__("customer", stats, pipeline, now_ms)
         self.refs, self.repo, self.outbound, self.echo = refs, reference_repo, outbound, echo

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import EmailDone, JobBatch, RunJob
@@ -18,6 +18,9 @@ from brokerflow.actors.pipeline import Pipeline
 from brokerflow.bus.smtp import Mail
 from brokerflow.errors import BrokerflowError
 from brokerflow.workflow.templates import render
+
+if TYPE_CHECKING:
+    from brokerflow.bus.smtp import SmtpRelay
 
 log = logging.getLogger("brokerflow.email")
 
@@ -31,7 +34,7 @@ def build_mail(job: RunJob, params: Mapping[str, Any], sender: str) -> Mail:
 class EmailActor(SafeActor):
     kind = "email"
 
-    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, relay: Any, sender: str,
+    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, relay: SmtpRelay | None, sender: str,
                  on_sent: Callable[[Mapping[str, Any], RunJob], None], workers: int = 4) -> None:
         super().__init__("email", stats)
         self.pipeline, self.relay, self.sender, self.on_sent = pipeline, relay, sender, on_sent

@@ -1,4 +1,4 @@
-"""The KYC manager: the single writer of customer KYC profiles (seed semantics in ``workflow.kyc``).
+"""The KYC manager: the single writer of customer KYC profiles (its decisions live in ``workflow.policies.kyc``).
 
 Profiles are cached here once loaded; this actor is their only writer, so the cache is the
 truth and storage is written through on every change.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from brokerflow.actors.actions import ActionActor
 from brokerflow.actors.base import StatsRegistry
@@ -19,16 +19,30 @@ from brokerflow.errors import ActionFailed
 from brokerflow.workflow.policies import kyc
 from brokerflow.workflow.reference import ReferenceData
 
+if TYPE_CHECKING:
+    from brokerflow.bus.outbound import Outbound
+
 log = logging.getLogger("brokerflow.kyc")
 
 PROFILE_CACHE = 50_000
+
+
+class KycProfiles(Protocol):
+    """``store.kyc`` of the storage package: the profiles this actor alone writes."""
+
+    def get_profile(self, customer_id: int) -> dict | None: ...
+
+    def get_profiles(self, customer_ids: list[int]) -> dict[int, dict]: ...
+
+    def save_profiles(self, profiles: list[dict]) -> list[dict]: ...
 
 
 class KycActor(ActionActor):
     kind = "kyc"
 
     def __init__(self, stats: StatsRegistry, pipeline: Pipeline, now_ms: Callable[[], int],
-                 refs: ReferenceData, kyc_repo: Any, outbound: Any, completion: Completion | None = None) -> None:
+                 refs: ReferenceData, kyc_repo: KycProfiles, outbound: Outbound,
+                 completion: Completion | None = None) -> None:
         super().__init__("kyc", stats, pipeline, now_ms)
         self.refs, self.repo, self.outbound = refs, kyc_repo, outbound
         self.completion = completion

@@ -183,7 +183,7 @@ class WebhookDone:
     ms: float
 
 
-# -- automation modes (seed 002) -----------------------------------------------------------------
+# -- the automation modes (docs/automation.md) -------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class BeforeRequest:
     """A system is about to write ``record``; the reply gets ``{"record", "changed"}`` or an error."""

@@ -1,4 +1,4 @@
-"""``notify.manager``: resolve recipients with the seed's fallback, store and publish.
+"""``notify.manager``: resolve recipients with the rule engine's fallback chain, store and publish.
 
 Most events notify someone, so the per-notification work is kept to a tuple in ``perform`` and,
 per batch, one storage statement and one locked run of sends in ``commit``.
@@ -6,8 +6,8 @@ per batch, one storage statement and one locked run of sends in ``commit``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from brokerflow.actors.actions import ActionActor
 from brokerflow.actors.base import StatsRegistry
@@ -18,12 +18,21 @@ from brokerflow.workflow.policies import recipients as notify
 from brokerflow.workflow.reference import ReferenceData
 from brokerflow.workflow.templates import render
 
+if TYPE_CHECKING:
+    from brokerflow.bus.outbound import Outbound
+
+
+class NotificationRows(Protocol):
+    """``store.notifications`` of the storage package: rows in its column order."""
+
+    def add_rows(self, rows: Sequence[Sequence[object]]) -> int: ...
+
 
 class NotifierActor(ActionActor):
     kind = "notifier"
 
     def __init__(self, stats: StatsRegistry, pipeline: Pipeline, now_ms: Callable[[], int],
-                 refs: ReferenceData, notifications_repo: Any, outbound: Any) -> None:
+                 refs: ReferenceData, notifications_repo: NotificationRows, outbound: Outbound) -> None:
         super().__init__("notifier", stats, pipeline, now_ms)
         self.refs, self.repo, self.outbound = refs, notifications_repo, outbound
         # Rows in the repository's column order: manager_id, message, rule_id, run_id, brand, created_at.

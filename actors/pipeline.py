@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+
+import pykka
 
 from brokerflow.actors.messages import JobBatch, RunJob, RunsFinished
 from brokerflow.workflow.catalog import ACTIONS
@@ -32,9 +33,9 @@ class Pipeline:
     """Holds the action actors' refs (filled in once they have started) and dispatches jobs."""
 
     def __init__(self) -> None:
-        self.refs: dict[str, Any] = {}
+        self.refs: dict[str, pykka.ActorRef] = {}
 
-    def register(self, executor: str, ref: Any) -> None:
+    def register(self, executor: str, ref: pykka.ActorRef) -> None:
         self.refs[executor] = ref
 
     def dispatch(self, jobs: Iterable[RunJob]) -> None:

@@ -32,10 +32,10 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import pykka
 
@@ -85,6 +85,24 @@ class Sweep:
     size: ClassVar[int] = 0
 
 
+class FlowSource(Protocol):
+    """``store.flows`` of the storage package, as the flow cache reads it."""
+
+    def get(self, name: str, version: int | None = None) -> dict: ...
+
+
+class ProcessStates(Protocol):
+    """``store.processes`` of the storage package: where a process's state is kept."""
+
+    def create(self, state: dict) -> str | int: ...
+
+    def load(self, pid: str) -> dict | None: ...
+
+    def save(self, state: dict, text: str | None = None) -> None: ...
+
+    def save_many(self, states: Sequence[tuple[dict, str | None]]) -> dict[str, Exception]: ...
+
+
 class FlowCache:
     """Flow definitions by (name, version); a version never changes, so only 'latest' expires.
 
@@ -92,7 +110,7 @@ class FlowCache:
     generation counter keeps that worker from caching what it read before the change.
     """
 
-    def __init__(self, flows_repo: Any) -> None:
+    def __init__(self, flows_repo: FlowSource) -> None:
         self.repo = flows_repo
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
         self.latest: dict[str, dict[str, Any]] = {}
@@ -155,7 +173,7 @@ class ProcessShard:
     actor thread never builds on a state that is not stored yet.
     """
 
-    def __init__(self, index: int, stats: StatsRegistry, flows: FlowCache, repo: Any, pipeline: Pipeline,
+    def __init__(self, index: int, stats: StatsRegistry, flows: FlowCache, repo: ProcessStates, pipeline: Pipeline,
                  run_ids: RunIds, now_ms: Callable[[], int], live_cap: int, idle_s: float) -> None:
         self.name = f"process-worker:{index}"
         self.cell = stats.cell(self.name, KIND)
@@ -319,21 +337,27 @@ class ProcessWorker(SafeActor):
         self.shard.sweep(message.now_ms)
 
 
+class Burst(Protocol):
+    """``api.services.Burst``: work a front door's loop finishes once it has served the burst."""
+
+    def pending(self, finish: Callable[[BurstBatch], None], start: Callable[[], BurstBatch]) -> BurstBatch: ...
+
+
 class ProcessManager:
     """The front of the pool: picks the worker for a pid; the Services' process handler."""
 
-    def __init__(self, workers: list[Any], flows: FlowCache, now_ms: Callable[[], int] | None = None,
+    def __init__(self, workers: list[pykka.ActorRef], flows: FlowCache, now_ms: Callable[[], int] | None = None,
                  sweep_interval_s: float = MAX_SWEEP_INTERVAL_S, shards: list[ProcessShard] | None = None) -> None:
         self.workers, self.flows, self.shards = workers, flows, shards or []
         self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
 
-    def worker_for(self, pid: str) -> Any:
+    def worker_for(self, pid: str) -> pykka.ActorRef:
         return self.workers[self._index(pid)]
 
     def _index(self, pid: str) -> int:
         return zlib.crc32(pid.encode()) % len(self.workers)
 
-    def handle(self, cmd: str, params: dict[str, Any], _principal: Any, burst: Any = None,
+    def handle(self, cmd: str, params: dict[str, Any], _principal: object, burst: Burst | None = None,
                guard: ProcessGuard | None = None) -> Future:
         """The command's reply. With ``burst`` (``api.services.Burst``) the command is applied on
         the calling thread and answered when the burst closes, after one commit for all of it.
@@ -419,7 +443,7 @@ def sweep_interval_s(idle_s: float) -> float:
     return min(MAX_SWEEP_INTERVAL_S, max(0.05, idle_s / 2))
 
 
-def start_process_pool(count: int, stats: StatsRegistry, flows: FlowCache, repo: Any, pipeline: Pipeline,
+def start_process_pool(count: int, stats: StatsRegistry, flows: FlowCache, repo: ProcessStates, pipeline: Pipeline,
                        run_ids: RunIds, now_ms: Callable[[], int], live_cap: int,
                        idle_s: float) -> ProcessManager:
     """``count`` workers sharing ``live_cap`` live processes; the engine runs ``run_sweeper``."""

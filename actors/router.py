@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pykka
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
@@ -20,6 +22,9 @@ from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
 from brokerflow.workflow.reference import ReferenceData
 from brokerflow.workflow.triggers import map_trigger
+
+if TYPE_CHECKING:
+    from brokerflow.bus.ingress import Handoff
 
 log = logging.getLogger("brokerflow.router")
 
@@ -87,12 +92,22 @@ class RouterCounters:
                 "no_trigger": self.no_trigger, "reference_unstored": self.reference_unstored}
 
 
+class ReferenceRecords(Protocol):
+    """``store.reference`` of the storage package: where the replica's records are kept."""
+
+    def upsert_many(self, kind: str, records: Iterable[dict]) -> list[dict]: ...
+
+    def upsert_each(self, kind: str, records: Iterable[dict]) -> list[tuple[int, Exception]]: ...
+
+    def delete(self, kind: str, key: object) -> bool: ...
+
+
 class RouterActor(SafeActor):
     kind = "router"
 
-    def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: Any,
-                 brand_actor_factory: Callable[[str], Any], kyc_ref: Any,
-                 counters: RouterCounters, depth_limit: int, handoff: Any = None,
+    def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: ReferenceRecords,
+                 brand_actor_factory: Callable[[str], pykka.ActorRef], kyc_ref: pykka.ActorRef,
+                 counters: RouterCounters, depth_limit: int, handoff: Handoff | None = None,
                  completion: Completion | None = None) -> None:
         super().__init__("router", stats)
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
@@ -100,7 +115,7 @@ class RouterActor(SafeActor):
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
         self.counters, self.depth_limit = counters, depth_limit
         self.completion = completion  # replay-served events: routed-and-done is settled here
-        self.brand_actors: dict[str, Any] = {}
+        self.brand_actors: dict[str, pykka.ActorRef] = {}
         self.echoes = EchoMemory()
         self.handlers = {EventBatch: self.on_events, ReferenceUpdate: self.on_reference,
                          ReloadRules: self.on_reload}

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any
+from typing import Protocol
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
@@ -24,6 +24,12 @@ log = logging.getLogger("brokerflow.rules")
 NO_EXTRA: MappingProxyType = MappingProxyType({})  # shared by every rule run without run_as
 
 
+class RunIdSource(Protocol):
+    """``store.runs`` of the storage package, as ``RunIds`` uses it."""
+
+    def allocate_ids(self, n: int) -> range: ...
+
+
 class RunIds:
     """Run ids handed out from blocks reserved in storage: unique across engines, cheap per run.
 
@@ -33,7 +39,7 @@ class RunIds:
     did so meanwhile.
     """
 
-    def __init__(self, runs_repo: Any, block: int = 1000) -> None:
+    def __init__(self, runs_repo: RunIdSource, block: int = 1000) -> None:
         self.runs_repo, self.block = runs_repo, block
         self._lock = threading.Lock()
         self._ids = iter(())

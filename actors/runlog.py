@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from typing import Any, Protocol
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Flush, RunJob, RunsFinished
@@ -94,10 +94,16 @@ class RunCounters:
         return dict(self.values)
 
 
+class RunRows(Protocol):
+    """``store.runs`` of the storage package, as the run log writes it."""
+
+    def write_rows(self, rows: Sequence[Sequence[object]]) -> int: ...
+
+
 class RunLogActor(SafeActor):
     kind = "runlog"
 
-    def __init__(self, stats: StatsRegistry, runs_repo: Any, counters: RunCounters,
+    def __init__(self, stats: StatsRegistry, runs_repo: RunRows, counters: RunCounters,
                  now_ms: Callable[[], int], batch_rows: int = 1000,
                  on_logged: Callable[[list[dict[str, Any]]], None] | None = None,
                  completion: Completion | None = None, partitions: tuple[int, ...] = ()) -> None:

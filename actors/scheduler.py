@@ -1,4 +1,4 @@
-"""Deferred rules: ``interval`` (cron) and ``timestamp`` (at) rules fired by a ticker (seed 002).
+"""Deferred rules: ``interval`` (cron) and ``timestamp`` (at) rules fired by a ticker (an automation mode).
 
 ``Scheduler.tick(now_ms)`` is one step: for each scheduled rule it plans the due time to fire
 (``workflow.schedule``: the latest due time since the previous tick, older missed ones skipped
@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+import pykka
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import RunJob, Tick
@@ -39,10 +41,26 @@ KEEP_CLAIMS_MS = 7 * 86_400_000
 _EXECUTORS = {kind: spec.executor for kind, spec in ACTIONS.items()}
 
 
+class ScheduleClaims(Protocol):
+    """``store.schedules`` of the storage package: who fired which due time."""
+
+    def claim(self, rule_id: int, due_at_ms: int) -> bool: ...
+
+    def prune(self, before_ms: int) -> int: ...
+
+
+class MetaValues(Protocol):
+    """``store.meta`` of the storage package: the previous tick's time lives there."""
+
+    def get(self, key: str, default: str | None = None) -> str | None: ...
+
+    def set(self, key: str, value: str) -> None: ...
+
+
 class Scheduler:
     """The scheduler's logic over storage and the replica; the actor and tests call ``tick``."""
 
-    def __init__(self, rules: ModeRules, schedules_repo: Any, meta_repo: Any, refs: ReferenceData,
+    def __init__(self, rules: ModeRules, schedules_repo: ScheduleClaims, meta_repo: MetaValues, refs: ReferenceData,
                  run_ids: RunIds) -> None:
         self.rules, self.schedules, self.meta, self.refs = rules, schedules_repo, meta_repo, refs
         self.run_ids = run_ids
@@ -113,7 +131,7 @@ class SchedulerActor(SafeActor):
 class Ticker:
     """Tells the scheduler ``Tick(now)`` every ``interval_s`` (``EVENTBUS_SCHEDULER_INTERVAL``)."""
 
-    def __init__(self, interval_s: float, scheduler_ref: Any, clock_ms: Callable[[], int]) -> None:
+    def __init__(self, interval_s: float, scheduler_ref: pykka.ActorRef, clock_ms: Callable[[], int]) -> None:
         self.interval_s, self.scheduler_ref, self.clock_ms = interval_s, scheduler_ref, clock_ms
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None

@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
@@ -20,6 +20,9 @@ from brokerflow.actors.pipeline import Pipeline
 from brokerflow.bus.webhook_sender import WebhookRequest
 from brokerflow.workflow.policies import webhook_requests as webhooks
 from brokerflow.workflow.templates import render
+
+if TYPE_CHECKING:
+    from brokerflow.bus.webhook_sender import WebhookSender
 
 log = logging.getLogger("brokerflow.webhook")
 
@@ -49,7 +52,7 @@ def host_of(job: RunJob) -> str:
 class WebhookActor(SafeActor):
     kind = "webhook"
 
-    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, sender: Any, workers: int,
+    def __init__(self, stats: StatsRegistry, pipeline: Pipeline, sender: WebhookSender, workers: int,
                  per_host: int | None = None, now_ms: Callable[[], int] | None = None) -> None:
         super().__init__("webhook", stats)
         self.pipeline, self.sender = pipeline, sender

@@ -1,4 +1,4 @@
-"""The access model of seed ``000``: who may run a command, and which brand a token may touch.
+"""The management API's access model: who may run a command, and which brand a token may touch.
 
 A command names the roles that may run it (``None``: any valid token). A token created with
 a brand is *brand-scoped*: it sees only that brand's data and touches only that brand's
@@ -18,7 +18,7 @@ from brokerflow.errors import AccessDenied, Unauthenticated
 from brokerflow.workflow.catalog import ROLES
 
 ADMIN = "SESSION_ADMIN"
-READ_ROLES: frozenset[str] = frozenset(ROLES)  # the seed's five session roles
+READ_ROLES: frozenset[str] = frozenset(ROLES)  # the five session roles
 ADMIN_ONLY: frozenset[str] = frozenset({ADMIN})
 ANY_TOKEN = None  # roles value of commands any valid token may run (the Workflow Machine)
 PRINCIPAL_TTL_S = 5.0  # how long a revocation made outside this process may go unnoticed

@@ -1,4 +1,4 @@
-"""The universal envelope of seed ``001``: every reply of the REP API and the HTTP gateway.
+"""The universal envelope: every reply of the REP API and the HTTP gateway.
 
 ``failure`` is the one place an exception becomes an error envelope. Errors of the
 ``brokerflow.errors`` tree carry their own code, title and HTTP status; anything else is a bug,

@@ -32,7 +32,7 @@ from brokerflow.api import envelope
 from brokerflow.api.dispatcher import Dispatcher
 from brokerflow.api.framing import decode_request, encode_reply, wants_json
 from brokerflow.api.services import Burst
-from brokerflow.bus._libzmq import multipart_sender
+from brokerflow.bus import multipart_sender
 from brokerflow.errors import BadRequest
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class ApiServer:
         self._sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes * HARD_CAP_FACTOR + 65536)
         self._sock.bind(bind_endpoint)
         self.endpoint: str = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        # Replies go out with the GIL held (bus._libzmq), as the outbound PUB's messages do: pyzmq
+        # Replies go out with the GIL held (bus.multipart_sender), as the outbound PUB's messages do: pyzmq
         # releases it for each frame, and beside busy threads each release waits to get it back.
         self._send_frames = (multipart_sender(self._sock) if hold_gil else None) or self._pyzmq_send
         self._wake_r, self._wake_w = socket.socketpair()

@@ -25,6 +25,7 @@ from brokerflow.workflow.reference import stored
 
 if TYPE_CHECKING:
     from brokerflow.api.access import Principal
+    from brokerflow.api.store import ApiStore
     from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Burst:
 
 
 class Services:
-    def __init__(self, store: Any, refs: ReferenceData, settings: Settings | None = None,
+    def __init__(self, store: ApiStore, refs: ReferenceData, settings: Settings | None = None,
                  now_ms: Callable[[], int] | None = None) -> None:
         self.store = store
         self.refs = refs
@@ -143,12 +144,20 @@ class Services:
 
     def before(self, resource: str, operation: str, record: dict[str, Any],
                principal: Principal) -> dict[str, Any] | Future[dict[str, Any]]:
+        """A before-hook's answer: ``{"record", "changed"}``, or the error ``REJECTED`` or ``ACTION_FAILED``."""
         return self._required(self.before_handler, "before-hooks")(resource, operation, record, principal)
 
     def exec_rule(self, rule: dict[str, Any], input: Any, principal: Principal) -> Future[dict[str, Any]]:
+        """Run a manual rule with ``input`` (RBAC already checked by the command); the RUN comes later."""
         return self._required(self.exec_handler, "manual rule execution")(rule, input, principal)
 
     def sink(self, route: str, request: dict[str, Any]) -> Future[dict[str, Any]]:
+        """A sink route's answer: ``{"status", "headers", "body" (str or bytes)}``.
+
+        ``request`` is ``{"method", "route", "headers" (lower-case names), "query" (first value per
+        key), "body" (bytes), "content_type"}``, the same from every front door; a bad signature
+        raises ``Unauthenticated``.
+        """
         return self._required(self.sink_handler, "sink routes")(route, request)
 
     @staticmethod

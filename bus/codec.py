@@ -25,7 +25,7 @@ _KNOWN_TOPICS = {topic.encode("utf-8"): topic for topic in TOPICS}
 
 
 def encode(topic: str, payload: Mapping[str, Any]) -> list[bytes]:
-    """The two frames ``[topic, msgpack(payload)]`` of PROTOCOL §2/§4."""
+    """The two frames ``[topic, msgpack(payload)]`` of a bus event and an outbound message (docs/protocol.md)."""
     return [topic.encode("utf-8"), msgpack.packb(payload, use_bin_type=True)]
 
 

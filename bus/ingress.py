@@ -117,7 +117,7 @@ class Handoff:
 
 
 class Ingress:
-    """The SUB socket of PROTOCOL §2 and its counters."""
+    """The event bus's SUB socket and its counters."""
 
     def __init__(self, settings: Settings, sink: Callable[[list[Event]], None],
                  event_store: EventStore | None = None, clock: Callable[[], float] = time.time,

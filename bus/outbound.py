@@ -1,4 +1,4 @@
-"""The engine's outbound PUB (PROTOCOL §4): ``notify.manager``, ``customer.changed``, ``kyc.changed``.
+"""The engine's outbound PUB: ``notify.manager``, ``customer.changed``, ``kyc.changed``.
 
 Several action actors send from their own threads and a ZeroMQ socket must not be used by two
 threads at once, so sending holds a lock around the socket; a send is a non-blocking enqueue

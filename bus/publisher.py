@@ -1,4 +1,4 @@
-"""The producers' library: publish PROTOCOL §2 events with per-source sequence numbers.
+"""The producers' library: publish bus events (docs/protocol.md) with per-source sequence numbers.
 
 Usage::
 

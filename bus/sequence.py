@@ -1,4 +1,4 @@
-"""De-duplication and gap detection for bus events (PROTOCOL §2): pure data, no I/O.
+"""De-duplication and gap detection for bus events (docs/runtime.md): pure data, no I/O.
 
 An event is a duplicate when its ``id`` was seen recently, or when its ``(source, seq)`` is at or
 below the last sequence number taken from that source. A sequence number more than one above

@@ -287,7 +287,7 @@ class _CappedSMTP(SMTP):
     """aiosmtpd's protocol with a cap on concurrent sessions: past it a peer is told ``421`` and
     disconnected before any session state exists, so idle or slow peers cannot pile up."""
 
-    def __init__(self, handler: Any, sessions: _Sessions, **kwargs: Any) -> None:
+    def __init__(self, handler: _Handler, sessions: _Sessions, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._sessions, self._refused = sessions, False
 
@@ -324,7 +324,7 @@ class _BoundController(Controller):
     """aiosmtpd's threaded controller serving a socket bound up front: a port in use fails at
     once (not after the controller's ready timeout) and port 0 picks a free port."""
 
-    def __init__(self, handler: Any, host: str, port: int, max_sessions: int, **kwargs: Any) -> None:
+    def __init__(self, handler: _Handler, host: str, port: int, max_sessions: int, **kwargs: Any) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.create_server((host, port), family=family)
         self.sessions = _Sessions(max_sessions)

@@ -1,4 +1,4 @@
-"""The HTTP edge of the ``webhook.send`` action (seed 000): one blocking, thread-safe sender.
+"""The HTTP edge of the rule engine's ``webhook.send`` action: one blocking, thread-safe sender.
 
 Semantics: method defaults to POST, ``timeout_ms`` is clamped to 1000..30000 and bounds the
 connect and then the whole reply, however slowly its server sends it; only a 2xx is a

@@ -33,7 +33,7 @@ def _create_tables(db: peewee.Database, models: Models) -> None:
 
 
 def _runs_run_as(db: peewee.Database, models: Models) -> None:
-    """2: a run records the manager a deferred or sink run acts for (PROTOCOL section 6)."""
+    """2: a run records the manager a deferred or sink run acts for (the automation modes)."""
     columns = {column.name for column in db.get_columns("runs")}
     if "run_as" not in columns:
         db.execute_sql('ALTER TABLE "runs" ADD COLUMN "run_as" BIGINT')

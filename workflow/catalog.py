@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# Event triggers: the seed's trigger mapping (workflow.triggers turns bus events into these).
+# Event triggers: the rule engine's trigger mapping (workflow.triggers turns bus events into these).
 TRADE_TRIGGERS = ("trade.opened", "trade.closed", "deposit.created", "withdrawal.created")
 ACCOUNT_TRIGGERS = ("account:added", "account:updated", "account:deleted")
 CUSTOMER_TRIGGERS = ("customer.created", "customer.updated")
@@ -19,7 +19,7 @@ DEFAULT_PRIORITY = 100  # a rule without a priority runs after those that have a
 
 EVENT_TRIGGERS = TRADE_TRIGGERS + ACCOUNT_TRIGGERS + CUSTOMER_TRIGGERS + KYC_TRIGGERS
 
-# Automation-mode triggers (PROTOCOL section 6).
+# The automation modes' triggers (docs/automation.md).
 CUSTOMER_HOOKS = ("customer.beforeCreate", "customer.beforeUpdate")
 ACCOUNT_HOOKS = ("account.beforeCreate", "account.beforeUpdate")
 BEFORE_TRIGGERS = CUSTOMER_HOOKS + ACCOUNT_HOOKS

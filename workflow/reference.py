@@ -268,7 +268,7 @@ class ReferenceData:
 
     def amount_usd(self, record: Mapping[str, Any],
                    group: Mapping[str, Any] | None) -> tuple[float | None, str | None]:
-        """A balance operation or trade in USD (PROTOCOL section 2), or None and why not."""
+        """A balance operation or trade in USD (docs/runtime.md), or None and why not."""
         given = record.get("amount_usd")
         if given is not None:
             return given, None

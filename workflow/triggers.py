@@ -1,4 +1,4 @@
-"""Bus event -> rule trigger: exactly the seed's "Supported trigger mapping", nothing more.
+"""Bus event -> rule trigger: exactly the rule engine's trigger mapping, nothing more.
 
 Events that map to no trigger (trade updates, deletes, kyc steps in other states, reference
 topics) still update the reference replica; they just fire no rule.
@@ -28,7 +28,7 @@ _KYC_STATUS = {"approved": "kyc.step.approved", "rejected": "kyc.step.rejected"}
 
 
 def map_trigger(event: Event) -> str | None:
-    """The trigger ``event`` fires, or None when the seed's table has no row for it."""
+    """The trigger ``event`` fires, or None when the trigger mapping has no row for it."""
     if event.topic == "trade.push":
         return _TRADE.get((event.event, event.record.get("cmd")))
     if event.topic == "account.push":

@@ -1,11 +1,11 @@
-"""Automation modes reached through the API (seed ``002``): before-hooks and manual execution.
+"""The automation modes reached through the API (docs/automation.md): before-hooks and manual execution.
 
 ``Before`` runs inside the caller's request: the system about to write a customer or account
 asks, and gets the record back (possibly changed), ``REJECTED`` or ``ACTION_FAILED``. It runs
 the matching rules' actions for real (notifications, webhooks, customer and KYC changes), so it
 takes the role that executing actions takes: ``SESSION_ADMIN`` (a scoped one for its brand),
 never a read-only role; a hook rule has no ``exec_roles`` to widen that. ``MngExecWorkflowRule``
-checks RBAC first — admin, or a role in the rule's ``exec_roles`` — as the seed says; the
+checks RBAC first — admin, or a role in the rule's ``exec_roles`` — as docs/automation.md says; the
 rule's ``run_as`` plays no part in that check.
 """
 

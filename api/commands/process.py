@@ -1,6 +1,6 @@
-"""The Workflow Machine's eight commands (seed ``001``), handed to the engine's process actors.
+"""The Workflow Machine's eight commands, handed to the engine's process actors.
 
-Any valid token may drive processes (PROTOCOL section 5); a brand-scoped one only processes of
+Any valid token may drive processes (docs/workflow-machine.md); a brand-scoped one only processes of
 its brand and customers of its brand, which the process workers check under the pid's lock
 (``api.access.ProcessScope``, handed on by ``Services.process``). The reply comes later: the
 handler returns the engine's Future, so a process waiting for its mailbox never holds up the socket.

@@ -11,7 +11,7 @@ A scoped admin may neither change a record of another brand nor move one into an
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brokerflow.api.access import ADMIN_ONLY, Principal, can_see, require_brand, require_unscoped, scope_filter
 from brokerflow.api.commands._params import get
@@ -19,6 +19,9 @@ from brokerflow.api.commands._registry import CommandContext, command
 from brokerflow.errors import NotFound, ValidationFailed
 from brokerflow.workflow.events import RECORD_SCHEMAS, REFERENCE_TOPICS
 from brokerflow.workflow.reference import KINDS as REFERENCE_KINDS
+
+if TYPE_CHECKING:
+    from brokerflow.api.store import ApiStore
 
 # API name -> storage/replica kind.
 KINDS = {
@@ -65,7 +68,7 @@ def check_record(kind: str, record: Mapping[Any, Any]) -> dict[str, Any]:
 class Scope:
     """The brand of reference records, as one command sees them (group brands looked up once)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: ApiStore) -> None:
         self._store = store
         self._group_brands: dict[str, str | None] | None = None
 
@@ -101,7 +104,7 @@ def _key(kind: str, record: Mapping[str, Any]) -> Any:
     return values if len(values) > 1 else values[0]
 
 
-def require_record_scope(store: Any, principal: Principal, kind: str, record: Mapping[str, Any]) -> None:
+def require_record_scope(store: ApiStore, principal: Principal, kind: str, record: Mapping[str, Any]) -> None:
     """``AccessDenied`` unless ``principal`` may write ``record`` over what is stored under its key."""
     if principal.brand is None and kind != "rate":
         return

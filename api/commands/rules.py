@@ -1,6 +1,6 @@
 """Workflow rules: validate, add, update, archive, delete, read, list, and dry-run.
 
-Writes are admin-only (seed ``000``, "Access Model"); a brand-scoped token reads and writes
+Writes are admin-only (the access model, ``api.access``); a brand-scoped token reads and writes
 only rules of its brand and may not move a rule to another brand; its dry runs may not reach a
 stored account or customer of another brand (the replica's records are merged into what a dry
 run shows). Every stored change tells
@@ -209,7 +209,7 @@ def test_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     rule = _rule_to_test(ctx, params)
     spec = params.get("event")
     refs = ctx.services.refs
-    if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # seed 002: workflow.mode_dryrun
+    if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # an automation mode: workflow.modes.dryrun
         _require_hook_scope(ctx.principal, spec["topic"], spec.get("payload"), refs)
         return dry_run_mode(rule, spec["topic"], spec.get("payload"), refs)
     event = _event(ctx, params)

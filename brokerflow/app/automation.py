@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
+import pykka
+
 from brokerflow.actors.before import DEFAULT_BUDGET_MS, BeforeActor, BeforeHooks
 from brokerflow.actors.email import EmailActor
 from brokerflow.actors.inline import InlineActor
@@ -45,7 +47,7 @@ class Automation(Extension):
         self.rules = ModeRules()
         self.ticker: Ticker | None = None
         self.listener: SmtpListener | None = None
-        self.refs: list[Any] = []
+        self.refs: list[pykka.ActorRef] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
     def after_actors_started(self, parts: EngineParts) -> None:

@@ -12,15 +12,20 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import zmq
 
 from brokerflow.api.client import ApiClient, format_stats
 from brokerflow.settings import Settings
+
+if TYPE_CHECKING:  # for the annotations only: the demo imports them where it runs, as before
+    from brokerflow.app.engine import Engine
+    from brokerflow.bus.publisher import Publisher
 
 REFERENCE: dict[str, list[dict[str, Any]]] = {
     "Group": [{"group": "real\\alpha-usd", "brand": "alpha", "currency": "USD"},
@@ -125,7 +130,7 @@ def _subscribe(endpoint: str) -> tuple[zmq.Socket, list[tuple[str, dict]], threa
     return socket, received, stop
 
 
-def _wait(predicate: Any, timeout_s: float = 10.0) -> bool:
+def _wait(predicate: Callable[[], object], timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -154,7 +159,7 @@ def run_demo() -> int:
             receiver.shutdown()
 
 
-def _tour(engine: Any, webhook_url: str, publisher_cls: Any) -> int:
+def _tour(engine: Engine, webhook_url: str, publisher_cls: type[Publisher]) -> int:
     token, _ = engine.store.tokens.create("SESSION_ADMIN", name="demo")
     print(f"brokerflow demo: engine up (SQLite, API {engine.api_endpoint})\n")
     _, outbound, stop_sub = _subscribe(engine.outbound.bound_endpoint)
@@ -195,14 +200,14 @@ def _tour(engine: Any, webhook_url: str, publisher_cls: Any) -> int:
     return 0
 
 
-def _automation_tour(engine: Any, api: ApiClient) -> None:
+def _automation_tour(engine: Engine, api: ApiClient) -> None:
     """Seed 002 in two steps: a before-hook changes a record about to be written, and a KYC
     provider's callback on a signed sink URL becomes a KYC step approval (docs/automation.md)."""
     import requests
 
     from brokerflow.workflow.modes.sinks import signed_path
 
-    print("\nAutomation modes (seed 002):")
+    print("\nAutomation modes:")
     api.call("MngAddWorkflowRule", {"rule": {
         "name": "New customers from CY start at medium risk", "brand": "alpha", "trigger": "customer.beforeCreate",
         "conditions": [{"field": "customer.country", "op": "==", "value": "CY"}],

@@ -12,9 +12,12 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pykka
 
 import zmq
 
@@ -45,6 +48,11 @@ from brokerflow.storage.store import Store, open_store
 from brokerflow.workflow.events import Event
 from brokerflow.workflow.reference import ReferenceData
 
+if TYPE_CHECKING:  # imported when the API starts: a process without it never loads them
+    from brokerflow.api.http_gateway import HttpGateway
+    from brokerflow.api.server import ApiServer
+    from brokerflow.api.services import Services
+
 log = logging.getLogger("brokerflow.engine")
 
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
@@ -72,9 +80,9 @@ class Engine:
         self._stop_input = threading.Event()
         self._stopped = False
         self.ingress: Ingress | None = None
-        self.api_server: Any = None
-        self.http: Any = None
-        self.services: Any = None
+        self.api_server: ApiServer | None = None
+        self.http: HttpGateway | None = None
+        self.services: Services | None = None
         # The automation modes are the built-in extension (brokerflow/app/automation.py).
         self.extensions: list[Extension] = [Automation()] if extensions is None else list(extensions)
 
@@ -121,7 +129,7 @@ class Engine:
                                                         settings.webhook_workers))
         run_ids = self.run_ids = RunIds(store.runs, block=10_000)
 
-        def brand_actor(brand: str) -> Any:
+        def brand_actor(brand: str) -> pykka.ActorRef:
             return RuleActor.start(brand, stats, pipeline, run_ids, now_ms, self.completion)
 
         self.flows = FlowCache(store.flows)
@@ -193,7 +201,7 @@ class Engine:
         while not stop.wait(CHECKPOINT_TICK_S):
             self.runlog.tell(Flush())
 
-    def _spawn(self, name: str, target: Any) -> None:
+    def _spawn(self, name: str, target: Callable[[threading.Event], object]) -> None:
         thread = threading.Thread(target=target, args=(self._stop_input,), name=f"brokerflow-{name}",
                                   daemon=True)
         thread.start()
@@ -299,7 +307,7 @@ class Engine:
         log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
 
     @staticmethod
-    def _call_hook(hook: Any) -> None:
+    def _call_hook(hook: Callable[[], object]) -> None:
         try:
             hook()
         except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log

@@ -1,4 +1,4 @@
-"""``brokerflow sink sign ROUTE``: print a signed sink URL (PROTOCOL section 6).
+"""``brokerflow sink sign ROUTE``: print a signed sink URL (an automation mode, docs/automation.md).
 
 The secret is the one the server uses: ``--secret`` (or ``BROKERFLOW_SECRET``) when given,
 else the one kept in the database (``--db``), generated there on first use exactly as the

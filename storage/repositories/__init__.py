@@ -1,4 +1,4 @@
-"""One repository per kind of data; each takes and returns plain dicts (the PROTOCOL shapes)."""
+"""One repository per kind of data; each takes and returns plain dicts (the shapes the API replies with)."""
 
 from brokerflow.storage.repositories.events import EventRepository
 from brokerflow.storage.repositories.flows import FlowRepository

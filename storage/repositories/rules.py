@@ -1,4 +1,4 @@
-"""Workflow rules (the seed's WorkflowRuleRecord) with optimistic versioning."""
+"""Workflow rules (the API's WorkflowRuleRecord) with optimistic versioning."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def _bad_run(runs: Sequence[object]) -> ValidationFailed:
 
 
 def _as_dict(row: dict) -> dict:
-    """A RUN in the protocol's shape: ``error``, ``run_as``, ``source``, ``seq`` only when set."""
+    """A RUN in the API's shape: ``error``, ``run_as``, ``source``, ``seq`` only when set."""
     for optional in ("error", "run_as", "source", "seq"):
         if row[optional] is None:
             del row[optional]

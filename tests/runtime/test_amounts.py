@@ -1,4 +1,4 @@
-"""``amount_usd`` (PROTOCOL section 2): given, or converted with the group currency's rate."""
+"""``amount_usd`` (docs/runtime.md): given, or converted with the group currency's rate."""
 
 from __future__ import annotations
 

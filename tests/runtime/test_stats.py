@@ -1,4 +1,4 @@
-"""``MngGetStats`` on a running engine: PROTOCOL section 3's shape and counters that add up.
+"""``MngGetStats`` on a running engine: the stats reply's shape and counters that add up.
 
 Beyond the protocol, each actor shows ``mean_ms`` (mean handling time per item), the bus
 shows ``skipped_no_brand``, ``loops_stopped`` and ``reference_unstored``, and the process workers show their gauges.

@@ -1,6 +1,6 @@
-"""The Workflow Machine (PROTOCOL section 5, seed 001) as pure functions over plain data.
+"""The Workflow Machine (docs/workflow-machine.md) as pure functions over plain data.
 
-Each command takes a ``ProcessState`` dict (``workflow.machine_state``) and returns a ``Step``:
+Each command takes a ``ProcessState`` dict (``workflow.machine.state``) and returns a ``Step``:
 the new state (a copy that shares the unchanged history steps; the argument is never mutated),
 the reply ``body`` and the state ``actions`` entered on the way,
 ``[{"flow", "state", "actions": [...]}]``, for the caller to run.

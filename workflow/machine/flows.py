@@ -1,4 +1,4 @@
-"""Flow definitions (PROTOCOL section 5): plain data, checked once when they are saved.
+"""Flow definitions of the Workflow Machine: plain data, checked once when they are saved.
 
 ``validate_flow`` returns every problem as ``{"path", "message"}`` and never raises, whatever the
 types; ``check_flow`` raises ``ValidationFailed`` with all of them. The machine trusts a checked flow.

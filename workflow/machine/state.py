@@ -217,7 +217,7 @@ def end_body(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def external_body(state: dict[str, Any], result: str, url: str) -> dict[str, Any]:
-    """``EXTERNAL_ENTER`` / ``EXTERNAL_RETURN``: only the seed's three fields."""
+    """``EXTERNAL_ENTER`` / ``EXTERNAL_RETURN``: only the Workflow Machine's three fields."""
     return {"result": result, "pid": state["pid"], "url": url}
 
 

@@ -1,4 +1,4 @@
-"""The automation modes of seed 002 as plain data: each mode's context, and the before-hook record.
+"""The automation modes (docs/automation.md) as plain data: each mode's context, and the before-hook record.
 
 Every mode feeds the same compiled rules and the same action actors; what differs is what a
 rule sees (the context built here) and what happens with the result (the runtime's job).

@@ -1,4 +1,4 @@
-"""KYC manager decisions (seed ``kyc.require_step`` / ``kyc.set_required_level``), as pure functions.
+"""KYC manager decisions (actions ``kyc.require_step`` / ``kyc.set_required_level``), as pure functions.
 
 A profile is plain data: ``{"customer_id", "brand", "required_level", "current_level",
 "steps": [{"step_code", "level", "status", "reason"}]}``. Every function returns the profile

@@ -1,4 +1,4 @@
-"""Who a ``notify.manager`` reaches: the seed's fallback chain, as one pure function.
+"""Who a ``notify.manager`` reaches: the rule engine's fallback chain, as one pure function.
 
 Seed: if ``manager_id`` is omitted or 0, the linked customer's ``assigned_manager_id`` is
 tried, then its ``manager_id``, then every enabled manager of the brand is notified.

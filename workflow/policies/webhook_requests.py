@@ -1,8 +1,8 @@
 """Webhook policy: timeouts, methods, secret masking for logs and the target address check.
 
-Pure functions only; the HTTP sender (``bus.webhook``) applies them. Masking errs on the side
-of hiding: a run log is read by more people than the rule's author, and the seed asks that
-"runtime logs mask common webhook tokens".
+Pure functions only; the HTTP sender (``bus.webhook_sender``) applies them. Masking errs on the side
+of hiding: a run log is read by more people than the rule's author, and the rule engine's contract
+asks that "runtime logs mask common webhook tokens".
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _METADATA = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_add
 
 
 def clamp_timeout_ms(value: Any) -> int:
-    """The seed's rule: default 5000 ms, clamped to 1000..30000 (junk counts as the default)."""
+    """The rule engine's contract: default 5000 ms, clamped to 1000..30000 (junk counts as the default)."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
