@@ -149,9 +149,9 @@ class Journal:
                                     (source, cutoff_ms)).fetchone()[0]
             if aged is not None:
                 upto = max(upto, min(aged, last - 1))
-            deleted += self._delete_through(source, first, upto)
-        self._db.execute("DELETE FROM marks WHERE at_ms < ? AND seq < (SELECT MAX(seq) FROM events e"
-                         " WHERE e.source = marks.source)", (cutoff_ms,))
+            if upto >= first:
+                deleted += self._delete_through(source, first, upto)
+                self._db.execute("DELETE FROM marks WHERE source = ? AND seq <= ?", (source, upto))
         return deleted
 
     def _delete_through(self, source: str, first: int, upto: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -90,3 +91,12 @@ def test_synchronous_full_is_offered_and_anything_else_refused(tmp_path):
     Journal(str(tmp_path / "full.db"), synchronous="full").close()
     with pytest.raises(ValueError):
         Journal(str(tmp_path / "bad.db"), synchronous="OFF")
+
+
+def test_trim_forgets_the_age_marks_of_what_it_deleted(journal):
+    for batch in range(10):
+        journal.append(rows("a", batch * 10 + 1, batch * 10 + 10), at_ms=batch)
+    journal.trim(keep_events=25, keep_ms=10**9, now_ms=10)
+    with sqlite3.connect(journal.path) as db:  # the file's own schema: marks must not outgrow the events
+        marks = db.execute("SELECT seq FROM marks ORDER BY seq").fetchall()
+    assert [seq for (seq,) in marks] == [80, 90, 100]  # the batches that still hold events
