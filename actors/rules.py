@@ -16,7 +16,7 @@ from typing import Protocol
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
 from brokerflow.actors.pipeline import Pipeline
-from brokerflow.bus.completion import Completion
+from brokerflow.bus.completion import Completion, Ticket
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 
 log = logging.getLogger("brokerflow.rules")
@@ -92,7 +92,7 @@ class RuleActor(SafeActor):
         jobs: list[RunJob] = []
         now = self.now_ms()
         matching, next_id = self.ruleset.matching, self.run_ids.next
-        settled: list[tuple[Any, int]] | None = [] if self.completion is not None else None
+        settled: list[tuple[Ticket | None, int]] | None = [] if self.completion is not None else None
         for candidate in message.items:
             started = len(jobs)
             try:
@@ -113,7 +113,7 @@ class RuleActor(SafeActor):
             self.pipeline.dispatch(jobs)
 
     def _count_runs(self, candidate: Candidate, jobs: list[RunJob], started: int,
-                    settled: list[tuple[Any, int]]) -> None:
+                    settled: list[tuple[Ticket | None, int]]) -> None:
         """A replay-served event: drop runs its rules already logged (before a crash), and turn
         its routing count into one count per run started."""
         ticket = candidate.context.get("_ticket")

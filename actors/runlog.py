@@ -97,7 +97,8 @@ class RunCounters:
 class RunRows(Protocol):
     """``store.runs`` of the storage package, as the run log writes it."""
 
-    def write_rows(self, rows: Sequence[Sequence[object]]) -> int: ...
+    def write_rows(self, rows: Sequence[Sequence[object]],
+                   checkpoints: Sequence[tuple[str, int, int]] = ()) -> int: ...
 
 
 class RunLogActor(SafeActor):

@@ -18,7 +18,6 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 import pykka
-
 import zmq
 
 from brokerflow.actors.base import StatsRegistry
