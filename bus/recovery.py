@@ -62,6 +62,9 @@ class Recovery:
         self._live_gaps: Callable[[str], list[tuple[int, int]]] = lambda source: []
         self._unknown_seen = False
         self._last_refresh = 0.0
+        # A source first seen live before any endpoint listed it: (its first live seq, the seq
+        # the engine had taken from it before), so what was missed before that is fetched too.
+        self._first_seen: dict[str, tuple[int, int | None]] = {}
 
     # -- sources ----------------------------------------------------------------------------------
     def discover(self, last_live: Callable[[str], int | None],
@@ -98,10 +101,22 @@ class Recovery:
             if source not in self.cursors:
                 cursor = self.cursors.serve(source, first if first is not None else 0,
                                             last if last is not None else -1, self._last_live(source),
-                                            self._live_gaps(source))
+                                            self._missed_live(source, first))
                 log.info("replay: source %.64r served by %s, from seq %d", source, endpoint.address,
                          cursor.next_seq)
                 self.completion.accept((), self.cursors.positions())
+
+    def _missed_live(self, source: str, first_stored: int | None) -> list[tuple[int, int]]:
+        """What the engine missed of ``source`` while no endpoint listed it: the gaps its live
+        events showed, and what came before its first live event (since what it had taken)."""
+        missed = list(self._live_gaps(source))
+        seen = self._first_seen.pop(source, None)
+        if seen is not None:
+            first_live, taken_before = seen
+            low = max(first_stored or 1, (taken_before or 0) + 1)
+            if low < first_live:
+                missed.append((low, first_live - 1))
+        return missed
 
     # -- the ingress's questions ----------------------------------------------------------------
     def classify(self, event: Event) -> LiveVerdict | None:
@@ -111,6 +126,8 @@ class Recovery:
             return None
         if source not in self.cursors:
             self._unknown_seen = True  # perhaps an endpoint serves it now: ask soon
+            if source not in self._first_seen and len(self._first_seen) < 10_000:
+                self._first_seen[source] = (event.seq, self._last_live(source))
             return None
         endpoint = self._serving.get(source)
         return self.cursors.on_live(source, event.seq, endpoint is not None and endpoint.up)

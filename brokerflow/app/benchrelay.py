@@ -25,7 +25,9 @@ import msgpack
 import zmq
 
 from brokerflow.app import benchdata
-from brokerflow.app.bench import _bare_sub, _port, _spawn_publisher
+from brokerflow.app.benchwire import bare_sub as _bare_sub
+from brokerflow.app.benchwire import free_port as _port
+from brokerflow.app.benchwire import spawn_publisher as _spawn_publisher
 
 __all__ = ["measure_relay"]
 

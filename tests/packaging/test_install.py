@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -43,10 +44,15 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     python = home / "bin" / "python"
     purelib = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                   capture_output=True, text=True, check=True).stdout.strip())
+    # Built from a copy: pip builds in the tree it is given, and setuptools' build/ would otherwise
+    # be left in (and reused from) the checkout.
+    source = tmp_path_factory.mktemp("source") / "brokerflow"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.db*",
+                                                                 "__pycache__", "*.egg-info", ".ruff_cache"))
     wheels = tmp_path_factory.mktemp("wheels")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True, text=True, timeout=240, cwd=wheels)
+                    str(source)], check=True, capture_output=True, text=True, timeout=240, cwd=wheels)
     [wheel] = wheels.glob("brokerflow-*.whl")
     subprocess.run([*pip, "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)],
                    check=True, capture_output=True, text=True, timeout=240, cwd=wheels)

@@ -166,3 +166,13 @@ def test_a_replay_endpoint_that_never_answers_does_not_stall_live_events(make_ru
         upstream.close()
         silent.close(linger=0)
         context.term()
+
+
+def test_a_source_first_heard_of_mid_stream_is_run_from_the_start_of_its_journal(make_runtime, upstream):
+    runtime, rule = replayed_engine(make_runtime, upstream)
+    missed = [upstream.deposit(live=False) for _ in range(5)]  # before the engine heard of the source
+    live_subscribed(runtime, upstream)
+    last = upstream.deposit()
+    wait_until(lambda: len(orders(runtime, rule)) == last, timeout_s=20)
+    counts = orders(runtime, rule)
+    assert all(counts[f"mt5:{seq}"] == 1 for seq in missed) and set(counts.values()) == {1}
