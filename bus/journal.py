@@ -48,16 +48,17 @@ _SCHEMA = (
 class Journal:
     """One connection to a journal file (created if missing)."""
 
-    def __init__(self, path: str, synchronous: str = "NORMAL", shared: bool = False) -> None:
+    def __init__(self, path: str, synchronous: str = "NORMAL", shared: bool = False,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.path = path
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=not shared,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
+                                   timeout=busy_timeout_ms / 1000)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         for statement in _SCHEMA:
             self._db.execute(statement)
 

@@ -67,6 +67,7 @@ class RelaySettings:
     hwm: int = 1_000_000
     batch_max: int = 5000
     trim_interval_s: float = 60.0
+    journal_busy_ms: int = 10_000  # how long an append waits for the write lock before it counts as failed
 
 
 class Relay:
@@ -85,7 +86,7 @@ class Relay:
         self._thread_stop = threading.Event()
         self._sub = self._pub = self._monitor = None
         self.replay: ReplayServer | None = None
-        self._journal = Journal(settings.journal, settings.synchronous)
+        self._journal = Journal(settings.journal, settings.synchronous, busy_timeout_ms=settings.journal_busy_ms)
         try:
             self._open_sockets()
             if settings.replay_bind:

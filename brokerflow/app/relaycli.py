@@ -12,9 +12,12 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Mapping
 from typing import Any
+
+import zmq
 
 from brokerflow.bus.relay import Relay, RelaySettings
 from brokerflow.errors import ValidationFailed
@@ -95,7 +98,13 @@ def _required(values: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_relay(args: argparse.Namespace) -> int:
     """Run the relay until SIGTERM/SIGINT; exit 0 after closing sockets and journal."""
-    relay = Relay(relay_settings(args))
+    settings = relay_settings(args)
+    try:
+        relay = Relay(settings)
+    except zmq.ZMQError as exc:  # an endpoint taken, malformed or unreachable by name
+        raise ValidationFailed(f"could not open the relay's sockets: {exc}") from None
+    except sqlite3.Error as exc:
+        raise ValidationFailed(f"could not open the journal {settings.journal!r}: {exc}") from None
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:

@@ -164,11 +164,18 @@ def test_events_that_carry_source_and_seq_pass_unchanged_and_garbage_costs_only_
     assert "malformed" in err and "without a source" in err and "garbage" not in err
 
 
-def test_the_relay_refuses_to_start_without_a_journal_or_an_upstream(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "brokerflow", "relay", "--publish-bind", tcp_endpoint()],
+@pytest.mark.parametrize(("args", "said"), [
+    (["--publish-bind", "tcp://127.0.0.1:0"], ["--journal", "--from"]),
+    (["--from", "tcp://127.0.0.1:1", "--publish-bind", "not-an-endpoint", "--journal", "{tmp}/j.db"], ["sockets"]),
+    (["--from", "tcp://127.0.0.1:1", "--publish-bind", "tcp://127.0.0.1:0", "--journal", "{tmp}/no/dir/j.db"],
+     ["journal"]),
+])
+def test_the_relay_refuses_to_start_with_a_line_saying_why(tmp_path, args, said):
+    argv = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    result = subprocess.run([sys.executable, "-m", "brokerflow", "relay", *argv],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    assert "--journal" in result.stderr and "--from" in result.stderr
+    assert all(word in result.stderr for word in said) and "Traceback" not in result.stderr
 
 
 def test_options_can_come_from_brokerflow_relay_variables(tmp_path):
@@ -208,3 +215,42 @@ def test_the_relay_trims_its_journal_by_age_when_it_starts(tmp_path, context, up
                                       "old": {"first_seq": 2, "last_seq": 2}}  # a source's newest event stays
     finally:
         assert relay.stop()[0] == 0
+
+
+def test_a_burst_the_journal_refuses_is_held_unpublished_and_sent_once_the_journal_takes_it(tmp_path, context,
+                                                                                           upstream):
+    import sqlite3
+
+    from brokerflow.bus.relay import Relay as InProcessRelay
+    from brokerflow.bus.relay import RelaySettings
+
+    up, up_endpoint = upstream
+    journal = str(tmp_path / "relay.db")
+    relay = InProcessRelay(RelaySettings(journal=journal, from_connect=(up_endpoint,), source="mt5",
+                                         publish_bind=("tcp://127.0.0.1:0",), journal_busy_ms=20), context)
+    try:
+        sub = reader(context, relay.publish_endpoints[0])
+        wait_until(lambda: up.poll(10) and up.recv())  # the relay subscribed upstream
+
+        def probe_arrived() -> bool:
+            up.send_multipart([b"rate.push", msgpack.packb({"source": PROBE, "seq": 1})])
+            relay.poll_once(10)
+            return bool(sub.poll(10))
+
+        wait_until(probe_arrived)
+        while sub.poll(50):
+            sub.recv_multipart()
+        blocker = sqlite3.connect(journal, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the journal's write lock
+        plain(up, 1, 3)
+        wait_until(lambda: relay.poll_once(10) or relay.stats()["journal_failures"])
+        for _ in range(3):
+            relay.poll_once(10)
+        assert not sub.poll(100), "published before it was committed"
+        assert relay.stats()["journal_failures"] >= 2
+        blocker.execute("COMMIT")
+        blocker.close()
+        wait_until(lambda: relay.poll_once(10) or relay.stats()["journaled"] >= 4)
+        assert [(e["source"], e["seq"]) for e in receive(sub, 3)] == [("mt5", 1), ("mt5", 2), ("mt5", 3)]
+    finally:
+        relay.close()

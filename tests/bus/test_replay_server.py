@@ -142,3 +142,26 @@ def test_a_frame_over_the_hard_cap_drops_that_peer_only(served):
     rogue = client(context, server.endpoint, zmq.DEALER)
     rogue.send(bytes(4 << 20))
     assert ask(client(context, server.endpoint), {"cmd": "SOURCES"})["sources"]["mt5"]["last_seq"] == 7000
+
+
+def test_random_frames_each_get_an_error_and_never_stop_the_socket(served):
+    import random
+
+    server, context = served
+    sock = client(context, server.endpoint)
+    rng = random.Random(14)
+    values = [None, True, -1, 0, 2**63, 2**64 - 1, 1.5, "", "mt5", b"mt5", [], {}, [1], {"a": 1}]
+    for _ in range(300):
+        if rng.random() < 0.5:
+            frame = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        else:
+            request = {"cmd": rng.choice(["REPLAY", "SOURCES", "replay", 1])}
+            for key in rng.sample(["source", "from_seq", "to_seq", "max"], rng.randint(0, 4)):
+                request[key] = rng.choice(values)
+            frame = msgpack.packb(request, use_bin_type=True)
+        reply = ask(sock, frame)
+        assert set(reply) in ({"error"}, {"sources"}, {"events", "next_seq", "first_seq", "last_seq"})
+        if "error" in reply:
+            assert reply["error"]["code"] in ("BAD_REQUEST", "UNKNOWN_COMMAND", "VALIDATION_FAILED", "NOT_FOUND")
+    assert server.errors > 100
+    assert ask(sock, {"cmd": "SOURCES"})["sources"]["mt5"]["last_seq"] == 7000
