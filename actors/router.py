@@ -227,7 +227,8 @@ class RouterActor(SafeActor):
             self.counters.skipped_no_brand += 1
             log.warning("no brand resolved for %s event %s: workflow skipped", trigger, event.key)
         else:
-            per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth))
+            per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth,
+                                              event.ts_ms or event.received_ms))
         if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
             self._remove_reference(event)
 

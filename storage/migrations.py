@@ -47,8 +47,16 @@ def _source_seqs_seen_at(db: peewee.Database, models: Models) -> None:
     db.execute_sql('CREATE INDEX IF NOT EXISTS "sourceseq_seen_at" ON "source_seqs" ("seen_at")')
 
 
+def _rule_language_state(db: peewee.Database, models: Models) -> None:
+    """4: rule cooldowns, aggregate windows and the event history of backtests (PROTOCOL section 11)."""
+    columns = {column.name for column in db.get_columns("rules")}
+    if "cooldown" not in columns:
+        db.execute_sql('ALTER TABLE "rules" ADD COLUMN "cooldown" TEXT')
+    db.create_tables([models.RuleCooldown, models.WindowEntry, models.EventHistory], safe=True)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
-    _create_tables, _runs_run_as, _source_seqs_seen_at,
+    _create_tables, _runs_run_as, _source_seqs_seen_at, _rule_language_state,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

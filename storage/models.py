@@ -19,6 +19,7 @@ from peewee import (
     BigAutoField,
     BigIntegerField,
     BooleanField,
+    DoubleField,
     IntegerField,
     Model,
     TextField,
@@ -61,6 +62,7 @@ class Rule(_Template):
     schedule = JSONText(null=True)
     run_as = BigIntegerField(null=True)
     exec_roles = JSONText(null=True)
+    cooldown = JSONText(null=True)  # {"key", "seconds"} or null
     version = IntegerField()
     created_at = BigIntegerField()
     updated_at = BigIntegerField()
@@ -256,9 +258,51 @@ class ScheduleClaim(_Template):
         indexes = ((("rule_id", "due_at"), True),)
 
 
+class RuleCooldown(_Template):
+    """When a rule last ran for one value of its cooldown key (``workflow.rules.cooldown``)."""
+
+    id = BigAutoField()
+    rule_id = BigIntegerField()
+    key = TextField()  # windows.key_text of the value
+    fired_ms = BigIntegerField(index=True)
+
+    class Meta:
+        table_name = "rule_cooldowns"
+        indexes = ((("rule_id", "key"), True),)
+
+
+class WindowEntry(_Template):
+    """One event of an aggregate stream (``workflow.rules.windows``): its by value, ts and field value."""
+
+    id = BigAutoField()
+    brand = TextField()
+    stream = TextField()  # "trigger|by|field"
+    key = TextField()
+    ts = BigIntegerField()
+    value = DoubleField(null=True)
+
+    class Meta:
+        table_name = "window_entries"
+        indexes = ((("brand", "stream", "ts"), False),)
+
+
+class EventHistory(_Template):
+    """A processed event kept ``--event-retention-hours`` for backtests: compact JSON of the event."""
+
+    id = BigAutoField()
+    ts = BigIntegerField(index=True)  # event time (ts, else when it was received)
+    trigger = TextField()
+    body = TextField()  # {"topic", "event", "record", "id"}
+
+    class Meta:
+        table_name = "event_history"
+        indexes = ((("trigger", "ts"), False),)
+
+
 TEMPLATES = (
     Rule, Run, IdBlock, Group, Account, Customer, Manager, Rate, KycStepTemplate, KycProfile,
     ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim,
+    RuleCooldown, WindowEntry, EventHistory,
 )
 
 

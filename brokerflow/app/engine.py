@@ -25,6 +25,7 @@ from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.processes import FlowCache, start_process_pool
 from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
+from brokerflow.actors.rulestate import RuleState, RuleStateWriter, Suppressed
 from brokerflow.actors.runlog import RunCounters, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
@@ -55,6 +56,7 @@ class Engine:
         self.stats_registry = StatsRegistry()
         self.router_counters = RouterCounters()
         self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
+        self.suppressed = Suppressed()  # matches cooldowns kept from running, since start
         self.started_ms = now_ms()
         self.store: Store | None = None
         self.refs = ReferenceData()
@@ -108,9 +110,12 @@ class Engine:
         pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
                                                         settings.webhook_workers))
         run_ids = self.run_ids = RunIds(store.runs, block=10_000)
+        state_writer = RuleStateWriter.start(stats, store.rule_state, now_ms)
+        pipeline.register("rulestate", state_writer)  # stopped with the action actors, after the drain
 
         def brand_actor(brand: str) -> Any:
-            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms)
+            state = RuleState(brand, store.rule_state, state_writer, self.suppressed)
+            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms, state)
 
         self.flows = FlowCache(store.flows)
         self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
@@ -200,7 +205,7 @@ class Engine:
         bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
         bus.update(self.router_counters.snapshot())
         stats = {"actors": self.stats_registry.snapshot(), "bus": bus,
-                 "runs": self.run_counters.snapshot(),
+                 "runs": {**self.run_counters.snapshot(), "suppressed": self.suppressed.total},
                  "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
         for extension in self.extensions:
             stats.update(extension.stats())
