@@ -37,3 +37,37 @@ def test_a_cooldown_runs_once_per_customer_counts_the_rest_and_survives_a_restar
     runtime.settle()
     wait_until(lambda: runtime.stats()["runs"]["suppressed"] == 1)
     assert len(runtime.runs(rule_id=rule["id"])) == 2
+
+
+T = 1_795_000_000_000
+HOUR_SUM = {"agg": "sum", "field": "amount_usd", "window_s": 3600, "by": "customer.id", "op": ">=", "value": 1000}
+
+
+def deposit_at(runtime, login: int, amount: float, ts_ms: int, event_id: str) -> None:
+    runtime.sent += 1
+    runtime.publisher().publish("trade.push", {"order": 1, "login": login, "cmd": "OP_BALANCE_IN", "profit": amount},
+                                event="EV_RECORD_ADD", id=event_id, ts_ms=ts_ms)
+
+
+def test_an_aggregate_on_event_time_survives_a_restart_and_stops_at_the_window_edge(make_runtime) -> None:
+    runtime = make_runtime()
+    rule = runtime.rule("deposit.created", [notify("{{customer.id}} deposited 1,000 USD within an hour")],
+                        [HOUR_SUM])
+    deposit_at(runtime, 1001, 400, T, "a")
+    deposit_at(runtime, 1001, 500, T + 1000, "b")
+    deposit_at(runtime, 1002, 800, T + 1000, "other-customer")  # 880 USD (EUR at 1.1): its own window
+    runtime.settle()
+    assert runtime.runs(rule_id=rule["id"]) == []
+
+    runtime.restart()
+    deposit_at(runtime, 1001, 200, T + 2000, "c")  # 1,100 within the hour, with what was stored
+    runtime.settle()
+    assert [run["event_id"] for run in runtime.wait_runs(1, rule_id=rule["id"])] == ["c"]
+    test = runtime.call("MngTestWorkflowRule", {"id": rule["id"], "event": deposit_event(1001, 10, ts=T + 2500)})
+    assert test["matched"] is True and test["conditions"][0]["actual"] == 1110
+
+    deposit_at(runtime, 1001, 250, T + 3_600_000, "edge")  # a's 400 is exactly an hour old: out (950)
+    deposit_at(runtime, 1001, 100, T + 3_600_500, "in")  # 500 + 200 + 250 + 100 = 1,050
+    runtime.settle()
+    runs = runtime.wait_runs(2, rule_id=rule["id"])
+    assert sorted(run["event_id"] for run in runs) == ["c", "in"]

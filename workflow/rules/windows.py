@@ -134,6 +134,7 @@ class Windows:
     def __init__(self, per_key: int = MAX_ENTRIES_PER_KEY, per_stream: int = MAX_ENTRIES_PER_STREAM) -> None:
         self.per_key, self.per_stream = per_key, per_stream
         self._streams: dict[str, _Stream] = {}
+        self._drops: dict[tuple[str, str], int] = {}
         self.dropped = 0
 
     def plan(self, plans: Iterable[StreamPlan]) -> list[str]:
@@ -207,11 +208,14 @@ class Windows:
         return entries
 
     def _drop(self, stream: _Stream, cap: str, count: int) -> None:
-        first = self.dropped == 0
+        """Count dropped entries; say so the first time a cap bites a stream, then every 10,000 drops."""
         self.dropped += count
-        if first or self.dropped % 10_000 < count:
+        key = (stream.plan.name, cap)
+        before = self._drops.get(key, 0)
+        self._drops[key] = after = before + count
+        if before == 0 or before // 10_000 != after // 10_000:
             log.warning("aggregate stream %s: %s reached, %d oldest entries dropped (%d so far): "
-                        "aggregates over them now count less", stream.plan.name, cap, count, self.dropped)
+                        "aggregates over them now count less", stream.plan.name, cap, count, after)
 
     def entry_count(self) -> int:
         return sum(stream.size for stream in self._streams.values())
