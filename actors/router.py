@@ -14,7 +14,15 @@ from dataclasses import replace
 from typing import Any
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
-from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
+from brokerflow.actors.messages import (
+    Candidate,
+    Evaluate,
+    EventBatch,
+    KycStepUpdate,
+    ReferenceUpdate,
+    ReloadRules,
+    RetainEvents,
+)
 from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
 from brokerflow.workflow.reference import ReferenceData
@@ -91,8 +99,9 @@ class RouterActor(SafeActor):
 
     def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: Any,
                  brand_actor_factory: Callable[[str], Any], kyc_ref: Any,
-                 counters: RouterCounters, depth_limit: int, handoff: Any = None) -> None:
+                 counters: RouterCounters, depth_limit: int, handoff: Any = None, history: Any = None) -> None:
         super().__init__("router", stats)
+        self.history = history  # actors.history.HistoryActor: told every batch taken (backtests); None: off
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
@@ -155,6 +164,8 @@ class RouterActor(SafeActor):
                 log.exception("router failed on %s event %s", getattr(event, "topic", None),
                               getattr(event, "key", None))
         self._persist(persist)
+        if self.history is not None:
+            self.history.tell(RetainEvents(message.events))
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.history import HistoryActor
 from brokerflow.actors.kyc import KycActor
 from brokerflow.actors.messages import EventBatch, Flush, ReferenceUpdate, ReloadRules
 from brokerflow.actors.notifier import NotifierActor
@@ -122,8 +123,12 @@ class Engine:
                                             pipeline, run_ids, now_ms, settings.process_live_cap,
                                             settings.process_idle_s)
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
+        history = None
+        if settings.event_retention_hours > 0:
+            history = HistoryActor.start(stats, store.history, now_ms, settings.event_retention_hours)
+            pipeline.register("history", history)  # stopped with the action actors, after the drain
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
-                                        self.router_counters, settings.loop_depth_limit, self.handoff)
+                                        self.router_counters, settings.loop_depth_limit, self.handoff, history)
 
     def _start_services(self, store: Store) -> None:
         from brokerflow.api.dispatcher import Dispatcher

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import pytest
+
+from brokerflow.api.client import ApiClient
+from brokerflow.clock import now_ms
+from brokerflow.errors import AccessDenied, ValidationFailed
 from tests.conftest import wait_until
 from tests.runtime.conftest import notify
 
@@ -71,3 +77,50 @@ def test_an_aggregate_on_event_time_survives_a_restart_and_stops_at_the_window_e
     runtime.settle()
     runs = runtime.wait_runs(2, rule_id=rule["id"])
     assert sorted(run["event_id"] for run in runs) == ["c", "in"]
+
+
+def test_a_backtest_counts_what_the_test_computes_and_changes_nothing(make_runtime) -> None:
+    runtime = make_runtime()
+    start = now_ms() - 3_600_000
+    rng = random.Random(18)
+    sent: list[tuple[str, int, int, float]] = []  # (id, ts, login, amount)
+    for i in range(120):
+        login = rng.choice([1001, 1002, 1003, 2001])  # 2001 is of brand beta
+        amount = rng.choice([50, 300, 480, 500, 900, 2500])
+        ts = start + i * 20_000
+        deposit_at(runtime, login, amount, ts, f"bt-{i}")
+        sent.append((f"bt-{i}", ts, login, amount))
+    runtime.settle()
+    usd = {1001: 1.0, 1002: 1.1, 1003: 1.0}  # real-eur converts at 1.1; 2001 is another brand's
+    window = (start + 400_000, start + 2_000_000)
+    expected = [event_id for event_id, ts, login, amount in sent
+                if login in usd and window[0] <= ts <= window[1] and amount * usd[login] >= 500]
+    in_range = [e for e in sent if e[2] in usd and window[0] <= e[1] <= window[1]]
+    draft = {"name": "draft", "brand": "alpha", "trigger": "deposit.created",
+             "conditions": [{"field": "amount_usd", "op": ">=", "value": 500}], "actions": [notify("big")]}
+    runs_before = len(runtime.runs())
+
+    body = runtime.call("MngBacktestWorkflowRule", {"rule": draft, "from": window[0], "to": window[1]})
+    assert (body["events"], body["matched"]) == (len(in_range), len(expected))
+    assert [s["event_id"] for s in body["sample"]] == expected[:100]
+    assert body["sample"][0]["actions"][0]["type"] == "notify.manager"
+    assert "reference data" in body["note"] and body["truncated"] is False
+
+    limited = runtime.call("MngBacktestWorkflowRule", {"rule": draft, "limit": 10})
+    assert limited["truncated"] is True and limited["scanned_rows"] == 10
+    huge = runtime.call("MngBacktestWorkflowRule", {"rule": draft, "from": 0})
+    assert huge["from"] > 0 and "retention" in huge["note"]
+    with pytest.raises(ValidationFailed):
+        runtime.call("MngBacktestWorkflowRule", {"rule": draft, "limit": 10**9})
+    with pytest.raises(ValidationFailed):
+        runtime.call("MngBacktestWorkflowRule", {"rule": {**draft, "conditions": [
+            {"agg": "sum", "field": "amount_usd", "window_s": 10 * 365 * 86400, "by": "customer.id",
+             "op": ">", "value": 1}]}})
+    beta_token, _ = runtime.engine.store.tokens.create("SESSION_MANAGER", brand="beta", name="beta")
+    with ApiClient(runtime.engine.api_endpoint, beta_token, context=runtime.context) as beta, \
+            pytest.raises(AccessDenied):
+        beta.call("MngBacktestWorkflowRule", {"rule": draft})
+
+    runtime.settle()
+    assert len(runtime.runs()) == runs_before == 0  # nothing ran, nothing was sent
+    assert runtime.notifications() == []
