@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from brokerflow.workflow.catalog import field_spec
+from brokerflow.workflow.catalog import EVENT_TRIGGERS, field_spec
 from brokerflow.workflow.rules.windows import key_text
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ def check_cooldown(cooldown: Any, trigger: str | None, v: Validation) -> None:
     if not isinstance(cooldown, Mapping):
         v.error("cooldown", 'must be a map {"key": FIELD, "seconds": S}')
         return
+    if trigger is not None and trigger not in EVENT_TRIGGERS:
+        v.error("cooldown", f"cooldowns limit runs of bus events: not for trigger {trigger!r} (event triggers only)")
     for extra in sorted(str(k) for k in cooldown if k not in ("key", "seconds")):
         v.error(f"cooldown.{extra}", "unknown key of a cooldown (key, seconds)")
     key = cooldown.get("key")

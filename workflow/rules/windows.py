@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from brokerflow.workflow.catalog import field_spec
+from brokerflow.workflow.catalog import EVENT_TRIGGERS, field_spec
 from brokerflow.workflow.rules.conditions import MAX_GROUP_DEPTH, agg_slot, group_kind, is_aggregate
 
 if TYPE_CHECKING:
@@ -223,6 +223,8 @@ class Windows:
 
 def check_aggregate(path: str, cond: Mapping[str, Any], trigger: str | None, v: Validation) -> None:
     """The aggregate's own keys (``op``/``value`` are checked as for a number field by the caller)."""
+    if trigger is not None and trigger not in EVENT_TRIGGERS:
+        v.error(path, f"aggregates count bus events: trigger {trigger!r} has none (event triggers only)")
     for key in sorted(str(k) for k in cond if k not in _AGG_KEYS):
         v.error(f"{path}.{key}", "unknown key of an aggregate (agg, field, window_s, by, op, value)")
     agg = cond.get("agg")

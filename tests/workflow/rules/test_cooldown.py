@@ -92,6 +92,7 @@ def test_a_valid_cooldown_validates() -> None:
     ({"key": "customer.id", "seconds": 0}, "deposit.created", "cooldown.seconds", "from 1 to"),
     ({"key": "customer.id", "seconds": 10 * 365 * 86400}, "deposit.created", "cooldown.seconds", "31 days"),
     ({"key": "customer.id", "seconds": 60, "per": "x"}, "deposit.created", "cooldown.per", "unknown key"),
+    ({"key": "brand", "seconds": 60}, "manual", "cooldown", "event triggers only"),
 ])
 def test_bad_cooldowns_are_refused_with_their_path(cooldown, trigger, path, says) -> None:
     found = errors(cooldown, trigger)

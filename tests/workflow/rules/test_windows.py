@@ -120,6 +120,11 @@ def test_bad_aggregates_are_refused_with_their_path(change, path, says) -> None:
     assert any(p == path and says in m for p, m in found), found
 
 
+def test_aggregates_are_for_event_triggers_only() -> None:
+    found = errors({**COUNT_HOUR, "by": "brand"}, trigger="manual")
+    assert any(p == "conditions[0]" and "event triggers only" in m for p, m in found), found
+
+
 def test_a_nested_bad_aggregate_names_its_path() -> None:
     found = errors({"all": [{**COUNT_HOUR, "window_s": 10 * 365 * 86400}]})
     assert [p for p, _ in found] == ["conditions[0].all[0].window_s"]
