@@ -79,6 +79,9 @@ class Services:
         self.reference_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.flow_listeners: list[Callable[[str], None]] = []
         self.stats_provider: StatsProvider | None = None
+        # Writes the event history's buffered rows and waits for them (a backtest then sees every
+        # event processed so far); None when the engine keeps no history.
+        self.history_flush: Callable[[], None] | None = None
         self.process_handler: ProcessHandler | None = None
         self.before_handler: BeforeHandler | None = None
         self.exec_handler: ExecHandler | None = None

@@ -10,9 +10,10 @@ events are evaluated.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
+
+import msgpack
 
 from brokerflow.api.access import require_brand
 from brokerflow.api.commands._params import get, invalid
@@ -62,6 +63,8 @@ def backtest(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     require_brand(ctx.principal, rule["brand"])
     limit = _limit(params)
     from_ms, to_ms, notes = _range(ctx, params)
+    if ctx.services.history_flush is not None:
+        ctx.services.history_flush()  # the events processed so far are all in the history
     run = Backtest(rule, ctx.services.refs)
     scanned, last, truncated = _scan(ctx.services.store.url, rule["trigger"], from_ms, to_ms, limit, run)
     out = run.result()
@@ -85,7 +88,7 @@ def _scan(url: str, trigger: str, from_ms: int, to_ms: int, limit: int, run: Bac
             size = min(PAGE_ROWS, limit - scanned)
             page = history.page(trigger, from_ms, to_ms, after, size)
             for _row_id, ts, body in page:
-                run.feed(stored_event(ts, json.loads(body)))
+                run.feed(stored_event(ts, msgpack.unpackb(body, raw=False, strict_map_key=False)))
                 last = ts
             scanned += len(page)
             if len(page) < size:

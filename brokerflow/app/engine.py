@@ -18,6 +18,7 @@ from typing import Any
 
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.history import FLUSH_INTERVAL_MS as HISTORY_FLUSH_INTERVAL_MS
 from brokerflow.actors.history import HistoryActor
 from brokerflow.actors.kyc import KycActor
 from brokerflow.actors.messages import EventBatch, Flush, ReferenceUpdate, ReloadRules
@@ -123,10 +124,11 @@ class Engine:
                                             pipeline, run_ids, now_ms, settings.process_live_cap,
                                             settings.process_idle_s)
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
-        history = None
+        history = self.history = None
         if settings.event_retention_hours > 0:
-            history = HistoryActor.start(stats, store.history, now_ms, settings.event_retention_hours)
+            history = self.history = HistoryActor.start(stats, store.history, now_ms, settings.event_retention_hours)
             pipeline.register("history", history)  # stopped with the action actors, after the drain
+            self._spawn("history-ticker", self._history_ticks)
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit, self.handoff, history)
 
@@ -139,6 +141,8 @@ class Engine:
         services.rules_listeners.append(self.reload_rules)
         services.reference_listeners.append(self.reference_changed)
         services.stats_provider = self.stats
+        if self.history is not None:
+            services.history_flush = self.flush_history
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
@@ -153,6 +157,17 @@ class Engine:
             host, _, port = self.settings.http.rpartition(":")
             self.http = HttpGateway(host or "127.0.0.1", int(port), make_app(self.dispatcher, services))
             self.http.start()
+
+    def _history_ticks(self, stop: threading.Event) -> None:
+        """The event history writes in large batches: a tick makes sure a quiet one is written too."""
+        while not stop.wait(HISTORY_FLUSH_INTERVAL_MS / 1000):
+            self.history.tell(Flush())
+
+    def flush_history(self, timeout_s: float = 5.0) -> None:
+        """Write the event history's buffered rows now (a backtest then sees every processed event)."""
+        reply: Future = Future()
+        self.history.tell(Flush(reply))
+        reply.result(timeout=timeout_s)
 
     def _checkpoints(self, stop: threading.Event) -> None:
         """SQLite: checkpoint the WAL every ``checkpoint_interval_s`` off the commit path."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 T = 1_795_000_000_000
 
 
@@ -32,11 +30,12 @@ def test_window_entries_are_kept_per_stream_and_dropped_past_their_horizon(store
 
 def test_history_pages_by_trigger_and_time_and_prunes_by_age(store) -> None:
     history = store.history
-    body = json.dumps({"topic": "trade.push"})
+    body = b"\x91\xaatrade.push"
     history.write([(T + i, "deposit.created", body) for i in range(5)] + [(T, "trade.opened", body)])
     first = history.page("deposit.created", T + 1, T + 10, None, 2)
     assert [ts for _, ts, _ in first] == [T + 1, T + 2]
     rest = history.page("deposit.created", T + 1, T + 10, (first[-1][1], first[-1][0]), 10)
     assert [ts for _, ts, _ in rest] == [T + 3, T + 4]
     assert history.prune(T + 3) == 4
-    assert len(history.page("deposit.created", 0, T + 10, None, 10)) == 2
+    kept = history.page("deposit.created", 0, T + 10, None, 10)
+    assert len(kept) == 2 and kept[0][2] == body

@@ -10,7 +10,7 @@ matching only fills the counts and a sample of what the actions would have been.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brokerflow.workflow.context import build_context
@@ -28,10 +28,11 @@ NOTE = ("evaluated with the reference data (accounts, customers, groups, rates) 
         "nothing was run or sent")
 
 
-def stored_event(ts: int, body: Mapping[str, Any]) -> Event:
-    """An event of the history as the engine parsed it then (``storage.repositories.history``)."""
-    return Event(topic=body["topic"], event=body.get("event"), record=dict(body.get("record") or {}),
-                 id=body.get("id"), ts_ms=ts, received_ms=ts)
+def stored_event(ts: int, body: Sequence[Any]) -> Event:
+    """An event of the history as the engine parsed it then: ``body`` is the stored
+    ``(topic, event, record, id)`` (``storage.repositories.history``), decoded."""
+    topic, event, record, event_id = body
+    return Event(topic=topic, event=event, record=dict(record or {}), id=event_id, ts_ms=ts, received_ms=ts)
 
 
 class Backtest:
