@@ -1,27 +1,27 @@
 """The event history of backtests: every processed external event, kept ``--event-retention-hours``.
 
-The router tells this actor each batch it took (one message per batch, nothing per event on
-its own thread); here each event that maps to a trigger becomes one compact row ``(ts, trigger,
-msgpack of topic, event, record, id)``. Rows are written in large multi-row statements: when
-``batch_rows`` wait, or when the mailbox is empty and ``FLUSH_INTERVAL_MS`` have passed since
-the last write, or on ``Flush`` (the engine ticks one every ``FLUSH_INTERVAL_MS``; a backtest
-asks for one first). Few large writes keep SQLite's one write lock free for the run log; a
-crash loses at most the rows of the last interval, which only backtests read. Echoes of our
-own changes are not kept: a backtest replays what the outside world sent. Rows older than the
-retention are deleted about once a minute. Storage down: rows wait, up to ``MAX_PENDING``;
-past it the oldest are given up.
+The router hands each batch it took to ``EventHistory.add`` — one ``deque.append`` of the
+batch's tuple, atomic under the GIL, so the router's thread (the engine's busiest) pays no actor
+message and no encoding. A thread of the engine calls ``flush_once`` every ``FLUSH_INTERVAL_MS``
+(a backtest calls it too, so it sees every event processed so far): each event that maps to a
+trigger becomes one compact row ``(ts, trigger, msgpack of topic, event, record, id)`` and all
+rows go in one multi-row write. Few large writes keep SQLite's one write lock free for the run
+log; a crash loses at most the last interval's rows, which only backtests read. Echoes of our
+own changes are not kept (a backtest replays what the outside world sent), nor events older
+than the retention. Rows past the retention are deleted about once a minute. Storage down:
+rows wait, up to ``MAX_PENDING``; past it the oldest are given up.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
 
-from brokerflow.actors.base import SafeActor, StatsRegistry
-from brokerflow.actors.messages import Flush, RetainEvents
 from brokerflow.actors.router import is_internal
 from brokerflow.workflow.triggers import map_trigger
 
@@ -42,60 +42,71 @@ def history_row(event: Any, pack: Callable[[Any], bytes]) -> tuple[int, str, byt
     return event.ts_ms or event.received_ms, trigger, pack((event.topic, event.event, event.record, event.key))
 
 
-class HistoryActor(SafeActor):
-    kind = "history"
+class EventHistory:
+    """Batches handed over by the router, written by ``flush_once`` (the engine's history thread)."""
 
-    def __init__(self, stats: StatsRegistry, repo: Any, now_ms: Callable[[], int], retention_hours: float,
-                 batch_rows: int = 5000) -> None:
-        super().__init__("history", stats)
-        self.repo, self.now_ms, self.batch_rows = repo, now_ms, batch_rows
+    def __init__(self, repo: Any, now_ms: Callable[[], int], retention_hours: float) -> None:
+        self.repo, self.now_ms = repo, now_ms
         self.retention_ms = int(retention_hours * 3_600_000)
-        self.pending: list[tuple[int, str, bytes]] = []
-        self.unstorable = 0
-        self._pruned_at = self._flushed_at = 0
+        self._batches: deque[Sequence[Any]] = deque()
+        self._lock = threading.Lock()  # the history thread and a backtest may flush at once
+        self._pending: list[tuple[int, str, bytes]] = []
         self._pack = msgpack.Packer(use_bin_type=True).pack
-        self.handlers = {RetainEvents: self.on_events, Flush: self.on_flush}
+        self._pruned_at = 0
+        self.unstorable = 0  # events whose rows could not be made (garbage, a record msgpack refuses)
 
-    def on_events(self, message: RetainEvents) -> None:
-        append, pack = self.pending.append, self._pack
+    def add(self, events: Sequence[Any]) -> None:
+        """Keep a processed batch for the next write (called on the router's thread: O(1))."""
+        self._batches.append(events)
+
+    def flush_once(self) -> int:
+        """Write every batch handed over so far; returns the rows written. Raises when storage fails
+        (the rows are kept for the next call)."""
+        with self._lock:
+            self._encode()
+            written = len(self._pending)
+            if self._pending:
+                try:
+                    self.repo.write(self._pending)
+                except Exception:
+                    if len(self._pending) > MAX_PENDING:
+                        log.error("event history: storage unavailable, %d events given up",
+                                  len(self._pending) - MAX_PENDING)
+                        self._pending = self._pending[-MAX_PENDING:]
+                    raise
+                self._pending = []
+            self._prune()
+            return written
+
+    def _encode(self) -> None:
+        batches, append, pack = self._batches, self._pending.append, self._pack
         oldest = self.now_ms() - self.retention_ms  # an event older than the retention is not kept at all
-        for event in message.events:
-            try:
-                row = history_row(event, pack)
-            except (TypeError, ValueError):  # a record msgpack cannot hold: never replayable
-                self.unstorable += 1
-                continue
-            if row is not None and row[0] >= oldest:
-                append(row)
-        if len(self.pending) >= self.batch_rows or (
-                self.inbox_empty() and self.now_ms() - self._flushed_at >= FLUSH_INTERVAL_MS):
-            self.flush()
+        while batches:
+            for event in batches.popleft():
+                try:
+                    row = history_row(event, pack)
+                except Exception:  # noqa: BLE001 - garbage or a record msgpack cannot hold: never replayable
+                    self.unstorable += 1
+                    continue
+                if row is not None and row[0] >= oldest:
+                    append(row)
 
-    def on_flush(self, message: Flush) -> None:
-        self.flush()
-        if message.reply is not None:
-            message.reply.set_result(True)
+    def _prune(self) -> None:
+        now = self.now_ms()
+        if now - self._pruned_at < PRUNE_EVERY_MS:
+            return
+        self._pruned_at = now
+        gone = self.repo.prune(now - self.retention_ms)
+        if gone:
+            log.info("event history: %d events older than %.1f h forgotten", gone, self.retention_ms / 3.6e6)
 
-    def flush(self) -> None:
-        now = self._flushed_at = self.now_ms()
-        if self.pending:
-            try:
-                self.repo.write(self.pending)
-            except Exception:
-                if len(self.pending) > MAX_PENDING:
-                    log.error("event history: storage unavailable, %d events given up",
-                              len(self.pending) - MAX_PENDING)
-                    self.pending = self.pending[-MAX_PENDING:]
-                raise  # kept for the next flush; SafeActor logs and counts it
-            self.pending = []
-        if now - self._pruned_at >= PRUNE_EVERY_MS:
-            self._pruned_at = now
-            gone = self.repo.prune(now - self.retention_ms)
-            if gone:
-                log.info("event history: %d events older than %.1f h forgotten", gone, self.retention_ms / 3.6e6)
+    def run(self, stop: threading.Event) -> None:
+        """The engine's history thread: a write every ``FLUSH_INTERVAL_MS`` until ``stop``."""
+        while not stop.wait(FLUSH_INTERVAL_MS / 1000):
+            self.flush_logged()
 
-    def on_stop(self) -> None:
+    def flush_logged(self) -> None:
         try:
-            self.flush()
-        except Exception:  # noqa: BLE001 - stopping goes on; the log says what was lost
-            log.exception("event history: the last %d events could not be stored", len(self.pending))
+            self.flush_once()
+        except Exception:  # noqa: BLE001 - the next round retries; the rows are kept
+            log.exception("event history: write failed; retrying at the next interval")

@@ -164,17 +164,6 @@ class StateChanges:
 
 
 @dataclass(frozen=True, slots=True)
-class RetainEvents:
-    """Processed events for the backtest history (one message per batch the router took)."""
-
-    events: tuple[Any, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.events)
-
-
-@dataclass(frozen=True, slots=True)
 class Flush:
     """Write everything buffered now; the reply completes once it is durable."""
 

@@ -21,7 +21,6 @@ from brokerflow.actors.messages import (
     KycStepUpdate,
     ReferenceUpdate,
     ReloadRules,
-    RetainEvents,
 )
 from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
@@ -101,7 +100,7 @@ class RouterActor(SafeActor):
                  brand_actor_factory: Callable[[str], Any], kyc_ref: Any,
                  counters: RouterCounters, depth_limit: int, handoff: Any = None, history: Any = None) -> None:
         super().__init__("router", stats)
-        self.history = history  # actors.history.HistoryActor: told every batch taken (backtests); None: off
+        self.history = history  # actors.history.EventHistory: handed every batch taken (backtests); None: off
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
@@ -165,7 +164,7 @@ class RouterActor(SafeActor):
                               getattr(event, "key", None))
         self._persist(persist)
         if self.history is not None:
-            self.history.tell(RetainEvents(message.events))
+            self.history.add(message.events)
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -254,19 +255,23 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[s
             "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2)}
 
 
-def measure_retention_cost(with_history: dict[str, Any], count: int, folder: str, webhook_url: str) -> dict[str, Any]:
-    """The max rate of an engine keeping no event history, beside the default one that keeps it."""
-    other = Path(folder) / "no-history"
-    other.mkdir()
-    engine = EngineUnderTest(str(other), retention_hours=0)
-    try:
-        load_world(engine, webhook_url)
-        without = measure_max_rate(engine, count, str(other))
-    finally:
-        engine.stop()
-    on, off = with_history["events_per_s"], without["events_per_s"]
-    return {"history_on_events_per_s": on, "history_off_events_per_s": off,
-            "cost": round(1 - on / max(1, off), 3)}
+def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: int = 2) -> dict[str, Any]:
+    """Max rates of fresh engines with the event history off and on (the default), alternating
+    off, on, off, on... so drift of the machine hits both alike; the medians and their ratio."""
+    rates: dict[str, list[int]] = {"off": [], "on": []}
+    for index in range(2 * rounds):
+        mode = "off" if index % 2 == 0 else "on"
+        sub = Path(folder) / f"history-{mode}-{index}"
+        sub.mkdir()
+        engine = EngineUnderTest(str(sub), retention_hours=0 if mode == "off" else None)
+        try:
+            load_world(engine, webhook_url)
+            rates[mode].append(measure_max_rate(engine, count, str(sub))["events_per_s"])
+        finally:
+            engine.stop()
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    return {"history_on_events_per_s": round(on), "history_off_events_per_s": round(off),
+            "cost": round(1 - on / max(1, off), 3), "runs": rates}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -349,8 +354,8 @@ def _table(result: dict[str, Any]) -> str:
              f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
     cost = result.get("retention_cost")
     if cost:
-        lines.append(f"event history (backtests)    {cost['history_off_events_per_s']:>9,} events/s without it: "
-                     f"costs {cost['cost']:.1%}")
+        lines.append(f"event history (backtests)    {cost['history_on_events_per_s']:>9,} events/s with it, "
+                     f"{cost['history_off_events_per_s']:,} without (medians): costs {cost['cost']:.1%}")
     floors = {floor["rate"]: floor for floor in result.get("transport_latency", [])}
     for fixed in result["fixed_rates"]:
         lines.append(f"engine at {fixed['rate']:>5}/s latency       p50 {fixed['p50_ms']} ms  p99 {fixed['p99_ms']} ms"
@@ -405,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             result["stop_exit_code"] = engine.stop()
         try:
             if args.retention_cost:
-                result["retention_cost"] = measure_retention_cost(result["max_rate"], args.events, folder, webhook_url)
+                result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
         finally:
             receiver.shutdown()
     print(_table(result))

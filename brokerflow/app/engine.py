@@ -18,8 +18,7 @@ from typing import Any
 
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.customer import CustomerActor
-from brokerflow.actors.history import FLUSH_INTERVAL_MS as HISTORY_FLUSH_INTERVAL_MS
-from brokerflow.actors.history import HistoryActor
+from brokerflow.actors.history import EventHistory
 from brokerflow.actors.kyc import KycActor
 from brokerflow.actors.messages import EventBatch, Flush, ReferenceUpdate, ReloadRules
 from brokerflow.actors.notifier import NotifierActor
@@ -126,9 +125,8 @@ class Engine:
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
         history = self.history = None
         if settings.event_retention_hours > 0:
-            history = self.history = HistoryActor.start(stats, store.history, now_ms, settings.event_retention_hours)
-            pipeline.register("history", history)  # stopped with the action actors, after the drain
-            self._spawn("history-ticker", self._history_ticks)
+            history = self.history = EventHistory(store.history, now_ms, settings.event_retention_hours)
+            self._spawn("history", history.run)
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit, self.handoff, history)
 
@@ -142,7 +140,7 @@ class Engine:
         services.reference_listeners.append(self.reference_changed)
         services.stats_provider = self.stats
         if self.history is not None:
-            services.history_flush = self.flush_history
+            services.history_flush = self.history.flush_once
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
@@ -157,17 +155,6 @@ class Engine:
             host, _, port = self.settings.http.rpartition(":")
             self.http = HttpGateway(host or "127.0.0.1", int(port), make_app(self.dispatcher, services))
             self.http.start()
-
-    def _history_ticks(self, stop: threading.Event) -> None:
-        """The event history writes in large batches: a tick makes sure a quiet one is written too."""
-        while not stop.wait(HISTORY_FLUSH_INTERVAL_MS / 1000):
-            self.history.tell(Flush())
-
-    def flush_history(self, timeout_s: float = 5.0) -> None:
-        """Write the event history's buffered rows now (a backtest then sees every processed event)."""
-        reply: Future = Future()
-        self.history.tell(Flush(reply))
-        reply.result(timeout=timeout_s)
 
     def _checkpoints(self, stop: threading.Event) -> None:
         """SQLite: checkpoint the WAL every ``checkpoint_interval_s`` off the commit path."""
@@ -266,10 +253,7 @@ class Engine:
             self._drain_ingress()
         if not self.drain(max(0.5, budget - 2.0)):
             log.warning("stop: work still in flight after %.1fs; the run log keeps what finished", budget)
-        try:
-            self.flush(timeout_s=2.0)
-        except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
-            log.exception("stop: final run log flush failed")
+        self._final_writes()
         for extension in reversed(self.extensions):
             self._call_hook(extension.after_drain)
         if self.http is not None:
@@ -286,6 +270,16 @@ class Engine:
                 except Exception:  # noqa: BLE001
                     log.exception("stop: closing %s failed", type(closer).__name__)
         log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
+
+    def _final_writes(self) -> None:
+        """The run log and the event history written once the pipeline is drained."""
+        try:
+            self.flush(timeout_s=2.0)
+        except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
+            log.exception("stop: final run log flush failed")
+        if self.history is not None:
+            self._join("history")
+            self.history.flush_logged()
 
     @staticmethod
     def _call_hook(hook: Any) -> None:
