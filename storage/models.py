@@ -288,12 +288,16 @@ class WindowEntry(_Template):
 
 
 class EventHistory(_Template):
-    """A processed event kept ``--event-retention-hours`` for backtests: compact JSON of the event."""
+    """Processed events kept ``--event-retention-hours`` for backtests: one row per chunk of events
+    of one trigger written together, the events as one msgpack list (a row per event cost more
+    than the events' encoding)."""
 
     id = BigAutoField()
-    ts = BigIntegerField(index=True)  # event time (ts, else when it was received)
+    ts = BigIntegerField()  # the chunk's oldest event time (ts, else when it was received)
+    ts_max = BigIntegerField(index=True)  # its newest: the retention deletes by it
     trigger = TextField()
-    body = BlobField()  # msgpack of (topic, event, record, id): a third of JSON's encoding cost
+    events = IntegerField()
+    body = BlobField()  # msgpack [[ts, topic, event, record, id], ...]
 
     class Meta:
         table_name = "event_history"

@@ -27,7 +27,7 @@ from brokerflow.workflow.rules.validation import check_rule
 BUDGET_S = 5.0  # wall time a backtest may scan for
 LIMIT_DEFAULT = 100_000  # events scanned when the caller gives no limit
 LIMIT_MAX = 1_000_000
-PAGE_ROWS = 2000
+PAGE_CHUNKS = 4  # stored chunks read at once (each up to actors.history.CHUNK_EVENTS events)
 
 
 def _range(ctx: CommandContext, params: dict[str, Any]) -> tuple[int, int, list[str]]:
@@ -78,20 +78,28 @@ def backtest(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scan(url: str, trigger: str, from_ms: int, to_ms: int, limit: int, run: Backtest) -> tuple[int, int | None, bool]:
-    """Feed ``run`` the stored events of ``trigger`` in range, on a connection of its own, within budget."""
+    """Feed ``run`` the stored events of ``trigger`` in range, on a connection of its own, within budget.
+
+    Chunks come in order of their oldest event; the events of a page are fed in ``ts`` order.
+    """
     db = open_database(url)
     history = HistoryRepository(db, Models(db), lambda: 0)
     deadline = time.monotonic() + BUDGET_S
     scanned, after, last = 0, None, None
     try:
         while True:
-            size = min(PAGE_ROWS, limit - scanned)
-            page = history.page(trigger, from_ms, to_ms, after, size)
-            for _row_id, ts, body in page:
-                run.feed(stored_event(ts, msgpack.unpackb(body, raw=False, strict_map_key=False)))
-                last = ts
-            scanned += len(page)
-            if len(page) < size:
+            page = history.page(trigger, from_ms, to_ms, after, PAGE_CHUNKS)
+            entries = sorted((entry for _, _, body in page
+                              for entry in msgpack.unpackb(body, raw=False, strict_map_key=False)
+                              if from_ms <= entry[0] <= to_ms), key=lambda entry: entry[0])
+            fed = entries[: limit - scanned]
+            for entry in fed:
+                run.feed(stored_event(entry[0], entry[1:]))
+                last = entry[0]
+            scanned += len(fed)
+            if len(fed) < len(entries):  # the limit cut this page short
+                return scanned, last, True
+            if len(page) < PAGE_CHUNKS:
                 return scanned, last, False
             if scanned >= limit or time.monotonic() > deadline:
                 return scanned, last, True

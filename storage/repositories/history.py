@@ -1,8 +1,9 @@
 """Processed events kept for backtests (``serve --event-retention-hours``), compact and bounded by time.
 
-The engine writes them in batches off the event path; a backtest reads them back page by page,
-on its own connection, by trigger and event time. Each row is the event as msgpack (topic,
-event, record, id): enough to evaluate a rule against it again with today's reference data.
+The engine writes them in chunks off the event path: one row per trigger per write, holding
+that trigger's events as one msgpack list ``[[ts, topic, event, record, id], ...]`` with the
+chunk's oldest and newest ``ts``. A backtest reads the chunks that overlap its range, page by
+page, on its own connection.
 """
 
 from __future__ import annotations
@@ -12,25 +13,27 @@ from collections.abc import Sequence
 from brokerflow.storage.bulk import insert_rows
 from brokerflow.storage.repositories.base import Repository
 
+Chunk = tuple[int, int, str, int, bytes]  # (oldest ts, newest ts, trigger, events, body)
+
 
 class HistoryRepository(Repository):
-    def write(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
-        """Add ``(ts, trigger, body)`` rows."""
+    def write(self, chunks: Sequence[Chunk]) -> None:
+        """Add chunks ``(ts, ts_max, trigger, events, body)``."""
         with self._write():
-            insert_rows(self._db, "event_history", ("ts", "trigger", "body"), rows)
+            insert_rows(self._db, "event_history", ("ts", "ts_max", "trigger", "events", "body"), chunks)
 
     def prune(self, before_ts: int) -> int:
-        """Forget events older than ``before_ts``; returns how many."""
+        """Forget chunks whose newest event is older than ``before_ts``; returns how many."""
         history = self._m.EventHistory
         with self._write():
-            return history.delete().where(history.ts < before_ts).execute()
+            return history.delete().where(history.ts_max < before_ts).execute()
 
     def page(self, trigger: str, since_ts: int, until_ts: int, after: tuple[int, int] | None,
              size: int) -> list[tuple[int, int, bytes]]:
-        """Up to ``size`` rows ``(id, ts, body)`` of ``trigger`` in ``[since_ts, until_ts]``, in (ts, id)
-        order, after the ``(ts, id)`` of the previous page's last row."""
+        """Up to ``size`` chunks ``(id, ts, body)`` of ``trigger`` overlapping ``[since_ts, until_ts]``,
+        in (oldest ts, id) order, after the ``(ts, id)`` of the previous page's last chunk."""
         history = self._m.EventHistory
-        where = (history.trigger == trigger) & (history.ts >= since_ts) & (history.ts <= until_ts)
+        where = (history.trigger == trigger) & (history.ts <= until_ts) & (history.ts_max >= since_ts)
         if after is not None:
             ts, row_id = after
             where &= (history.ts > ts) | ((history.ts == ts) & (history.id > row_id))

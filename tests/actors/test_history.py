@@ -21,13 +21,16 @@ def test_garbage_is_counted_and_the_rest_kept_without_echoes_or_old_events(store
     echo = replace(DEPOSIT, id="d2", depth=1)
     no_trigger = Event("rate.push", None, {"currency": "EUR", "usd": 1.1}, id="r1", received_ms=NOW_MS)
     too_old = replace(DEPOSIT, id="d0", ts_ms=NOW_MS - 2 * 3_600_000)
+    later = replace(DEPOSIT, id="d3", ts_ms=NOW_MS - 500)
     history.add(("not an event",))
     history.add((DEPOSIT, echo, no_trigger, too_old))
-    assert history.flush_once() == 1
+    history.add((later, replace(DEPOSIT, id="bad", record={**DEPOSIT.record, "comment": object()})))
+    assert history.flush_once() == 2
     [(_, ts, body)] = store.history.page("deposit.created", 0, NOW_MS, None, 10)
     assert ts == NOW_MS - 1000
-    assert msgpack.unpackb(body, raw=False) == ["trade.push", "EV_RECORD_ADD", DEPOSIT.record, "d1"]
-    assert history.unstorable == 1
+    assert msgpack.unpackb(body, raw=False) == [[NOW_MS - 1000, "trade.push", "EV_RECORD_ADD", DEPOSIT.record, "d1"],
+                                                [NOW_MS - 500, "trade.push", "EV_RECORD_ADD", DEPOSIT.record, "d3"]]
+    assert history.unstorable == 2  # the garbage and the record msgpack cannot hold
     assert history.flush_once() == 0
 
 

@@ -28,14 +28,15 @@ def test_window_entries_are_kept_per_stream_and_dropped_past_their_horizon(store
     assert state.load_window("alpha", "s", 100) == [("n:2", T + 9, None)]
 
 
-def test_history_pages_by_trigger_and_time_and_prunes_by_age(store) -> None:
+def test_history_chunks_page_by_trigger_and_overlap_and_prune_by_their_newest_event(store) -> None:
     history = store.history
     body = b"\x91\xaatrade.push"
-    history.write([(T + i, "deposit.created", body) for i in range(5)] + [(T, "trade.opened", body)])
-    first = history.page("deposit.created", T + 1, T + 10, None, 2)
-    assert [ts for _, ts, _ in first] == [T + 1, T + 2]
-    rest = history.page("deposit.created", T + 1, T + 10, (first[-1][1], first[-1][0]), 10)
-    assert [ts for _, ts, _ in rest] == [T + 3, T + 4]
-    assert history.prune(T + 3) == 4
-    kept = history.page("deposit.created", 0, T + 10, None, 10)
-    assert len(kept) == 2 and kept[0][2] == body
+    history.write([(T + i, T + i + 10, "deposit.created", 3, body) for i in range(0, 50, 10)]
+                  + [(T, T + 100, "trade.opened", 1, body)])
+    first = history.page("deposit.created", T + 15, T + 100, None, 2)  # chunks overlapping the range
+    assert [ts for _, ts, _ in first] == [T + 10, T + 20]
+    rest = history.page("deposit.created", T + 15, T + 100, (first[-1][1], first[-1][0]), 10)
+    assert [ts for _, ts, _ in rest] == [T + 30, T + 40]
+    assert history.prune(T + 31) == 3  # chunks whose newest event is older go
+    kept = history.page("deposit.created", 0, T + 100, None, 10)
+    assert [ts for _, ts, _ in kept] == [T + 30, T + 40] and kept[0][2] == body
