@@ -55,6 +55,7 @@ class Candidate:
     event_id: str
     context: Mapping[str, Any]
     depth: int
+    ts_ms: int = 0  # event time (the event's ts, else when it was received): aggregate windows use it
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,16 @@ class RunsFinished:
     @property
     def size(self) -> int:
         return len(self.jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """What rule actors changed of their state, for the writer: cooldown rows ``(rule_id, key,
+    fired_ms)``, window rows ``(brand, stream, key, ts, value)``, horizons ``(brand, stream, before_ts)``."""
+
+    cooldowns: tuple[tuple[Any, str, int], ...] = ()
+    entries: tuple[tuple[str, str, str, int, Any], ...] = ()
+    horizons: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

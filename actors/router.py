@@ -108,8 +108,9 @@ class RouterActor(SafeActor):
     def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: ReferenceRecords,
                  brand_actor_factory: Callable[[str], pykka.ActorRef], kyc_ref: pykka.ActorRef,
                  counters: RouterCounters, depth_limit: int, handoff: Handoff | None = None,
-                 completion: Completion | None = None) -> None:
+                 completion: Completion | None = None, history: Any = None) -> None:
         super().__init__("router", stats)
+        self.history = history  # actors.history.EventHistory: handed every batch taken (backtests); None: off
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
@@ -180,6 +181,8 @@ class RouterActor(SafeActor):
         self._persist(persist)
         if settled and self.completion is not None:
             self.completion.settle(settled)  # after the batch's reference records are stored
+        if self.history is not None:
+            self.history.add(message.events)
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:
@@ -257,7 +260,8 @@ class RouterActor(SafeActor):
             ticket = _ticket(event)
             if ticket is not None:
                 context["_ticket"] = ticket
-            per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth))
+            per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth,
+                                              event.ts_ms or event.received_ms))
         if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
             self._remove_reference(event)
         return routed

@@ -16,6 +16,7 @@ from typing import Protocol
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
 from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.rulestate import RuleState
 from brokerflow.bus.completion import Completion, Ticket
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 
@@ -70,15 +71,19 @@ class RuleActor(SafeActor):
     kind = "rules"
 
     def __init__(self, brand: str, stats: StatsRegistry, pipeline: Pipeline, run_ids: RunIds,
-                 now_ms: Callable[[], int], completion: Completion | None = None) -> None:
+                 now_ms: Callable[[], int], state: RuleState | None = None,
+                 completion: Completion | None = None) -> None:
         super().__init__(f"rules:{brand}", stats)
         self.brand, self.pipeline, self.run_ids, self.now_ms = brand, pipeline, run_ids, now_ms
+        self.state = state  # cooldowns and aggregate windows (actors.rulestate); None: rules keep none
         self.completion = completion  # replay-served events: one count per run started, settled
         self.ruleset = RuleSet.from_rules([])
         self.handlers = {Evaluate: self.on_evaluate, ReloadRules: self.on_reload}
 
     def on_reload(self, message: ReloadRules) -> None:
         self.ruleset = RuleSet.from_rules(list(message.rules_by_brand.get(self.brand, ())))
+        if self.state is not None:
+            self.state.reload(self.ruleset)
         log.info("brand %s: %d active rules loaded", self.brand, len(self.ruleset))
 
     def on_evaluate(self, message: Evaluate) -> None:
@@ -89,6 +94,9 @@ class RuleActor(SafeActor):
         predicate ever raise, that candidate is evaluated again rule by rule, so the broken rule
         gets its ``failed`` run and the others still run.
         """
+        if self.ruleset.stateful and self.state is not None:
+            self._evaluate_with_state(message)
+            return
         jobs: list[RunJob] = []
         now = self.now_ms()
         matching, next_id = self.ruleset.matching, self.run_ids.next
@@ -107,6 +115,9 @@ class RuleActor(SafeActor):
                         jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
             if settled is not None:
                 self._count_runs(candidate, jobs, started, settled)
+        self._dispatch(jobs, settled)
+
+    def _dispatch(self, jobs: list[RunJob], settled: list[tuple[Ticket | None, int]] | None) -> None:
         if settled:
             self.completion.settle(settled)  # before the runs can be logged and settled themselves
         if jobs:
@@ -123,6 +134,34 @@ class RuleActor(SafeActor):
         if self.completion.may_have_run(ticket):
             jobs[started:] = [job for job in jobs[started:] if not ran(ticket, job.rule_id)]
         settled.append((ticket, len(jobs) - started - 1))
+
+    def _evaluate_with_state(self, message: Evaluate) -> None:
+        """``on_evaluate`` for a rule set with aggregates or cooldowns: each event first feeds the
+        trigger's aggregate streams (its values join the context), and a match of a rule with a
+        cooldown runs only when the cooldown allows it (else it is counted as suppressed)."""
+        jobs: list[RunJob] = []
+        now, state, ruleset, suppressed = self.now_ms(), self.state, self.ruleset, 0
+        settled: list[tuple[Ticket | None, int]] | None = [] if self.completion is not None else None
+        for candidate in message.items:
+            started = len(jobs)
+            try:
+                state.observe(ruleset, candidate)
+                outcomes = ruleset.matching(candidate.trigger, candidate.context)
+            except Exception:  # noqa: BLE001 - a broken predicate: the slow loop finds and logs it
+                self._evaluate_one_by_one(candidate, now, jobs)
+                outcomes = ()
+            for rule, reason in outcomes:
+                if reason is None and rule.cooldown is not None and not state.allow(rule, candidate, now):
+                    suppressed += 1
+                    continue
+                jobs.append(start_job(rule, candidate, self.run_ids.next(), now, *(
+                    ("running", None) if reason is None else ("skipped", reason))))
+            if settled is not None:
+                self._count_runs(candidate, jobs, started, settled)
+        if suppressed:
+            state.suppressed.add(self.name, suppressed)
+        state.save()
+        self._dispatch(jobs, settled)
 
     def _evaluate_one_by_one(self, candidate: Candidate, now: int, jobs: list[RunJob]) -> None:
         """The plain loop over the trigger's rules, each predicate guarded on its own."""

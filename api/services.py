@@ -25,7 +25,7 @@ from brokerflow.workflow.reference import stored
 
 if TYPE_CHECKING:
     from brokerflow.api.access import Principal
-    from brokerflow.api.store import ApiStore
+    from brokerflow.api.store import ApiStore, HistoryPages
     from brokerflow.workflow.reference import ReferenceData
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,10 @@ class Services:
         self.reference_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.flow_listeners: list[Callable[[str], None]] = []
         self.stats_provider: StatsProvider | None = None
+        # Writes the event history's buffered rows and waits for them (a backtest then sees every
+        # event processed so far); None when the engine keeps no history.
+        self.history_flush: Callable[[], None] | None = None
+        self.open_history: Callable[[], HistoryPages] | None = None  # backtests read on a connection of their own
         self.process_handler: ProcessHandler | None = None
         self.before_handler: BeforeHandler | None = None
         self.exec_handler: ExecHandler | None = None

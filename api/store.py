@@ -84,3 +84,12 @@ class ApiStore(Protocol):
 
     @property
     def tokens(self) -> TokenRecords: ...
+
+
+class HistoryPages(Protocol):
+    """The event history on a connection of its own (``storage.repositories.history.HistoryReader``)."""
+
+    def page(self, trigger: str, since_ts: int, until_ts: int, after: tuple[int, int] | None,
+             size: int) -> list[tuple[int, int, bytes]]: ...
+
+    def close(self) -> None: ...

@@ -29,6 +29,7 @@ TUNING_ENV = (
     ("process_live_cap", "BROKERFLOW_PROCESS_LIVE_CAP", int, False),
     ("process_idle_s", "BROKERFLOW_PROCESS_IDLE_S", float, False),
     ("ingress_max_inflight", "BROKERFLOW_INGRESS_MAX_INFLIGHT", int, False),
+    ("event_retention_hours", "BROKERFLOW_EVENT_RETENTION_HOURS", float, True),
 )
 
 
@@ -80,6 +81,7 @@ class Settings:
     stop_timeout_s: float = 8.0
     gc_gen0: int = 50_000  # brokerflow.gcpolicy; 0 keeps CPython's defaults
     checkpoint_interval_s: float = 0.5  # SQLite WAL checkpoints on a thread of their own
+    event_retention_hours: float = 168.0  # processed events kept for backtests; 0 keeps none
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:

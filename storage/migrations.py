@@ -59,8 +59,16 @@ def _runs_event_key_and_checkpoints(db: peewee.Database, models: Models) -> None
     db.create_tables([models.Checkpoint], safe=True)
 
 
+def _rule_language_state(db: peewee.Database, models: Models) -> None:
+    """5: rule cooldowns, aggregate windows and the event history of backtests (PROTOCOL section 11)."""
+    columns = {column.name for column in db.get_columns("rules")}
+    if "cooldown" not in columns:
+        db.execute_sql('ALTER TABLE "rules" ADD COLUMN "cooldown" TEXT')
+    db.create_tables([models.RuleCooldown, models.WindowEntry, models.EventHistory], safe=True)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
-    _create_tables, _runs_run_as, _source_seqs_seen_at, _runs_event_key_and_checkpoints,
+    _create_tables, _runs_run_as, _source_seqs_seen_at, _runs_event_key_and_checkpoints, _rule_language_state,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

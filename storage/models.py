@@ -18,8 +18,10 @@ from peewee import (
     AutoField,
     BigAutoField,
     BigIntegerField,
+    BlobField,
     BooleanField,
     CompositeKey,
+    DoubleField,
     IntegerField,
     Model,
     TextField,
@@ -62,6 +64,7 @@ class Rule(_Template):
     schedule = JSONText(null=True)
     run_as = BigIntegerField(null=True)
     exec_roles = JSONText(null=True)
+    cooldown = JSONText(null=True)  # {"key", "seconds"} or null
     version = IntegerField()
     created_at = BigIntegerField()
     updated_at = BigIntegerField()
@@ -274,9 +277,55 @@ class ScheduleClaim(_Template):
         indexes = ((("rule_id", "due_at"), True),)
 
 
+class RuleCooldown(_Template):
+    """When a rule last ran for one value of its cooldown key (``workflow.rules.cooldown``)."""
+
+    id = BigAutoField()
+    rule_id = BigIntegerField()
+    key = TextField()  # windows.key_text of the value
+    fired_ms = BigIntegerField(index=True)
+
+    class Meta:
+        table_name = "rule_cooldowns"
+        indexes = ((("rule_id", "key"), True),)
+
+
+class WindowEntry(_Template):
+    """One event of an aggregate stream (``workflow.rules.windows``): its by value, ts and field value."""
+
+    id = BigAutoField()
+    brand = TextField()
+    stream = TextField()  # "trigger|by|field"
+    key = TextField()
+    ts = BigIntegerField()
+    value = DoubleField(null=True)
+
+    class Meta:
+        table_name = "window_entries"
+        indexes = ((("brand", "stream", "ts"), False),)
+
+
+class EventHistory(_Template):
+    """Processed events kept ``--event-retention-hours`` for backtests: one row per chunk of events
+    of one trigger written together, the events as one msgpack list (a row per event cost more
+    than the events' encoding)."""
+
+    id = BigAutoField()
+    ts = BigIntegerField()  # the chunk's oldest event time (ts, else when it was received)
+    ts_max = BigIntegerField(index=True)  # its newest: the retention deletes by it
+    trigger = TextField()
+    events = IntegerField()
+    body = BlobField()  # msgpack [[ts, topic, event, record, id], ...]
+
+    class Meta:
+        table_name = "event_history"
+        indexes = ((("trigger", "ts"), False),)
+
+
 TEMPLATES = (
     Rule, Run, IdBlock, Group, Account, Customer, Manager, Rate, KycStepTemplate, KycProfile,
     ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim, Checkpoint,
+    RuleCooldown, WindowEntry, EventHistory,
 )
 
 

@@ -10,12 +10,14 @@ from brokerflow.storage.models import Models
 from brokerflow.storage.repositories import (
     EventRepository,
     FlowRepository,
+    HistoryRepository,
     KycRepository,
     MetaRepository,
     NotificationRepository,
     ProcessRepository,
     ReferenceRepository,
     RuleRepository,
+    RuleStateRepository,
     RunRepository,
     ScheduleRepository,
     TokenRepository,
@@ -47,6 +49,8 @@ class Store:
         self.processes = ProcessRepository(*parts)
         self.meta = MetaRepository(*parts)
         self.schedules = ScheduleRepository(*parts)
+        self.rule_state = RuleStateRepository(*parts)
+        self.history = HistoryRepository(*parts)
 
     def close(self) -> None:
         if not self.db.is_closed():

@@ -185,8 +185,20 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
+# Beyond field comparisons (PROTOCOL section 11; docs/rules.md): the limits a rule editor needs.
+RULE_LANGUAGE: dict[str, Any] = {
+    "groups": [{"type": "any", "holds": "when one of its items holds"},
+               {"type": "all", "holds": "when every one of its items holds"}],
+    "group_depth_max": 4,
+    "aggregates": {"aggs": ["count", "max", "sum"], "ops": ["==", "!=", ">", ">=", "<", "<="],
+                   "keys": ["agg", "field", "window_s", "by", "op", "value"], "window_s_max": 31 * 24 * 3600},
+    "cooldown": {"keys": ["key", "seconds"], "seconds_max": 31 * 24 * 3600},
+}
+
+
 def definitions() -> dict[str, Any]:
-    """The body of ``MngGetWorkflowDefinitions``: plain lists, sorted, msgpack/JSON-ready."""
+    """The body of ``MngGetWorkflowDefinitions``: plain lists, sorted, msgpack/JSON-ready; ``language``
+    (an extension of the protocol's shape) lists groups, aggregates and cooldowns with their limits."""
     return {
         "triggers": sorted(ALL_TRIGGERS),
         "conditions": [
@@ -199,4 +211,5 @@ def definitions() -> dict[str, Any]:
              "params": [{"name": p.name, "type": p.type, "required": p.required} for p in spec.params]}
             for spec in sorted(ACTIONS.values(), key=lambda s: s.type)
         ],
+        "language": RULE_LANGUAGE,
     }

@@ -28,7 +28,7 @@ from brokerflow.workflow.rules.validation import check_rule, validate_rule
 
 # What a caller may set; the rest (id, version, audit fields) is the store's.
 EDITABLE = ("name", "brand", "trigger", "status", "priority", "conditions", "actions",
-            "schedule", "run_as", "exec_roles")
+            "schedule", "run_as", "exec_roles", "cooldown")
 
 
 def _rule_param(params: dict[str, Any]) -> dict[str, Any]:
@@ -214,4 +214,4 @@ def test_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
         return dry_run_mode(rule, spec["topic"], spec.get("payload"), refs)
     event = _event(ctx, params)
     _require_event_scope(ctx.principal, event, refs)
-    return dry_run(rule, event, refs)
+    return dry_run(rule, event, refs, ctx.services.store.rule_state, ctx.services.now_ms())

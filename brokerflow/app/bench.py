@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,7 @@ class _Receiver(BaseHTTPRequestHandler):
 class EngineUnderTest:
     """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, retention_hours: float | None = None) -> None:
         self.folder = folder
         self.db = f"sqlite:///{Path(folder) / 'bench.db'}"
         self.events = f"tcp://127.0.0.1:{_port()}"
@@ -104,7 +105,9 @@ class EngineUnderTest:
         self.proc = subprocess.Popen(
             base + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
                     "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
-                    "--webhook-allow", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
+                    "--webhook-allow", "127.0.0.0/8",
+                    *([] if retention_hours is None else ["--event-retention-hours", str(retention_hours)])],
+            stdout=self.log, stderr=self.log)
         self.client = ApiClient(self.api, self.token, timeout_ms=30_000)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -206,6 +209,25 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[s
             "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2)}
 
 
+def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: int = 2) -> dict[str, Any]:
+    """Max rates of fresh engines with the event history off and on (the default), alternating
+    off, on, off, on... so drift of the machine hits both alike; the medians and their ratio."""
+    rates: dict[str, list[int]] = {"off": [], "on": []}
+    for index in range(2 * rounds):
+        mode = "off" if index % 2 == 0 else "on"
+        sub = Path(folder) / f"history-{mode}-{index}"
+        sub.mkdir()
+        engine = EngineUnderTest(str(sub), retention_hours=0 if mode == "off" else None)
+        try:
+            load_world(engine, webhook_url)
+            rates[mode].append(measure_max_rate(engine, count, str(sub))["events_per_s"])
+        finally:
+            engine.stop()
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    return {"history_on_events_per_s": round(on), "history_off_events_per_s": round(off),
+            "cost": round(1 - on / max(1, off), 3), "runs": rates}
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -286,6 +308,10 @@ def _table(result: dict[str, Any]) -> str:
              f"engine max rate              {m['events_per_s']:>9,} events/s  "
              f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
              f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
+    cost = result.get("retention_cost")
+    if cost:
+        lines.append(f"event history (backtests)    {cost['history_on_events_per_s']:>9,} events/s with it, "
+                     f"{cost['history_off_events_per_s']:,} without (medians): costs {cost['cost']:.1%}")
     floors = {floor["rate"]: floor for floor in result.get("transport_latency", [])}
     for fixed in result["fixed_rates"]:
         lines.append(f"engine at {fixed['rate']:>5}/s latency       p50 {fixed['p50_ms']} ms  p99 {fixed['p99_ms']} ms"
@@ -313,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
     parser.add_argument("--soak-rate", type=int, default=5000)
     parser.add_argument("--no-relay", action="store_true", help="skip the relay's events/s")
+    parser.add_argument("--retention-cost", action="store_true",
+                        help="also measure the max rate with the event history off (--event-retention-hours 0)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -343,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
             result["peak_rss_mb"] = engine.peak_rss_mb()
         finally:
             result["stop_exit_code"] = engine.stop()
+        try:
+            if args.retention_cost:
+                result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
+        finally:
             receiver.shutdown()
     print(_table(result))
     print(json.dumps(result, sort_keys=True))

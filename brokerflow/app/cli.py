@@ -51,13 +51,15 @@ def _add_serve(sub: Any) -> None:
                         help="seconds before an idle process is passivated (default 60)")
     tuning.add_argument("--ingress-max-inflight", type=_positive(int), metavar="N",
                         help="events queued for the router before the ingress stops reading (default 20000)")
+    serve.add_argument("--event-retention-hours", type=_positive(float, zero_ok=True), metavar="H",
+                       help="hours processed events are kept for MngBacktestWorkflowRule (default 168; 0: none)")
 
 
-def _positive(kind: type) -> Any:
-    """An argparse type: ``settings.tuning_number`` above zero, or argparse's own usage error."""
+def _positive(kind: type, zero_ok: bool = False) -> Any:
+    """An argparse type: ``settings.tuning_number`` above zero (or at least zero), or argparse's usage error."""
     def parse(text: str) -> Any:
         try:
-            return tuning_number(text, kind)
+            return tuning_number(text, kind, zero_ok)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -107,7 +109,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
                  "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
-                 "ingress_max_inflight"):
+                 "ingress_max_inflight", "event_retention_hours"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow", "replay"):

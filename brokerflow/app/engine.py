@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -22,6 +23,7 @@ import zmq
 
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.history import EventHistory
 from brokerflow.actors.kyc import KycActor
 from brokerflow.actors.messages import EventBatch, Flush, ReferenceUpdate, ReloadRules
 from brokerflow.actors.notifier import NotifierActor
@@ -29,6 +31,7 @@ from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.processes import FlowCache, start_process_pool
 from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
+from brokerflow.actors.rulestate import RuleState, RuleStateWriter, Suppressed
 from brokerflow.actors.runlog import RunCounters, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
@@ -43,6 +46,7 @@ from brokerflow.bus.webhook_sender import WebhookSender
 from brokerflow.clock import now_ms
 from brokerflow.settings import Settings
 from brokerflow.storage.db import checkpoint
+from brokerflow.storage.repositories.history import HistoryReader
 from brokerflow.storage.store import Store, open_store
 from brokerflow.workflow.events import Event
 from brokerflow.workflow.reference import ReferenceData
@@ -67,6 +71,7 @@ class Engine:
         self.stats_registry = StatsRegistry()
         self.router_counters = RouterCounters()
         self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
+        self.suppressed = Suppressed()  # matches cooldowns kept from running, since start
         self.started_ms = now_ms()
         self.store: Store | None = None
         self.refs = ReferenceData()
@@ -127,18 +132,25 @@ class Engine:
         pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
                                                         settings.webhook_workers))
         run_ids = self.run_ids = RunIds(store.runs, block=10_000)
+        state_writer = RuleStateWriter.start(stats, store.rule_state, now_ms)
+        pipeline.register("rulestate", state_writer)  # stopped with the action actors, after the drain
 
         def brand_actor(brand: str) -> pykka.ActorRef:
-            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms, self.completion)
+            state = RuleState(brand, store.rule_state, state_writer, self.suppressed)
+            return RuleActor.start(brand, stats, pipeline, run_ids, now_ms, state, self.completion)
 
         self.flows = FlowCache(store.flows)
         self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
                                             pipeline, run_ids, now_ms, settings.process_live_cap,
                                             settings.process_idle_s)
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
+        history = self.history = None
+        if settings.event_retention_hours > 0:
+            history = self.history = EventHistory(store.history, now_ms, settings.event_retention_hours)
+            self._spawn("history", history.run)
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit, self.handoff,
-                                        self.completion)
+                                        self.completion, history)
 
     def _start_services(self, store: Store) -> None:
         from brokerflow.api.dispatcher import Dispatcher
@@ -149,6 +161,9 @@ class Engine:
         services.rules_listeners.append(self.reload_rules)
         services.reference_listeners.append(self.reference_changed)
         services.stats_provider = self.stats
+        if self.history is not None:
+            services.history_flush = self.history.flush_once
+            services.open_history = partial(HistoryReader, store.url)
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
@@ -243,7 +258,7 @@ class Engine:
         bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
         bus.update(self.router_counters.snapshot())
         stats = {"actors": self.stats_registry.snapshot(), "bus": bus,
-                 "runs": self.run_counters.snapshot(),
+                 "runs": {**self.run_counters.snapshot(), "suppressed": self.suppressed.total},
                  "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
         for extension in self.extensions:
             stats.update(extension.stats())
@@ -284,10 +299,7 @@ class Engine:
             self._drain_ingress()
         if not self.drain(max(0.5, budget - 2.0)):
             log.warning("stop: work still in flight after %.1fs; the run log keeps what finished", budget)
-        try:
-            self.flush(timeout_s=2.0)
-        except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
-            log.exception("stop: final run log flush failed")
+        self._final_writes()
         for extension in reversed(self.extensions):
             self._call_hook(extension.after_drain)
         if self.http is not None:
@@ -304,6 +316,16 @@ class Engine:
                 except Exception:  # noqa: BLE001
                     log.exception("stop: closing %s failed", type(closer).__name__)
         log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
+
+    def _final_writes(self) -> None:
+        """The run log and the event history written once the pipeline is drained."""
+        try:
+            self.flush(timeout_s=2.0)
+        except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
+            log.exception("stop: final run log flush failed")
+        if self.history is not None:
+            self._join("history")
+            self.history.flush_logged()
 
     @staticmethod
     def _call_hook(hook: Callable[[], object]) -> None:

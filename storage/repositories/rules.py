@@ -11,7 +11,7 @@ from brokerflow.workflow.catalog import DEFAULT_PRIORITY
 # The fields a caller sets; id, version and the audit fields are the store's.
 RULE_FIELDS = (
     "name", "brand", "trigger", "status", "priority", "conditions", "actions",
-    "schedule", "run_as", "exec_roles",
+    "schedule", "run_as", "exec_roles", "cooldown",
 )
 DEFAULTS = {"status": "active", "priority": DEFAULT_PRIORITY, "conditions": [], "actions": []}
 ARCHIVED = "archived"
@@ -36,7 +36,8 @@ class RuleRepository(Repository):
             "id": row.id, "name": row.name, "brand": row.brand, "trigger": row.trigger,
             "status": row.status, "priority": row.priority, "conditions": row.conditions,
             "actions": row.actions, "version": row.version, "schedule": row.schedule,
-            "run_as": row.run_as, "exec_roles": row.exec_roles, "created_at": row.created_at,
+            "run_as": row.run_as, "exec_roles": row.exec_roles, "cooldown": row.cooldown,
+            "created_at": row.created_at,
             "updated_at": row.updated_at, "created_by": row.created_by, "updated_by": row.updated_by,
         }
 

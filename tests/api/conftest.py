@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import msgpack
@@ -18,6 +19,7 @@ from brokerflow.api.server import ApiServer
 from brokerflow.api.services import Services
 from brokerflow.settings import Settings
 from brokerflow.storage import open_store
+from brokerflow.storage.repositories.history import HistoryReader
 from brokerflow.workflow.machine import commands as machine
 from brokerflow.workflow.reference import ReferenceData
 
@@ -125,6 +127,7 @@ def services(store) -> Services:
     refs = ReferenceData()
     built = Services(store, refs, Settings(max_frame_bytes=MAX_FRAME_BYTES), now_ms=lambda: NOW_MS)
     built.reference_listeners.append(refs.apply)
+    built.open_history = partial(HistoryReader, store.url)  # as the engine wires it
     return built
 
 

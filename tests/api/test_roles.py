@@ -18,8 +18,8 @@ ADMIN_ONLY = {
 }
 READ = {
     "MngGetWorkflowDefinitions", "MngValidateWorkflowRule", "MngGetWorkflowRule", "MngGetWorkflowRules",
-    "MngTestWorkflowRule", "MngGetWorkflowRunLog", "MngGetStats", *(f"MngGet{kind}s" for kind in RECORDS),
-    "MngGetKycProfile", "MngGetFlows", "MngExecWorkflowRule",
+    "MngTestWorkflowRule", "MngBacktestWorkflowRule", "MngGetWorkflowRunLog", "MngGetStats",
+    *(f"MngGet{kind}s" for kind in RECORDS), "MngGetKycProfile", "MngGetFlows", "MngExecWorkflowRule",
 }
 MACHINE = {"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT", "HISTORY", "AVAILABLE_EVENTS"}
 DEPOSIT = {"topic": "trade.push", "payload": {"event": "EV_RECORD_ADD", "record": {
@@ -55,6 +55,7 @@ def world(api):
         "MngDeleteWorkflowRule": {"id": doomed["id"]},
         "MngGetWorkflowRule": {"id": rule["id"]},
         "MngTestWorkflowRule": {"id": rule["id"], "event": DEPOSIT},
+        "MngBacktestWorkflowRule": {"rule": deposit_rule()},
         "MngGetKycProfile": {"customer_id": 501},
         "MngAddFlow": {"flow": {**ONBOARDING, "name": "another"}},
         "MngUpdateFlow": {"flow": ONBOARDING},

@@ -51,3 +51,13 @@ def test_the_cli_refuses_bad_tuning_with_exit_2_and_a_clear_line(tmp_path):
                          env={"PATH": "/usr/bin:/bin", "BROKERFLOW_PROCESS_IDLE_S": "soon"})
     assert env.returncode == 2
     assert "VALIDATION_FAILED: BROKERFLOW_PROCESS_IDLE_S must be a number > 0, got 'soon'" in env.stderr
+
+
+def test_event_retention_hours_default_to_a_week_and_come_from_the_flag_or_the_environment(monkeypatch):
+    assert settings_from(build_parser().parse_args(["serve"])).event_retention_hours == 168
+    zero = settings_from(build_parser().parse_args(["serve", "--event-retention-hours", "0"]))
+    assert zero.event_retention_hours == 0
+    monkeypatch.setenv("BROKERFLOW_EVENT_RETENTION_HOURS", "24")
+    assert settings_from(build_parser().parse_args(["serve"])).event_retention_hours == 24
+    with pytest.raises(ValidationFailed):
+        Settings.from_env({"BROKERFLOW_EVENT_RETENTION_HOURS": "-1"})

@@ -86,7 +86,7 @@ def test_stats_prints_a_running_engines_actors_bus_and_runs(served):
 
     body = json.loads(run_cli("stats", "--api", served.api, "--token", served.token, "--json").stdout)
     assert set(body) == {"actors", "bus", "runs", "uptime_s"}
-    assert body["runs"] == {"logged": 1, "success": 1, "failed": 0, "skipped": 0}
+    assert body["runs"] == {"logged": 1, "success": 1, "failed": 0, "skipped": 0, "suppressed": 0}
     assert served.stop() == 0
 
 

@@ -35,7 +35,7 @@ def test_a_restarted_engine_keeps_rules_reference_data_counters_and_run_ids(runt
     runtime.deposit(1001, 10)
     first = runtime.wait_run(rule)
     runtime.restart()
-    assert runtime.stats()["runs"] == {"logged": 1, "success": 1, "failed": 0, "skipped": 0}
+    assert runtime.stats()["runs"] == {"logged": 1, "success": 1, "failed": 0, "skipped": 0, "suppressed": 0}
     runtime.deposit(1001, 10)
     second = runtime.wait_runs(2, rule_id=rule["id"])[0]
     assert second["id"] > first["id"]

@@ -16,7 +16,7 @@ PROCESS_GAUGES = {"active", "activations", "passivations"}
 BUS_KEYS = {"received", "malformed", "duplicates", "gaps", "skipped_no_brand", "loops_stopped",
             "no_trigger", "reference_unstored", "paused", "disconnects", "replayed", "gaps_filled",
             "gaps_open", "replay_lost", "replay_errors"}
-RUN_KEYS = {"logged", "success", "failed", "skipped"}
+RUN_KEYS = {"logged", "success", "failed", "skipped", "suppressed"}
 
 
 def check_shape(body):
@@ -66,7 +66,7 @@ def test_the_counters_add_up(runtime):
                            "skipped_no_brand": 1, "loops_stopped": 0, "no_trigger": 0, "reference_unstored": 0,
                            "paused": 0, "disconnects": 0, "replayed": 0, "gaps_filled": 0, "gaps_open": 0,
                            "replay_lost": 0, "replay_errors": 0}
-    assert body["runs"] == {"logged": 5, "success": 3, "failed": 1, "skipped": 1}
+    assert body["runs"] == {"logged": 5, "success": 3, "failed": 1, "skipped": 1, "suppressed": 0}
     assert len(runtime.runs(rule_id=ok["id"])) == 4 and len(runtime.runs(rule_id=bad["id"])) == 1
     actors = {actor["name"]: actor for actor in body["actors"]}
     assert actors["router"]["processed"] >= 8  # events (and reference updates) it routed

@@ -9,7 +9,7 @@ from tests.storage.conftest import T0_MS, run_threads
 
 RULE_KEYS = {
     "id", "name", "brand", "trigger", "status", "priority", "conditions", "actions", "version",
-    "schedule", "run_as", "exec_roles", "created_at", "updated_at", "created_by", "updated_by",
+    "schedule", "run_as", "exec_roles", "cooldown", "created_at", "updated_at", "created_by", "updated_by",
 }
 
 

@@ -192,7 +192,7 @@ def test_roles_are_the_seed_access_model():
 
 def test_definitions_has_the_protocol_shape():
     body = definitions()
-    assert set(body) == {"triggers", "conditions", "actions"}
+    assert set(body) == {"triggers", "conditions", "actions", "language"}
     assert body["triggers"] == sorted(SEED_EVENT_TRIGGERS | MODE_TRIGGERS)
     for cond in body["conditions"]:
         assert set(cond) == {"field", "type", "ops", "triggers"}

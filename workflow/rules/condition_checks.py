@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from brokerflow.workflow.catalog import ALL_OPS, OPERATORS, FieldSpec, field_spec
+from brokerflow.workflow.rules.conditions import GROUP_KINDS, MAX_GROUP_DEPTH
 from brokerflow.workflow.rules.regex_guard import regex_problem
+from brokerflow.workflow.rules.windows import check_aggregate
 
 if TYPE_CHECKING:
     from brokerflow.workflow.rules.validation import Validation
@@ -108,16 +110,48 @@ def _check_op(path: str, op: Any, spec: FieldSpec | None, v: Validation) -> str 
 
 def _check_condition(path: str, cond: Any, trigger: str | None, v: Validation) -> None:
     if not isinstance(cond, Mapping):
-        v.error(path, "must be a map {field, op, value}")
+        v.error(path, "must be a map {field, op, value}, {any: [...]}, {all: [...]} or an aggregate")
         return
     spec = _check_field(f"{path}.field", cond.get("field"), trigger, v)
+    _check_op_value(path, cond, spec, v)
+
+
+def _check_op_value(path: str, cond: Mapping[str, Any], spec: FieldSpec | None, v: Validation,
+                    kind: str | None = None) -> None:
     op = _check_op(f"{path}.op", cond.get("op"), spec, v)
     if "value" not in cond:
         v.error(f"{path}.value", "is required")
-    elif spec is not None and op is not None:
-        problem = value_problem(spec.type, op, cond["value"])
+    elif (spec is not None or kind is not None) and op is not None:
+        problem = value_problem(kind or spec.type, op, cond["value"])
         if problem:
             v.error(f"{path}.value", problem)
+
+
+def _check_group(path: str, kind: str, cond: Mapping[str, Any], trigger: str | None, v: Validation,
+                 depth: int) -> None:
+    extra = sorted(str(key) for key in cond if key != kind)
+    if extra:
+        v.error(path, f"a group holds only {kind!r}; unexpected keys: {', '.join(extra)}")
+    items = cond[kind]
+    if depth > MAX_GROUP_DEPTH:
+        v.error(path, f"groups nest at most {MAX_GROUP_DEPTH} deep (a group in a group in a group in a group)")
+        return
+    if not isinstance(items, list) or not items:
+        v.error(f"{path}.{kind}", "must be a non-empty list of conditions")
+        return
+    for index, item in enumerate(items):
+        _check_item(f"{path}.{kind}[{index}]", item, trigger, v, depth)
+
+
+def _check_item(path: str, item: Any, trigger: str | None, v: Validation, depth: int) -> None:
+    kind = next((k for k in GROUP_KINDS if isinstance(item, Mapping) and k in item), None)
+    if kind is not None:
+        _check_group(path, kind, item, trigger, v, depth + 1)
+    elif isinstance(item, Mapping) and "agg" in item:
+        check_aggregate(path, item, trigger, v)
+        _check_op_value(path, item, None, v, kind="number")
+    else:
+        _check_condition(path, item, trigger, v)
 
 
 def check_conditions(conditions: Any, trigger: str | None, v: Validation) -> None:
@@ -125,4 +159,4 @@ def check_conditions(conditions: Any, trigger: str | None, v: Validation) -> Non
         v.error("conditions", "must be a list")
         return
     for index, cond in enumerate(conditions):
-        _check_condition(f"conditions[{index}]", cond, trigger, v)
+        _check_item(f"conditions[{index}]", cond, trigger, v, 0)

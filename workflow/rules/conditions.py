@@ -14,7 +14,7 @@ those problems when the rule is saved, and ``RuleSet.from_rules`` logs them for 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from brokerflow.workflow.rules.regex_guard import compile_search
@@ -182,7 +182,32 @@ def compile_test(op: Any, value: Any) -> Test:
     return _never
 
 
+GROUP_KINDS = ("all", "any")
+MAX_GROUP_DEPTH = 4  # a group in a group in a group in a group; deeper ones never hold
+AGG_PREFIX = "_agg:"  # the context key an aggregate's value is put under (workflow.rules.windows)
+
+
+def group_kind(item: Any) -> str | None:
+    """``"any"``/``"all"`` for a group item (a map with exactly that one key), else None."""
+    if isinstance(item, Mapping) and len(item) == 1:
+        kind = next(iter(item))
+        if kind in GROUP_KINDS:
+            return kind
+    return None
+
+
+def is_aggregate(item: Any) -> bool:
+    return isinstance(item, Mapping) and "agg" in item
+
+
+def agg_slot(item: Mapping[str, Any]) -> str:
+    """The context key of an aggregate's value: one per (agg, field, window, by), so rules share it."""
+    return f"{AGG_PREFIX}{item.get('agg')}:{item.get('field') or ''}:{item.get('window_s')}:{item.get('by')}"
+
+
 def _compile_one(condition: Any) -> tuple[str, Test]:
+    if is_aggregate(condition):
+        return agg_slot(condition), compile_test(condition.get("op"), condition.get("value"))
     if not isinstance(condition, Mapping) or not isinstance(condition.get("field"), str):
         return "", _never
     return condition["field"], compile_test(condition.get("op"), condition.get("value"))
@@ -192,9 +217,59 @@ def _always(_ctx: Mapping[str, Any]) -> bool:
     return True
 
 
+def _never_ctx(_ctx: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _item_predicate(item: Any, depth: int) -> Predicate:
+    """One item of a conditions list (a plain condition, an aggregate or a group) as a predicate."""
+    kind = group_kind(item)
+    if kind is None:
+        return _single(*_compile_one(item))
+    items = item[kind]
+    if depth >= MAX_GROUP_DEPTH or not isinstance(items, list):
+        return _never_ctx
+    predicates = tuple(_item_predicate(child, depth + 1) for child in items)
+    return _all_of(predicates) if kind == "all" else _any_of(predicates)
+
+
+def _all_of(predicates: tuple[Predicate, ...]) -> Predicate:
+    if len(predicates) == 1:
+        return predicates[0]
+
+    def all_of(ctx: Mapping[str, Any]) -> bool:
+        for predicate in predicates:
+            if not predicate(ctx):
+                return False
+        return True
+
+    return all_of
+
+
+def _any_of(predicates: tuple[Predicate, ...]) -> Predicate:
+    if len(predicates) == 1:
+        return predicates[0]
+
+    def any_of(ctx: Mapping[str, Any]) -> bool:
+        for predicate in predicates:
+            if predicate(ctx):
+                return True
+        return False
+
+    return any_of
+
+
 def compile_conditions(conditions: list[dict] | None) -> Predicate:
-    """The AND of ``conditions`` as one predicate over a flat context mapping."""
-    pairs = tuple(_compile_one(c) for c in conditions or ())
+    """The AND of ``conditions`` as one predicate over a flat context mapping.
+
+    A list of plain conditions (and aggregates, which read their value from the context like a
+    field) compiles to one of the flat shapes below; a list holding a group compiles each item
+    to a predicate of its own, nested as the groups are, so an event pays only closure calls.
+    """
+    items = conditions or ()
+    if any(group_kind(c) is not None for c in items):
+        return _all_of(tuple(_item_predicate(c, 0) for c in items))
+    pairs = tuple(_compile_one(c) for c in items)
     if not pairs:
         return _always
     if len(pairs) == 1:
@@ -269,7 +344,7 @@ def condition_index_key(condition: Any) -> IndexKey | None:
     them. None for other conditions (``matches``, ``contains``, ``!=``, bool or unhashable
     expected values, string orderings).
     """
-    if not isinstance(condition, Mapping) or not isinstance(condition.get("field"), str):
+    if not isinstance(condition, Mapping) or not isinstance(condition.get("field"), str) or "agg" in condition:
         return None
     name, op, value = condition["field"], condition.get("op"), condition.get("value")
     if op in _COMPARE:
@@ -302,25 +377,47 @@ def index_key(conditions: Any) -> IndexKey | None:
     return min(keys, key=lambda key: _KEY_RANK[key.op]) if keys else None
 
 
+def _explain_item(item: Any, ctx: Mapping[str, Any], depth: int) -> dict[str, Any]:
+    kind = group_kind(item)
+    if kind is not None:
+        children = item[kind] if isinstance(item[kind], list) and depth < MAX_GROUP_DEPTH else []
+        return {"field": None, "op": kind, "value": None, "actual": None,
+                "result": _item_predicate(item, depth)(ctx),
+                "items": [_explain_item(child, ctx, depth + 1) for child in children]}
+    field, _ = _compile_one(item)
+    row = {
+        "field": field or None,
+        "op": item.get("op") if isinstance(item, Mapping) else None,
+        "value": item.get("value") if isinstance(item, Mapping) else None,
+        "actual": ctx.get(field) if field else None,
+        "result": _single(*_compile_one(item))(ctx),
+    }
+    if is_aggregate(item):
+        row["field"] = item.get("field")
+        row.update({key: item.get(key) for key in ("agg", "window_s", "by")})
+    return row
+
+
 def explain(conditions: list[dict] | None, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each condition with the actual context value and its result (for dry runs and traces)."""
-    out = []
-    for condition in conditions or ():
-        field, _ = _compile_one(condition)
-        predicate = compile_conditions([condition])
-        out.append({
-            "field": field or None,
-            "op": condition.get("op") if isinstance(condition, Mapping) else None,
-            "value": condition.get("value") if isinstance(condition, Mapping) else None,
-            "actual": ctx.get(field) if field else None,
-            "result": predicate(ctx),
-        })
-    return out
+    """Each condition with the actual context value and its result (for dry runs and traces);
+    a group's row holds its items' rows (``items``), an aggregate's ``actual`` is its value."""
+    return [_explain_item(condition, ctx, 0) for condition in conditions or ()]
+
+
+def _fields(items: Any, depth: int) -> Iterator[str]:
+    for item in items or ():
+        kind = group_kind(item)
+        if kind is None:
+            field = _compile_one(item)[0]
+            if field:
+                yield field
+        elif depth < MAX_GROUP_DEPTH and isinstance(item[kind], list):
+            yield from _fields(item[kind], depth + 1)
 
 
 def condition_fields(conditions: list[dict] | None) -> tuple[str, ...]:
-    """The field each condition reads, in order: computed once when a rule is compiled."""
-    return tuple(field for field in (_compile_one(condition)[0] for condition in conditions or ()) if field)
+    """The field each condition reads (those in groups too), in order: computed once per rule."""
+    return tuple(_fields(conditions, 0))
 
 
 def missing_reason_of(fields: tuple[str, ...], ctx: Mapping[str, Any]) -> str | None:

@@ -24,7 +24,9 @@ from brokerflow.workflow.rules.conditions import (
     index_key,
     missing_reason_of,
 )
+from brokerflow.workflow.rules.cooldown import CooldownSpec, cooldown_of
 from brokerflow.workflow.rules.regex_guard import regex_engine, regex_problem
+from brokerflow.workflow.rules.windows import StreamPlan, stream_plans
 
 # Stdlib logging only: a stored rule whose pattern is refused is reported where it is compiled.
 log = logging.getLogger("brokerflow.rules")
@@ -49,6 +51,8 @@ class CompiledRule:
     index_key: IndexKey | None = field(default=None, repr=False, compare=False)
     # The fields the conditions read, for saying why a rule was skipped without compiling again.
     fields: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # At most one run per key value per window (``workflow.rules.cooldown``); None: no limit.
+    cooldown: CooldownSpec | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def compile(cls, rule: Mapping[str, Any]) -> CompiledRule:
@@ -67,6 +71,7 @@ class CompiledRule:
             rule=dict(rule),
             index_key=index_key(conditions),
             fields=condition_fields(conditions),
+            cooldown=cooldown_of(rule),
         )
 
     def missing_reason(self, ctx: Mapping[str, Any]) -> str | None:
@@ -248,12 +253,24 @@ def _log_refused_patterns(rule: CompiledRule) -> None:
 class RuleSet:
     """Active rules by trigger, each tuple in (priority, id) order."""
 
-    __slots__ = ("_by_trigger", "_count", "_plans")
+    __slots__ = ("_by_trigger", "_count", "_plans", "_streams", "stateful")
 
     def __init__(self, by_trigger: Mapping[str, tuple[CompiledRule, ...]]) -> None:
         self._by_trigger = dict(by_trigger)
         self._count = sum(len(rules) for rules in self._by_trigger.values())
         self._plans = {trigger: _plan(tuple(rules)) for trigger, rules in self._by_trigger.items()}
+        streams = {trigger: stream_plans(trigger, (rule.rule for rule in rules))
+                   for trigger, rules in self._by_trigger.items()}
+        self._streams = {trigger: plans for trigger, plans in streams.items() if plans}
+        # Does any rule keep state (aggregates, cooldowns)? The rule actor's loop asks only then.
+        self.stateful = bool(self._streams) or any(rule.cooldown is not None for rule in self)
+
+    def streams_of(self, trigger: str) -> tuple[StreamPlan, ...]:
+        """The aggregate streams rules of ``trigger`` read: each event of it feeds them."""
+        return self._streams.get(trigger, ())
+
+    def stream_plans(self) -> list[StreamPlan]:
+        return [plan for plans in self._streams.values() for plan in plans]
 
     @classmethod
     def from_rules(cls, rules: Iterable[Mapping[str, Any]]) -> RuleSet:

@@ -22,13 +22,14 @@ from brokerflow.workflow.events import INT_MAX, INT_MIN
 from brokerflow.workflow.isotime import parse_iso_ms
 from brokerflow.workflow.rules.action_checks import check_actions
 from brokerflow.workflow.rules.condition_checks import check_conditions, is_int, is_text, listing
+from brokerflow.workflow.rules.cooldown import check_cooldown
 
 STATUSES = ("active", "disabled", "archived")
 NAME_MAX = 200
 
 _DEFAULTS: dict[str, Any] = {
     "status": "active", "priority": DEFAULT_PRIORITY, "conditions": [], "actions": [],
-    "exec_roles": [], "run_as": None, "schedule": None,
+    "exec_roles": [], "run_as": None, "schedule": None, "cooldown": None,
 }
 _RULE_KEYS = frozenset(("name", "brand", "trigger", "id", "version", *_DEFAULTS))
 _KEPT_PREFIXES = ("created_", "updated_")
@@ -179,6 +180,7 @@ def validate_rule(rule: Any) -> Validation:
     _check_schedule(normalized["schedule"], trigger, v)
     _check_run_as(normalized["run_as"], trigger, v)
     _check_exec_roles(normalized["exec_roles"], trigger, v)
+    check_cooldown(normalized["cooldown"], trigger, v)
     return v
 
 

@@ -74,7 +74,8 @@ def test_validation_as_dict_is_the_protocol_body():
 def test_normalize_fills_defaults():
     rule = normalize_rule({"name": "n", "brand": "b", "trigger": "manual"})
     assert rule == {"name": "n", "brand": "b", "trigger": "manual", "status": "active", "priority": 100,
-                    "conditions": [], "actions": [], "exec_roles": [], "run_as": None, "schedule": None}
+                    "conditions": [], "actions": [], "exec_roles": [], "run_as": None, "schedule": None,
+                    "cooldown": None}
 
 
 def test_normalize_treats_none_as_missing_and_keeps_given_values():

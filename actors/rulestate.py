@@ -1,0 +1,171 @@
+"""Rule state between events: cooldowns and aggregate windows, kept by each brand's rule actor.
+
+``RuleState`` is what a ``RuleActor`` holds (in memory, owned by that actor's thread): it feeds
+the aggregate streams of a trigger before the rules are matched, decides cooldowns for the
+rules that matched, and hands what changed to ``RuleStateWriter`` once per evaluated batch.
+The writer stores changes in batches when its mailbox is empty (or every ``batch_rows``), so a
+crash loses at most what was in its mailbox: the changes of the last few milliseconds of
+events under normal load, never more than one batch plus what waits in its mailbox.
+
+Partitions: state is keyed by rule and key value and lives where the event is evaluated. With
+the engine partitioned by customer, a cooldown or aggregate keyed by the customer's own id
+(``customer.id``, or ``trade.login``/``account.login`` of one customer's accounts) is exact;
+a key spanning customers (``trade.symbol``, ``account.group``...) is counted per partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from brokerflow.actors.base import SafeActor, StatsRegistry
+from brokerflow.actors.messages import Candidate, Flush, StateChanges
+from brokerflow.workflow.rules.cooldown import COOLDOWN_S_MAX, MAX_COOLDOWN_KEYS, Cooldowns
+from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
+from brokerflow.workflow.rules.windows import MAX_ENTRIES_PER_STREAM, Windows
+
+log = logging.getLogger("brokerflow.rules")
+
+MAX_UNSTORED = 200_000  # changes kept while storage is down; past it the oldest are given up
+
+
+class Suppressed:
+    """Matches a cooldown kept from running, for ``MngGetStats.runs.suppressed`` (one writer each)."""
+
+    def __init__(self) -> None:
+        self.by_actor: dict[str, int] = {}
+
+    def add(self, name: str, count: int) -> None:
+        self.by_actor[name] = self.by_actor.get(name, 0) + count  # each key is written by one actor
+
+    @property
+    def total(self) -> int:
+        return sum(list(self.by_actor.values()))
+
+
+class RuleState:
+    """One brand's cooldowns and windows, loaded from ``repo`` and saved through ``writer``."""
+
+    def __init__(self, brand: str, repo: Any, writer: Any, suppressed: Suppressed,
+                 cooldown_cap: int = MAX_COOLDOWN_KEYS, stream_cap: int = MAX_ENTRIES_PER_STREAM) -> None:
+        self.brand, self.repo, self.writer, self.suppressed = brand, repo, writer, suppressed
+        self.cooldowns = Cooldowns(cooldown_cap)
+        self.windows = Windows(per_stream=stream_cap)
+        self.stream_cap = stream_cap
+        self._loaded_rules: set[Any] = set()
+        self._cooldown_rows: list[tuple[Any, str, int]] = []
+        self._entries: list[tuple[str, str, str, int, Any]] = []
+        self._newest: dict[str, tuple[int, int]] = {}  # stream -> (newest ts, retention) this batch
+
+    def reload(self, ruleset: RuleSet) -> None:
+        """Follow the new rule set: streams it no longer reads are forgotten, new ones loaded."""
+        for name in self.windows.plan(ruleset.stream_plans()):
+            self.windows.load(name, self.repo.load_window(self.brand, name, self.stream_cap))
+        fresh = [rule.id for rule in ruleset if rule.cooldown is not None and rule.id not in self._loaded_rules]
+        if fresh:
+            self.cooldowns.load(self.repo.load_cooldowns(fresh, self.cooldowns.cap))
+            self._loaded_rules.update(fresh)
+
+    def observe(self, ruleset: RuleSet, candidate: Candidate) -> None:
+        """Feed the trigger's streams with the event; its aggregate values go into its context."""
+        plans = ruleset.streams_of(candidate.trigger)
+        if not plans:
+            return
+        ts = candidate.ts_ms
+        for plan in plans:
+            row = self.windows.observe(plan, candidate.context, ts)
+            if row is not None:
+                key, ts, value = row
+                self._entries.append((self.brand, plan.name, key, ts,
+                                      value if value.__class__ in (int, float) else None))
+                newest = self._newest.get(plan.name)
+                if newest is None or ts > newest[0]:
+                    self._newest[plan.name] = (ts, plan.retention_ms)
+
+    def allow(self, rule: CompiledRule, candidate: Candidate, now_ms: int) -> bool:
+        """May this match run, or does the rule's cooldown suppress it?"""
+        row = self.cooldowns.decide(rule.id, rule.cooldown, candidate.context, now_ms)
+        if row is None:
+            return False
+        self._cooldown_rows.append(row)
+        return True
+
+    def save(self) -> None:
+        """Hand this batch's changes to the writer (one message, only when something changed)."""
+        if not (self._cooldown_rows or self._entries):
+            return
+        horizons = tuple((self.brand, name, ts - retention) for name, (ts, retention) in self._newest.items())
+        self.writer.tell(StateChanges(tuple(self._cooldown_rows), tuple(self._entries), horizons))
+        self._cooldown_rows, self._entries, self._newest = [], [], {}
+
+
+class RuleStateWriter(SafeActor):
+    """Stores the rule actors' state changes in batches (``storage.repositories.rulestate``)."""
+
+    kind = "rulestate"
+
+    def __init__(self, stats: StatsRegistry, repo: Any, now_ms: Callable[[], int], batch_rows: int = 2000,
+                 prune_every: int = 1000) -> None:
+        super().__init__("rulestate", stats)
+        self.repo, self.now_ms, self.batch_rows, self.prune_every = repo, now_ms, batch_rows, prune_every
+        self.cooldowns: list[tuple[Any, str, int]] = []
+        self.entries: list[tuple[str, str, str, int, Any]] = []
+        self.horizons: dict[tuple[str, str], int] = {}
+        self.writes = 0
+        self.handlers = {StateChanges: self.on_changes, Flush: self.on_flush}
+
+    def on_changes(self, message: StateChanges) -> None:
+        cooldowns = [row for row in message.cooldowns if isinstance(row, tuple) and len(row) == 3]
+        entries = [row for row in message.entries if isinstance(row, tuple) and len(row) == 5]
+        self.cooldowns.extend(cooldowns)
+        self.entries.extend(entries)
+        for brand, stream, before in message.horizons:
+            key = (brand, stream)
+            self.horizons[key] = max(before, self.horizons.get(key, before))
+        if len(self.cooldowns) + len(self.entries) >= self.batch_rows or self.inbox_empty():
+            self.flush()
+        bad = len(message.cooldowns) + len(message.entries) - len(cooldowns) - len(entries)
+        if bad:
+            raise TypeError(f"{bad} malformed state rows dropped")
+
+    def on_flush(self, message: Flush) -> None:
+        self.flush()
+        if message.reply is not None:
+            message.reply.set_result(True)
+
+    def flush(self) -> None:
+        if not (self.cooldowns or self.entries or self.horizons):
+            return
+        horizons = [(brand, stream, before) for (brand, stream), before in self.horizons.items()]
+        try:
+            self.repo.write(self.cooldowns, self.entries, horizons)
+        except (TypeError, ValueError):  # rows storage can never take: given up, not retried for ever
+            log.error("rule state: %d cooldowns and %d window entries cannot be stored and are dropped",
+                      len(self.cooldowns), len(self.entries))
+            self.cooldowns, self.entries, self.horizons = [], [], {}
+            raise
+        except Exception:
+            self._bound()
+            raise  # kept for the next flush; SafeActor logs and counts it
+        self.cooldowns, self.entries, self.horizons = [], [], {}
+        self.writes += 1
+        if self.writes % self.prune_every == 1:
+            gone = self.repo.prune(self.now_ms() - COOLDOWN_S_MAX * 1000, MAX_COOLDOWN_KEYS,
+                                   [(brand, stream) for brand, stream, _ in horizons], MAX_ENTRIES_PER_STREAM)
+            if gone:
+                log.info("rule state: %d expired cooldowns and window entries past the caps forgotten", gone)
+
+    def _bound(self) -> None:
+        for name in ("cooldowns", "entries"):
+            rows = getattr(self, name)
+            if len(rows) > MAX_UNSTORED:
+                log.error("rule state: storage unavailable, %d %s changes given up", len(rows) - MAX_UNSTORED, name)
+                setattr(self, name, rows[-MAX_UNSTORED:])
+
+    def on_stop(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - stopping goes on; the log says what was lost
+            log.exception("rule state: the last %d cooldowns and %d window entries could not be stored",
+                          len(self.cooldowns), len(self.entries))
