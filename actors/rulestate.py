@@ -28,6 +28,8 @@ from brokerflow.workflow.rules.windows import MAX_ENTRIES_PER_STREAM, Windows
 log = logging.getLogger("brokerflow.rules")
 
 MAX_UNSTORED = 200_000  # changes kept while storage is down; past it the oldest are given up
+# Cooldowns kept in storage for all brands together (each brand keeps MAX_COOLDOWN_KEYS in memory).
+STORED_COOLDOWNS_MAX = 10 * MAX_COOLDOWN_KEYS
 
 
 class Suppressed:
@@ -151,7 +153,7 @@ class RuleStateWriter(SafeActor):
         self.cooldowns, self.entries, self.horizons = [], [], {}
         self.writes += 1
         if self.writes % self.prune_every == 1:
-            gone = self.repo.prune(self.now_ms() - COOLDOWN_S_MAX * 1000, MAX_COOLDOWN_KEYS,
+            gone = self.repo.prune(self.now_ms() - COOLDOWN_S_MAX * 1000, STORED_COOLDOWNS_MAX,
                                    [(brand, stream) for brand, stream, _ in horizons], MAX_ENTRIES_PER_STREAM)
             if gone:
                 log.info("rule state: %d expired cooldowns and window entries past the caps forgotten", gone)

@@ -30,6 +30,7 @@ import msgpack
 
 from brokerflow.actors.base import StatsRegistry
 from brokerflow.actors.customer import CustomerActor
+from brokerflow.actors.history import EventHistory
 from brokerflow.actors.kyc import KycActor
 from brokerflow.actors.messages import EventBatch, ReloadRules, RunsFinished
 from brokerflow.actors.notifier import NotifierActor
@@ -47,7 +48,7 @@ from brokerflow.workflow.reference import ReferenceData
 
 API_KINDS = {"Group": "group", "Account": "account", "Customer": "customer", "Manager": "manager",
              "Rate": "rate", "KycStepTemplate": "kyc_step_template"}
-STAGES = ("decode", "router", "rules", "notifier", "customer", "kyc", "runlog")
+STAGES = ("decode", "router", "rules", "notifier", "customer", "kyc", "runlog", "history")
 
 
 class Inbox:
@@ -112,7 +113,10 @@ class HotPath:
         for brand, rules in rules_by_brand.items():
             self.rule_actors[brand] = actor = RuleActor(brand, stats, self.pipeline, run_ids, now_ms)
             actor.on_reload(ReloadRules({brand: tuple(rules)}))
-        self.router = RouterActor(stats, refs, store.reference, self._brand_inbox, Inbox(), RouterCounters(), 3)
+        # The event history of backtests (on by default in the engine): written once per batch here.
+        self.history = EventHistory(store.history, now_ms, 168)
+        self.router = RouterActor(stats, refs, store.reference, self._brand_inbox, Inbox(), RouterCounters(), 3,
+                                  history=self.history)
         self.router.brand_actors = self.brand_inboxes
         for brand in rules_by_brand:
             self._brand_inbox(brand)
@@ -157,6 +161,7 @@ class HotPath:
         if self.echoes:  # the customer actor's changes, back through the router as the engine does
             echoes, self.echoes[:] = tuple(self.echoes), []
             self._timed("router", self.router.on_events, EventBatch(echoes))
+        self._timed("history", self.history.flush_once)
 
     def close(self) -> None:
         self.outbound.close()

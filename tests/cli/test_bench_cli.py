@@ -21,7 +21,8 @@ def test_the_hot_path_benchmark_runs_every_stage_and_logs_the_runs():
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["events"] == 600
-    assert set(figures["us_per_event"]) == {"decode", "router", "rules", "notifier", "customer", "kyc", "runlog"}
+    assert set(figures["us_per_event"]) == {"decode", "router", "rules", "notifier", "customer", "kyc", "runlog",
+                                            "history"}
     assert all(value > 0 for value in figures["us_per_event"].values())
     assert figures["runs_logged"] > 600  # about 1.2 runs per event, every one written
 

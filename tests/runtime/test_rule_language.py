@@ -124,3 +124,26 @@ def test_a_backtest_counts_what_the_test_computes_and_changes_nothing(make_runti
     runtime.settle()
     assert len(runtime.runs()) == runs_before == 0  # nothing ran, nothing was sent
     assert runtime.notifications() == []
+
+
+def test_an_any_group_fires_on_either_branch_and_validation_names_a_nested_item(runtime) -> None:
+    rule = runtime.rule("deposit.created", [notify("either")], [
+        {"field": "amount_usd", "op": ">", "value": 0},
+        {"any": [{"field": "customer.country", "op": "==", "value": "DE"},
+                 {"all": [{"field": "amount_usd", "op": ">=", "value": 5000},
+                          {"field": "customer.country", "op": "in", "value": ["FR", "GB"]}]}]}])
+    runtime.deposit(1001, 10, id="de-small")  # DE: the first branch
+    runtime.deposit(1002, 100, id="fr-small")  # FR, 110 USD: neither
+    runtime.deposit(1002, 5000, id="fr-big")  # FR, 5,500 USD: the second branch
+    runtime.settle()
+    assert sorted(run["event_id"] for run in runtime.wait_runs(2, rule_id=rule["id"])) == ["de-small", "fr-big"]
+    test = runtime.call("MngTestWorkflowRule", {"id": rule["id"], "event": deposit_event(1002, 100)})
+    assert test["matched"] is False and test["conditions"][1]["op"] == "any"
+    assert [item["result"] for item in test["conditions"][1]["items"]] == [False, False]
+    bad = {"name": "x", "brand": "alpha", "trigger": "deposit.created", "actions": [notify()],
+           "conditions": [{"field": "amount_usd", "op": ">", "value": 0},
+                          {"any": [{"field": "customer.country", "op": "==", "value": 5}]}]}
+    body = runtime.call("MngValidateWorkflowRule", {"rule": bad})
+    assert body["valid"] is False and [e["path"] for e in body["errors"]] == ["conditions[1].any[0].value"]
+    language = runtime.call("MngGetWorkflowDefinitions")["language"]
+    assert {g["type"] for g in language["groups"]} == {"any", "all"} and language["group_depth_max"] == 4
