@@ -58,6 +58,8 @@ class WebhookActor(SafeActor):
         self.inflight: dict[str, int] = defaultdict(int)
         self.waiting: dict[str, deque[RunJob]] = defaultdict(deque)
         self.handlers = {JobBatch: self.on_jobs, WebhookDone: self.on_done}
+        self.outcomes = {"success": 0, "failed": 0}  # deliveries by outcome: the cell's gauges, for /metrics
+        self._publish_outcomes()
 
     def pending(self) -> int:
         return sum(self.inflight.values()) + sum(len(q) for q in self.waiting.values())
@@ -107,8 +109,13 @@ class WebhookActor(SafeActor):
             self.inflight.pop(message.host, None)
         detail = {"http_status": message.status} if message.status is not None else {}
         status = "success" if message.ok else "failed"
+        self.outcomes[status] += 1
+        self._publish_outcomes()
         self.pipeline.dispatch([message.job.with_result(status, message.ms, message.error, **detail)])
         self._pump(message.host)
+
+    def _publish_outcomes(self) -> None:
+        self.cell.gauges = {f"deliveries_{outcome}": count for outcome, count in self.outcomes.items()}
 
     def on_stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

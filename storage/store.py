@@ -48,6 +48,10 @@ class Store:
         self.meta = MetaRepository(*parts)
         self.schedules = ScheduleRepository(*parts)
 
+    def ping(self) -> None:
+        """One read of a real table; raises when the database does not answer (``/ready``)."""
+        self.meta.get("schema_version")
+
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()

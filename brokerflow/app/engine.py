@@ -25,7 +25,7 @@ from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.processes import FlowCache, start_process_pool
 from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
-from brokerflow.actors.runlog import RunCounters, RunLogActor
+from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
@@ -55,6 +55,7 @@ class Engine:
         self.stats_registry = StatsRegistry()
         self.router_counters = RouterCounters()
         self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
+        self.run_latency = RunLatency()
         self.started_ms = now_ms()
         self.store: Store | None = None
         self.refs = ReferenceData()
@@ -96,7 +97,7 @@ class Engine:
         stats, settings, pipeline = self.stats_registry, self.settings, self.pipeline
         self.run_counters = RunCounters(store.runs.counts())
         self.runlog = RunLogActor.start(stats, store.runs, self.run_counters, now_ms,
-                                        settings.runlog_batch_rows)
+                                        settings.runlog_batch_rows, latency=self.run_latency)
         pipeline.register("runlog", self.runlog)
         pipeline.register("notifier", NotifierActor.start(stats, pipeline, now_ms, self.refs,
                                                           store.notifications, self.outbound))
@@ -129,6 +130,8 @@ class Engine:
         services.rules_listeners.append(self.reload_rules)
         services.reference_listeners.append(self.reference_changed)
         services.stats_provider = self.stats
+        services.latency_provider = self.run_latency.snapshot
+        services.dead_actors_provider = self.dead_parts
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
@@ -205,6 +208,13 @@ class Engine:
         for extension in self.extensions:
             stats.update(extension.stats())
         return stats
+
+    def dead_parts(self) -> list[str]:
+        """Actors that stopped and front-door threads that ended while the engine runs (``/ready``)."""
+        dead = self.stats_registry.dead()
+        if not self._stop_input.is_set():
+            dead += [thread.name.removeprefix("brokerflow-") for thread in self._threads if not thread.is_alive()]
+        return dead
 
     def busy(self) -> bool:
         """Is anything still queued or in flight anywhere in the pipeline?"""
