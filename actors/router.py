@@ -153,7 +153,7 @@ class RouterActor(SafeActor):
             except Exception:  # noqa: BLE001 - one bad event must not cost the batch
                 self.cell.failed += 1
                 log.exception("router failed on %s event %s", getattr(event, "topic", None),
-                              getattr(event, "key", None))
+                              getattr(event, "key", None), extra={"event_id": getattr(event, "key", None)})
         self._persist(persist)
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
@@ -218,7 +218,7 @@ class RouterActor(SafeActor):
         if event.depth > self.depth_limit:
             self.counters.loops_stopped += 1
             log.warning("loop bound: %s event %s at causal depth %d > %d; its rules do not run",
-                        trigger, event.key, event.depth, self.depth_limit)
+                        trigger, event.key, event.depth, self.depth_limit, extra={"event_id": event.key})
             return
         brand, context = routed_context(trigger, event, self.refs)
         if event.topic == "kyc.step.push":  # its triggers are the kyc.step.* ones

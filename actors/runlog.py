@@ -203,7 +203,7 @@ class RunLogActor(SafeActor):
         for (row, job), exc in failed:
             if written or self._is_poison(exc):
                 self.cell.failed += 1
-                log.error("runlog: run %s cannot be stored and is dropped: %s", row[0], exc)
+                log.error("runlog: run %s cannot be stored and is dropped: %s", row[0], exc, extra=job.log_fields())
                 self._tell(job, exc)
             else:
                 kept.append(((row, job), exc))

@@ -93,12 +93,12 @@ class WebhookActor(SafeActor):
             result = self.sender.send(build_request(job, job.next_action.get("params") or {}))
             done = WebhookDone(job, host, result.ok, result.status, result.error, result.ms)
         except Exception as exc:  # noqa: BLE001 - reported as the action's failure
-            log.exception("webhook of run %s crashed", job.run_id)
+            log.exception("webhook of run %s crashed", job.run_id, extra=job.log_fields())
             done = WebhookDone(job, host, False, None, f"internal error: {type(exc).__name__}", 0.0)
         try:
             self.actor_ref.tell(done)
         except Exception:  # noqa: BLE001 - the actor stopped while the request ran
-            log.warning("webhook of run %s finished after the engine stopped", job.run_id)
+            log.warning("webhook of run %s finished after the engine stopped", job.run_id, extra=job.log_fields())
 
     def on_done(self, message: WebhookDone) -> None:
         if self.inflight.get(message.host, 0) <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,6 +18,8 @@ from typing import Any
 
 from brokerflow import __version__
 from brokerflow.app import gcpolicy
+from brokerflow.app.logs import FORMATS, LEVELS
+from brokerflow.app.logs import configure as configure_logging
 from brokerflow.settings import DEFAULT_API_BIND, Settings, tuning_number
 
 log = logging.getLogger("brokerflow")
@@ -65,7 +68,13 @@ def _positive(kind: type) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brokerflow", description="Workflow automation for brokerages")
     parser.add_argument("--version", action="version", version=f"brokerflow {__version__}")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO; WARNING for demo)")
+    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, metavar="LEVEL",
+                        default=os.environ.get("BROKERFLOW_LOG_LEVEL"),
+                        help="DEBUG, INFO, WARNING or ERROR (env BROKERFLOW_LOG_LEVEL; default INFO, WARNING for demo)")
+    parser.add_argument("--log-format", choices=FORMATS, default=os.environ.get("BROKERFLOW_LOG_FORMAT", "text"),
+                        help="text for people, json for log collectors: one object a line with ts, level, "
+                             "logger, message and event_id, run_id, rule_id, pid where they apply "
+                             "(env BROKERFLOW_LOG_FORMAT; default text)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
 
@@ -189,10 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from brokerflow.app.bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    level = args.log_level or ("WARNING" if args.command == "demo" else "INFO")
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (args.log_level or ("WARNING" if args.command == "demo" else "INFO")).upper()
+    if level not in LEVELS or args.log_format not in FORMATS:  # a default from the environment is not checked
+        parser.error(f"log level {level!r} or format {args.log_format!r} unknown: "
+                     f"levels {', '.join(LEVELS)}; formats {', '.join(FORMATS)}")
+    configure_logging(level, args.log_format)
     from brokerflow.errors import BrokerflowError
 
     try:
