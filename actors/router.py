@@ -225,7 +225,9 @@ class RouterActor(SafeActor):
             self._kyc_update(event, brand)
         if context is None:
             self.counters.skipped_no_brand += 1
-            log.warning("no brand resolved for %s event %s: workflow skipped", trigger, event.key)
+            # Counted (skipped_no_brand, a metric); at INFO: an event ahead of its account is no fault of ours.
+            log.info("no brand resolved for %s event %s: workflow skipped", trigger, event.key,
+                     extra={"event_id": event.key})
         else:
             per_brand[brand].append(Candidate(trigger, context["_event_id"], context, event.depth))
         if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:

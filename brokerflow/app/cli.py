@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from brokerflow import __version__
-from brokerflow.app import gcpolicy
+from brokerflow.app import admin, gcpolicy
+from brokerflow.app.adminapi import EXIT_INVALID, Admin, AdminError, add_api_options
 from brokerflow.app.logs import FORMATS, LEVELS
 from brokerflow.app.logs import configure as configure_logging
-from brokerflow.settings import DEFAULT_API_BIND, Settings, tuning_number
+from brokerflow.settings import Settings, tuning_number
+from brokerflow.workflow.rules.as_code import RulesFileError
 
 log = logging.getLogger("brokerflow")
 
+DB_HELP = "peewee database URL (env BROKERFLOW_DB; default sqlite:///brokerflow.db in this directory)"
 ROLES = ("SESSION_ADMIN", "SESSION_MANAGER", "SESSION_DEALER", "SESSION_CRM_MANAGER", "SESSION_CRM_ADMIN")
 
 
@@ -80,28 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="create a token and print it (shown once)")
-    create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--brand")
-    create.add_argument("--name")
-    create.add_argument("--db", dest="db_url")
+    create.add_argument("--role", required=True, choices=ROLES, help="what the token may do (PROTOCOL section 3)")
+    create.add_argument("--brand", help="the one brand the token sees and touches (default: every brand)")
+    create.add_argument("--name", help="a label for people (token list shows it)")
+    create.add_argument("--db", dest="db_url", help=DB_HELP)
+    listing = token.add_parser("list", help="the tokens (never their values)")
+    listing.add_argument("--db", dest="db_url", help=DB_HELP)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    revoke = token.add_parser("revoke", help="a token stops authenticating, at once")
+    revoke.add_argument("token_id", type=int, metavar="ID", help="the token's id (token list shows it)")
+    revoke.add_argument("--db", dest="db_url", help=DB_HELP)
 
     stats = sub.add_parser("stats", help="print a running engine's stats as a table")
-    stats.add_argument("--api", default=DEFAULT_API_BIND, help="management API endpoint")
-    stats.add_argument("--token", required=True)
-    stats.add_argument("--json", action="store_true", help="print the raw JSON body")
+    add_api_options(stats, "print the raw JSON body")
+    admin.add_parsers(sub)
 
     sub.add_parser("demo", help="a newcomer's tour on the embedded default")
 
     bench = sub.add_parser("bench", help="end-to-end benchmark (see docs/benchmarks.md)")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's options (brokerflow bench --help)")
 
     sink = sub.add_parser("sink", help="signed sink URLs").add_subparsers(dest="sink_command", required=True)
     sign = sink.add_parser("sign", help="print a signed URL for a sink route")
-    sign.add_argument("route")
-    sign.add_argument("--method", default="POST")
+    sign.add_argument("route", help="the sink route, as in the rule's trigger params")
+    sign.add_argument("--method", default="POST", help="the HTTP method the URL is good for (default POST)")
     sign.add_argument("--expires-in", type=int, help="seconds the URL stays valid")
-    sign.add_argument("--db", dest="db_url")
-    sign.add_argument("--secret")
+    sign.add_argument("--db", dest="db_url", help=DB_HELP + " (where the server secret is kept)")
+    sign.add_argument("--secret", help="the server secret, when serve was given --secret")
     sign.add_argument("--base-url", help="gateway base URL (default http://<--http>)")
     return parser
 
@@ -150,22 +158,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from brokerflow.storage.store import open_store
+    from brokerflow.app.tokencli import token_command
 
-    store = open_store(settings_from(args).db_url)
-    try:
-        token, _record = store.tokens.create(args.role, brand=args.brand, name=args.name)
-    finally:
-        store.close()
-    print(token)
-    return 0
+    return token_command(args, settings_from(args).db_url)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from brokerflow.api.client import ApiClient, format_stats
+    from brokerflow.api.client import format_stats
 
-    with ApiClient(args.api, args.token) as client:
-        body = client.call("MngGetStats")
+    with Admin(args) as api:
+        body = api.call("MngGetStats")
     print(json.dumps(body, indent=2) if args.json else format_stats(body))
     return 0
 
@@ -189,7 +191,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "token": cmd_token, "stats": cmd_stats, "demo": cmd_demo,
-            "bench": cmd_bench, "sink": cmd_sink}
+            "bench": cmd_bench, "sink": cmd_sink, **admin.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,6 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
+    except AdminError as exc:
+        print(f"brokerflow: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RulesFileError as exc:
+        print(f"brokerflow: nothing applied: {len(exc.problems)} problem(s)", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return EXIT_INVALID
     except BrokerflowError as exc:
         print(f"brokerflow: {exc.code}: {exc.text}", file=sys.stderr)
         return 2
