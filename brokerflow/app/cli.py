@@ -43,6 +43,8 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--webhook-allow", action="append", help="allowed private webhook network (CIDR)")
     serve.add_argument("--smtp", dest="smtp_relay", help="SMTP relay HOST:PORT for email.send")
     serve.add_argument("--smtp-listen", help="SMTP listener HOST:PORT for email.received")
+    serve.add_argument("--runs-retain-days", type=_positive(float, zero_ok=True), metavar="D",
+                       help="keep the run log and notifications D days (default 90; 0 keeps everything)")
     tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
     tuning.add_argument("--webhook-workers", type=_positive(int), metavar="N",
                         help="concurrent webhook requests (default 16; a quarter of them per host)")
@@ -56,11 +58,11 @@ def _add_serve(sub: Any) -> None:
                         help="events queued for the router before the ingress stops reading (default 20000)")
 
 
-def _positive(kind: type) -> Any:
-    """An argparse type: ``settings.tuning_number`` above zero, or argparse's own usage error."""
+def _positive(kind: type, zero_ok: bool = False) -> Any:
+    """An argparse type: ``settings.tuning_number`` above zero (or at least zero), or a usage error."""
     def parse(text: str) -> Any:
         try:
-            return tuning_number(text, kind)
+            return tuning_number(text, kind, zero_ok)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -118,7 +120,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
                  "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
-                 "ingress_max_inflight"):
+                 "ingress_max_inflight", "runs_retain_days"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow"):

@@ -29,6 +29,7 @@ from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
+from brokerflow.app.retention import Retention
 from brokerflow.app.secret import server_secret
 from brokerflow.bus.ingress import COUNTERS as INGRESS_COUNTERS
 from brokerflow.bus.ingress import Handoff, Ingress
@@ -68,8 +69,10 @@ class Engine:
         self.api_server: Any = None
         self.http: Any = None
         self.services: Any = None
-        # The automation modes are the built-in extension (brokerflow/app/automation.py).
-        self.extensions: list[Extension] = [Automation()] if extensions is None else list(extensions)
+        # The automation modes are the built-in extension (brokerflow/app/automation.py);
+        # Retention trims the run log and notifications (brokerflow/app/retention.py).
+        self.extensions: list[Extension] = ([Automation(), Retention(settings.runs_retain_days)]
+                                            if extensions is None else list(extensions))
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> Engine:
