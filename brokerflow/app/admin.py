@@ -16,7 +16,14 @@ from typing import Any
 
 from brokerflow.app import rulesfile
 from brokerflow.app.adminapi import EXIT_INVALID, Admin, AdminError, add_api_options, print_json, table
-from brokerflow.workflow.rules.as_code import Plan, RulesFileError, export_document, make_plan, rules_of_document
+from brokerflow.workflow.rules.as_code import (
+    Plan,
+    RulesFileError,
+    export_document,
+    make_plan,
+    rules_of_document,
+    update_body,
+)
 
 UNKNOWN_KEY = "unknown rule key, ignored"
 PLAN_KINDS = ("create", "update", "archive", "unchanged")
@@ -93,7 +100,8 @@ def execute(admin: Admin, plan: Plan) -> None:
     for rule in plan.create:
         admin.call("MngAddWorkflowRule", {"rule": rule})
     for current, wanted in plan.update:
-        admin.call("MngUpdateWorkflowRule", {"id": current["id"], "version": current["version"], "rule": wanted})
+        admin.call("MngUpdateWorkflowRule", {"id": current["id"], "version": current["version"],
+                                             "rule": update_body(current, wanted)})
     for rule in plan.archive:
         admin.call("MngArchiveWorkflowRule", {"id": rule["id"]})
 

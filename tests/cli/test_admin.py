@@ -67,6 +67,7 @@ def test_apply_plans_then_creates_is_idempotent_updates_prunes_and_export_gives_
     versions = {r["name"]: r["version"] for r in stored_rules(runtime)}
     changed = yaml.safe_load(RULES_YAML)
     changed["big deposit"]["priority"] = 10
+    del changed["big deposit"]["conditions"]  # dropped from the file: gone from the rule too
     del changed["small deposit"]
     path.write_text(yaml.safe_dump(changed))
     pruned = cli("rules", "apply", str(path), "--prune", "--json", env=env)
@@ -74,7 +75,9 @@ def test_apply_plans_then_creates_is_idempotent_updates_prunes_and_export_gives_
                                                  "archive": ["alpha/small deposit"], "unchanged": []}
     after = {r["name"]: r for r in stored_rules(runtime)}
     assert after["big deposit"]["version"] == versions["big deposit"] + 1 and after["big deposit"]["priority"] == 10
-    assert after["small deposit"]["status"] == "archived"
+    assert after["big deposit"]["conditions"] == [] and after["small deposit"]["status"] == "archived"
+    assert json.loads(cli("rules", "apply", str(path), "--prune", "--json", env=env).stdout)["plan"]["unchanged"] == [
+        "alpha/big deposit"]
     out = tmp_path / "export.yml"
     exported = cli("rules", "export", "-o", str(out), env=env)
     assert exported.returncode == 0 and "wrote 1 rule(s)" in exported.stderr

@@ -123,6 +123,17 @@ class Plan:
                 "archive": names(self.archive), "unchanged": names(self.unchanged)}
 
 
+def update_body(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """``wanted`` whole: a field the stored rule has and the file dropped is sent as its default.
+
+    ``MngUpdateWorkflowRule`` merges a partial rule into the stored one, so a field left out
+    would stay as it was, and the next apply would plan the same update again.
+    """
+    cleared = {key: DEFAULTS.get(key, [] if isinstance(value, list) else None)
+               for key, value in canonical(current).items() if key not in wanted}
+    return {**cleared, **wanted}
+
+
 def make_plan(wanted: list[dict[str, Any]], stored: list[dict[str, Any]], prune: bool = False) -> Plan:
     """Create what is missing, update what differs; with ``prune``, archive the rules of the
     document's brands that it lacks. Archived rules are history: they neither match nor get pruned."""

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from brokerflow.workflow.rules.as_code import RulesFileError, canonical, export_document, make_plan, rules_of_document
+from brokerflow.workflow.rules.as_code import (
+    RulesFileError,
+    canonical,
+    export_document,
+    make_plan,
+    rules_of_document,
+    update_body,
+)
 
 STORED = [
     {"id": 1, "version": 3, "name": "big", "brand": "alpha", "trigger": "deposit.created", "status": "active",
@@ -59,3 +66,9 @@ def test_a_bad_document_names_the_file_and_the_rule(doc, problem):
     with pytest.raises(RulesFileError) as caught:
         rules_of_document(doc, "rules/prod.yaml")
     assert str(caught.value).startswith("rules/prod.yaml: " + problem)
+
+
+def test_an_update_sends_the_fields_the_file_dropped_as_their_defaults():
+    wanted = {"name": "big", "brand": "alpha", "trigger": "deposit.created", "actions": STORED[0]["actions"]}
+    assert update_body(STORED[1], wanted) == {**wanted, "status": "active", "priority": 100}
+    assert update_body(STORED[0], wanted) == {**wanted, "conditions": []}
