@@ -8,7 +8,7 @@ reads like what a person would write and applying it back changes nothing.
 
 A document is a map ``{name: rule}`` (the rule's ``brand`` inside); two brands may each have a
 rule of one name, in which case the export keys them ``brand/name`` with an explicit ``name``.
-A list of rules, each with its ``name``, is accepted too.
+A list of rules, each with its ``name``, is accepted too, and either form wrapped as ``{"rules": ...}``.
 """
 
 from __future__ import annotations
@@ -69,6 +69,16 @@ def export_document(rules: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, A
     return doc
 
 
+def _unwrapped(doc: Any) -> Any:
+    """``{"rules": [...]}`` or ``{"rules": {name: rule}}`` is the same document without the wrapper
+    (a rule *named* ``rules`` is a map with a ``brand`` or ``trigger`` of its own)."""
+    if isinstance(doc, Mapping) and list(doc) == ["rules"]:
+        inner = doc["rules"]
+        if isinstance(inner, list) or (isinstance(inner, Mapping) and not {"brand", "trigger"} & set(inner)):
+            return inner
+    return doc
+
+
 def _entries(doc: Any, source: str) -> list[tuple[str, Any]]:
     if isinstance(doc, Mapping):
         return [(str(key), value) for key, value in doc.items()]
@@ -81,6 +91,7 @@ def _entries(doc: Any, source: str) -> list[tuple[str, Any]]:
 def rules_of_document(doc: Any, source: str) -> list[dict[str, Any]]:
     """The rules of a document, each with its ``name``; every problem named by its place."""
     rules, problems, seen = [], [], {}
+    doc = _unwrapped(doc)
     for where, value in _entries(doc, source):
         if not isinstance(value, Mapping):
             problems.append(f"rule {where}: must be a map, got {type(value).__name__}")

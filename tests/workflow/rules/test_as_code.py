@@ -72,3 +72,11 @@ def test_an_update_sends_the_fields_the_file_dropped_as_their_defaults():
     wanted = {"name": "big", "brand": "alpha", "trigger": "deposit.created", "actions": STORED[0]["actions"]}
     assert update_body(STORED[1], wanted) == {**wanted, "status": "active", "priority": 100}
     assert update_body(STORED[0], wanted) == {**wanted, "conditions": []}
+
+
+def test_a_list_of_rules_and_a_rules_wrapper_read_the_same():
+    rule = {"name": "a", "brand": "x", "trigger": "deposit.created"}
+    keyed = {"a": {"brand": "x", "trigger": "deposit.created"}}
+    assert rules_of_document([rule], "f") == rules_of_document({"rules": [rule]}, "f") == [rule]
+    assert rules_of_document({"rules": keyed}, "f") == rules_of_document(keyed, "f") == [rule]
+    assert rules_of_document({"rules": {"brand": "x", "trigger": "t"}}, "f")[0]["name"] == "rules"
