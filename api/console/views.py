@@ -160,7 +160,8 @@ class Console:
         session = self.session()
         pid = _text_arg("pid")
         process = self.call(session, "AVAILABLE_EVENTS", {"pid": pid}) if pid else None
-        return self.page("processes.html", session, pid=pid, process=process)
+        recent = [] if pid else self.call(session, "MngGetProcesses", {"limit": PAGE_SIZE})["processes"]
+        return self.page("processes.html", session, pid=pid, process=process, recent=recent)
 
     def stats(self) -> Response:
         session = self.session()

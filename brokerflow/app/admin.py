@@ -66,6 +66,10 @@ def add_parsers(sub: Any) -> None:
     pshow = process.add_parser("show", help="a process: state, available events, history")
     pshow.add_argument("pid", metavar="PID", help="the process id")
     add_api_options(pshow)
+    plist = process.add_parser("list", help="the most recently changed processes")
+    plist.add_argument("--limit", type=int, default=20, metavar="N", help="at most N (default 20, max 200)")
+    plist.add_argument("--active", action="store_true", help="only processes that have not ended")
+    add_api_options(plist)
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -189,6 +193,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    if args.process_command == "list":
+        with Admin(args) as admin:
+            params = {"limit": args.limit, **({"ended": False} if args.active else {})}
+            processes = admin.call("MngGetProcesses", params)["processes"]
+        print_json({"processes": processes}) if args.json else print(
+            table(processes, ("pid", "brand", "flow", "state", "status", "updated_at")))
+        return 0
     with Admin(args) as admin:
         body = admin.call("AVAILABLE_EVENTS", {"pid": args.pid})
     if args.json:

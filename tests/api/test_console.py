@@ -132,8 +132,9 @@ def test_an_admin_signs_in_and_sees_rules_runs_processes_and_stats(console, brow
 
     browser.find_element(By.LINK_TEXT, "Processes").click()
     heading(browser, "Workflow Machine processes")
-    browser.find_element(By.NAME, "pid").send_keys(pid)
-    browser.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    WebDriverWait(browser, 10).until(lambda driver: driver.find_elements(By.LINK_TEXT, pid))  # the list, as stored
+    assert texts(browser, "table.processes tbody tr")[0].split()[:5] == [pid, "-", "signup", "docs", "active"]
+    browser.find_element(By.LINK_TEXT, pid).click()
     WebDriverWait(browser, 10).until(lambda driver: "pid=" in driver.current_url)
     assert browser.find_element(By.CSS_SELECTOR, ".process .state").text == "docs"
     assert texts(browser, "ul.events li") == ["submit"]

@@ -141,6 +141,9 @@ def test_rules_test_runs_list_show_and_process_show(make_runtime, tmp_path):  # 
     assert process.returncode == 0, process.stderr
     assert f"process {pid}: flow signup, state docs" in process.stdout
     assert "available events: done" in process.stdout and "Personal data" in process.stdout
+    listed = cli("process", "list", "--active", env=env)
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:5] == [pid, "-", "signup", "docs",
+                                                                                   "active"]
 
 
 def test_an_engine_that_is_not_there_or_refuses_is_one_line_and_a_non_zero_exit(make_runtime, tmp_path):  # noqa: F811
