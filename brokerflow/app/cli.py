@@ -30,8 +30,19 @@ DB_HELP = "peewee database URL (env BROKERFLOW_DB; default sqlite:///brokerflow.
 ROLES = ("SESSION_ADMIN", "SESSION_MANAGER", "SESSION_DEALER", "SESSION_CRM_MANAGER", "SESSION_CRM_ADMIN")
 
 
+def _add_log_options(parser: argparse.ArgumentParser, level: Any, log_format: Any) -> None:
+    """Before the command (``brokerflow --log-format json serve``) or, for serve, after it too."""
+    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, metavar="LEVEL", default=level,
+                        help="DEBUG, INFO, WARNING or ERROR (env BROKERFLOW_LOG_LEVEL; default INFO, WARNING for demo)")
+    parser.add_argument("--log-format", choices=FORMATS, default=log_format,
+                        help="text for people, json for log collectors: one object a line with ts, level, "
+                             "logger, message and event_id, run_id, rule_id, pid where they apply "
+                             "(env BROKERFLOW_LOG_FORMAT; default text)")
+
+
 def _add_serve(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the engine until SIGINT/SIGTERM")
+    _add_log_options(serve, argparse.SUPPRESS, argparse.SUPPRESS)  # given here, they win over the global ones
     serve.add_argument("--db", dest="db_url", help="peewee database URL (default sqlite:///brokerflow.db)")
     serve.add_argument("--events-bind", action="append", help="SUB socket binds here (repeatable)")
     serve.add_argument("--events-connect", action="append", help="SUB socket connects here (repeatable)")
@@ -73,13 +84,7 @@ def _positive(kind: type, zero_ok: bool = False) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brokerflow", description="Workflow automation for brokerages")
     parser.add_argument("--version", action="version", version=f"brokerflow {__version__}")
-    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, metavar="LEVEL",
-                        default=os.environ.get("BROKERFLOW_LOG_LEVEL"),
-                        help="DEBUG, INFO, WARNING or ERROR (env BROKERFLOW_LOG_LEVEL; default INFO, WARNING for demo)")
-    parser.add_argument("--log-format", choices=FORMATS, default=os.environ.get("BROKERFLOW_LOG_FORMAT", "text"),
-                        help="text for people, json for log collectors: one object a line with ts, level, "
-                             "logger, message and event_id, run_id, rule_id, pid where they apply "
-                             "(env BROKERFLOW_LOG_FORMAT; default text)")
+    _add_log_options(parser, os.environ.get("BROKERFLOW_LOG_LEVEL"), os.environ.get("BROKERFLOW_LOG_FORMAT", "text"))
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
 

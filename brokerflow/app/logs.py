@@ -44,3 +44,4 @@ def configure(level: str, log_format: str = "text", stream: TextIO | None = None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level))
+    logging.captureWarnings(True)  # Python's warnings become log records too: every stderr line is one format

@@ -41,7 +41,7 @@ def test_serve_logs_json_lines_and_an_unknown_log_level_is_refused(tmp_path):
     assert refused.returncode == 2 and "invalid choice: 'VERBOSE'" in refused.stderr
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*CLI, "--log-format", "json", "serve", "--db", f"sqlite:///{tmp_path / 'e.db'}",
+        proc = subprocess.Popen([*CLI, "serve", "--log-format", "json", "--db", f"sqlite:///{tmp_path / 'e.db'}",
                                  "--no-http", "--events-bind", "tcp://127.0.0.1:0", "--api-bind", "tcp://127.0.0.1:0",
                                  "--pub-bind", "tcp://127.0.0.1:0"], stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "BROKERFLOW_LOG_LEVEL": "info"})
@@ -54,3 +54,5 @@ def test_serve_logs_json_lines_and_an_unknown_log_level_is_refused(tmp_path):
     started = next(line for line in lines if "engine started" in line["message"])
     assert (started["level"], started["logger"]) == ("INFO", "brokerflow.engine")
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    assert subprocess.run([*CLI, "--log-format", "json", "serve", "--help"], capture_output=True,
+                          timeout=30).returncode == 0  # before the command works as well
