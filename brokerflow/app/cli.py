@@ -221,9 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdminError as exc:
         print(f"brokerflow: {exc}", file=sys.stderr)
         return exc.exit_code
-    except RulesFileError as exc:
-        print(f"brokerflow: nothing applied: {len(exc.problems)} problem(s)", file=sys.stderr)
-        print(str(exc), file=sys.stderr)
+    except RulesFileError as exc:  # one line, every problem named by file, rule and path
+        print(f"brokerflow: nothing applied: {exc.source}: {'; '.join(exc.problems)}", file=sys.stderr)
         return EXIT_INVALID
     except BrokerflowError as exc:
         print(f"brokerflow: {exc.code}: {exc.text}", file=sys.stderr)

@@ -95,10 +95,9 @@ def test_a_bad_rules_file_names_file_rule_and_path_and_applies_nothing(make_runt
     path.write_text(yaml.safe_dump(bad))
     refused = cli("rules", "apply", str(path), env=env)
     assert refused.returncode == 1 and refused.stdout == ""
-    lines = refused.stderr.splitlines()
-    assert lines[0] == "brokerflow: nothing applied: 2 problem(s)"
-    assert f"{path}: rule 'big deposit' (brand 'alpha'): colour: unknown field" in lines
-    assert any(line.startswith(f"{path}: rule 'small deposit' (brand 'alpha'): conditions[0].op: ") for line in lines)
+    [line] = refused.stderr.splitlines()
+    assert line.startswith(f"brokerflow: nothing applied: {path}: rule 'big deposit' (brand 'alpha'): colour: "
+                           "unknown field; rule 'small deposit' (brand 'alpha'): conditions[0].op: ")
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text('a: &a ["x","x"]\nb: [*a,*a]\n')
     refused = cli("rules", "apply", str(bomb), env=env)
