@@ -57,7 +57,8 @@ class ActionActor(SafeActor):
             return job.with_result("failed", _ms(started), exc.text)
         except Exception as exc:  # noqa: BLE001 - a broken action fails its run only
             self.cell.failed += 1
-            log.exception("%s: action %s of run %s failed", self.name, action.get("type"), job.run_id)
+            log.exception("%s: action %s of run %s failed", self.name, action.get("type"), job.run_id,
+                          extra=job.log_fields())
             return job.with_result("failed", _ms(started), f"internal error: {type(exc).__name__}")
         ms = (perf_counter() - started) * 1000.0
         return job.with_result("success", ms, **detail) if detail else job.with_result("success", ms)

@@ -33,7 +33,7 @@ class ActorStats:
     """Counters one actor updates and the monitor reads (plain ints: safe under the GIL)."""
 
     __slots__ = ("name", "kind", "processed", "messages", "failed", "busy_ms", "pending", "active", "gauges",
-                 "_inbox")
+                 "_inbox", "_ref")
 
     def __init__(self, name: str, kind: str) -> None:
         self.name, self.kind = name, kind
@@ -44,6 +44,11 @@ class ActorStats:
         self.active = False  # a message is being handled right now (its mailbox may be empty)
         self.gauges: dict[str, int] = {}  # actor-specific figures (e.g. "active"); replaced whole, never mutated
         self._inbox: Inbox | None = None
+        self._ref: Any = None  # the actor's pykka ref once started: ``/ready`` asks it whether it runs
+
+    def alive(self) -> bool:
+        """Started and not stopped (a cell whose actor never started counts as alive: nothing to ask)."""
+        return self._ref is None or self._ref.is_alive()
 
     def mailbox(self) -> int:
         return self._inbox.qsize() if self._inbox is not None else 0
@@ -78,6 +83,10 @@ class StatsRegistry:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [cell.snapshot() for cell in sorted(self._cells.values(), key=lambda c: c.name)]
+
+    def dead(self) -> list[str]:
+        """Names of the actors that have stopped (``/ready`` answers 503 while there is one)."""
+        return sorted(cell.name for cell in list(self._cells.values()) if not cell.alive())
 
     def busy(self) -> bool:
         """Is any actor's work queued, in hand or in flight?"""
@@ -138,6 +147,7 @@ class SafeActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self.cell._inbox = inbox_of(self)
+        self.cell._ref = self.actor_ref
 
     def on_receive(self, message: Any) -> Any:
         started = time.perf_counter()

@@ -64,13 +64,13 @@ class EmailActor(SafeActor):
         except BrokerflowError as exc:
             error = exc.text
         except Exception as exc:  # noqa: BLE001 - reported as the action's failure
-            log.exception("email of run %s crashed", job.run_id)
+            log.exception("email of run %s crashed", job.run_id, extra=job.log_fields())
             error = f"internal error: {type(exc).__name__}"
         done = EmailDone(job, mail.as_map(), error, (time.perf_counter() - started) * 1000.0)
         try:
             self.actor_ref.tell(done)
         except Exception:  # noqa: BLE001 - the actor stopped while the mail was sent
-            log.warning("email of run %s finished after the engine stopped", job.run_id)
+            log.warning("email of run %s finished after the engine stopped", job.run_id, extra=job.log_fields())
 
     def on_done(self, message: EmailDone) -> None:
         self.cell.pending -= 1
@@ -82,7 +82,7 @@ class EmailActor(SafeActor):
         try:
             self.on_sent(message.mail, job)
         except Exception:  # noqa: BLE001 - the mail is sent; onSend rules are best effort
-            log.exception("email.sent rules of run %s could not start", job.run_id)
+            log.exception("email.sent rules of run %s could not start", job.run_id, extra=job.log_fields())
 
     def on_stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

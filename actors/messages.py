@@ -104,6 +104,14 @@ class RunJob:
     def next_index(self) -> int:
         return len(self.results)
 
+    def log_fields(self) -> dict[str, Any]:
+        """``extra=`` for a log line about this run: JSON logs carry the ids (text logs ignore them)."""
+        fields = {"run_id": self.run_id, "rule_id": self.rule_id, "event_id": self.event_id}
+        pid = self.extra.get("pid")
+        if pid is not None:
+            fields["pid"] = pid
+        return fields
+
     @property
     def next_action(self) -> Mapping[str, Any] | None:
         if self.status != "running" or len(self.results) >= len(self.actions):

@@ -421,7 +421,8 @@ class ProcessManager:
             try:
                 item.shard.run_actions(item.step.state, item.step.actions, item.now)
             except Exception:
-                log.exception("state actions of process %s could not be dispatched", item.message.pid)
+                log.exception("state actions of process %s could not be dispatched", item.message.pid,
+                              extra={"pid": item.message.pid})
 
     def sweep(self, now_ms: int) -> None:
         """Ask every worker to passivate what has been idle too long (one step of the sweeper)."""

@@ -175,7 +175,7 @@ class RouterActor(SafeActor):
             except Exception:  # noqa: BLE001 - one bad event must not cost the batch
                 self.cell.failed += 1
                 log.exception("router failed on %s event %s", getattr(event, "topic", None),
-                              getattr(event, "key", None))
+                              getattr(event, "key", None), extra={"event_id": getattr(event, "key", None)})
             if not routed and self.completion is not None:
                 settled.append((_ticket(event), -1))
         self._persist(persist)
@@ -247,7 +247,7 @@ class RouterActor(SafeActor):
         if event.depth > self.depth_limit:
             self.counters.loops_stopped += 1
             log.warning("loop bound: %s event %s at causal depth %d > %d; its rules do not run",
-                        trigger, event.key, event.depth, self.depth_limit)
+                        trigger, event.key, event.depth, self.depth_limit, extra={"event_id": event.key})
             return False
         brand, context = routed_context(trigger, event, self.refs)
         if event.topic == "kyc.step.push":  # its triggers are the kyc.step.* ones
@@ -255,7 +255,9 @@ class RouterActor(SafeActor):
         routed = context is not None
         if context is None:
             self.counters.skipped_no_brand += 1
-            log.warning("no brand resolved for %s event %s: workflow skipped", trigger, event.key)
+            # Counted (skipped_no_brand, a metric); at INFO: an event ahead of its account is no fault of ours.
+            log.info("no brand resolved for %s event %s: workflow skipped", trigger, event.key,
+                     extra={"event_id": event.key})
         else:
             ticket = _ticket(event)
             if ticket is not None:

@@ -183,11 +183,13 @@ class RuleActor(SafeActor):
                         jobs.append(start_job(rule, candidate, next_id(), now, "skipped", reason))
         except Exception:  # noqa: BLE001 - one broken candidate must not cost the batch
             self.cell.failed += 1
-            log.exception("%s: candidate %s could not be evaluated", self.name,
-                          getattr(candidate, "event_id", None))
+            event_id = getattr(candidate, "event_id", None)
+            log.exception("%s: candidate %s could not be evaluated", self.name, event_id,
+                          extra={"event_id": event_id})
 
     def _broken(self, rule: CompiledRule, candidate: Candidate, now: int, exc: Exception) -> RunJob:
         self.cell.failed += 1
-        log.exception("rule %s failed to evaluate on event %s", rule.id, candidate.event_id)
+        log.exception("rule %s failed to evaluate on event %s", rule.id, candidate.event_id,
+                      extra={"rule_id": rule.id, "event_id": candidate.event_id})
         return start_job(rule, candidate, self.run_ids.next(), now, "failed",
                          f"condition evaluation failed: {type(exc).__name__}")

@@ -12,6 +12,7 @@ map per run was more than half of the run log's time per run.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, InvalidStateError
@@ -94,6 +95,48 @@ class RunCounters:
         return dict(self.values)
 
 
+# Upper bounds (ms) of the event-to-run latency buckets: Prometheus's defaults, stretched to a minute.
+LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000)
+
+
+class RunLatency:
+    """How long runs took from their event's ``ts`` to being logged: a histogram of fixed buckets.
+
+    The run log is its one writer (a ``bisect`` per run, in C); ``/metrics`` reads ``snapshot``.
+    Runs without an event time (a process state's actions) are not counted.
+    """
+
+    def __init__(self, bounds_ms: tuple[int, ...] = LATENCY_BOUNDS_MS) -> None:
+        self.bounds_ms = bounds_ms
+        self.counts = [0] * (len(bounds_ms) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.sum_ms = 0
+        self.count = 0
+
+    def observe_all(self, latencies_ms: Iterable[int]) -> None:
+        bounds, counts = self.bounds_ms, self.counts
+        total = seen = 0
+        for latency in latencies_ms:
+            counts[bisect_left(bounds, latency)] += 1
+            total += latency
+            seen += 1
+        self.sum_ms += total
+        self.count += seen
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"bounds_ms", "counts" (per bucket, +Inf last), "sum_ms", "count"}``."""
+        return {"bounds_ms": list(self.bounds_ms), "counts": list(self.counts), "sum_ms": self.sum_ms,
+                "count": self.count}
+
+
+def _latencies_ms(written: list[tuple[Row, RunJob]]) -> list[int]:
+    """Each written run's time from its event (``_ts`` of the context) to its finish."""
+    out = []
+    for row, job in written:
+        ts = job.context.get("_ts")
+        if ts is not None:
+            out.append(max(0, row[10] - ts))
+    return out
+
 class RunRows(Protocol):
     """``store.runs`` of the storage package, as the run log writes it."""
 
@@ -107,9 +150,11 @@ class RunLogActor(SafeActor):
     def __init__(self, stats: StatsRegistry, runs_repo: RunRows, counters: RunCounters,
                  now_ms: Callable[[], int], batch_rows: int = 1000,
                  on_logged: Callable[[list[dict[str, Any]]], None] | None = None,
+                 latency: RunLatency | None = None,
                  completion: Completion | None = None, partitions: tuple[int, ...] = ()) -> None:
         super().__init__("runlog", stats)
         self.runs_repo, self.counters, self.now_ms = runs_repo, counters, now_ms
+        self.latency = latency
         self.batch_rows = batch_rows
         self.on_logged = on_logged
         # Replay-served sources: the checkpoint of each owned partition is stored with a run batch.
@@ -153,6 +198,11 @@ class RunLogActor(SafeActor):
         if self.completion is not None:
             self.completion.settle([(ticket_of(job), -1) for _, job in written])
         self.counters.add_all([row[STATUS] for row, _ in written])
+        if self.latency is not None:
+            try:
+                self.latency.observe_all(_latencies_ms(written))
+            except Exception:  # noqa: BLE001 - a metric must never cost a logged run its reply
+                log.exception("runlog: the latency histogram could not be updated")
         for row, job in written:
             reply = job.reply
             if reply is not None and not reply.done():
@@ -179,7 +229,7 @@ class RunLogActor(SafeActor):
         for (row, job), exc in failed:
             if written or self._is_poison(exc):
                 self.cell.failed += 1
-                log.error("runlog: run %s cannot be stored and is dropped: %s", row[0], exc)
+                log.error("runlog: run %s cannot be stored and is dropped: %s", row[0], exc, extra=job.log_fields())
                 self._tell(job, exc)
                 if self.completion is not None:  # it will never be stored: its event must not wait for it
                     self.completion.settle([(ticket_of(job), -1)])

@@ -61,6 +61,8 @@ class WebhookActor(SafeActor):
         self.inflight: dict[str, int] = defaultdict(int)
         self.waiting: dict[str, deque[RunJob]] = defaultdict(deque)
         self.handlers = {JobBatch: self.on_jobs, WebhookDone: self.on_done}
+        self.outcomes = {"success": 0, "failed": 0}  # deliveries by outcome: the cell's gauges, for /metrics
+        self._publish_outcomes()
 
     def pending(self) -> int:
         return sum(self.inflight.values()) + sum(len(q) for q in self.waiting.values())
@@ -94,12 +96,12 @@ class WebhookActor(SafeActor):
             result = self.sender.send(build_request(job, job.next_action.get("params") or {}))
             done = WebhookDone(job, host, result.ok, result.status, result.error, result.ms)
         except Exception as exc:  # noqa: BLE001 - reported as the action's failure
-            log.exception("webhook of run %s crashed", job.run_id)
+            log.exception("webhook of run %s crashed", job.run_id, extra=job.log_fields())
             done = WebhookDone(job, host, False, None, f"internal error: {type(exc).__name__}", 0.0)
         try:
             self.actor_ref.tell(done)
         except Exception:  # noqa: BLE001 - the actor stopped while the request ran
-            log.warning("webhook of run %s finished after the engine stopped", job.run_id)
+            log.warning("webhook of run %s finished after the engine stopped", job.run_id, extra=job.log_fields())
 
     def on_done(self, message: WebhookDone) -> None:
         if self.inflight.get(message.host, 0) <= 0:
@@ -110,8 +112,13 @@ class WebhookActor(SafeActor):
             self.inflight.pop(message.host, None)
         detail = {"http_status": message.status} if message.status is not None else {}
         status = "success" if message.ok else "failed"
+        self.outcomes[status] += 1
+        self._publish_outcomes()
         self.pipeline.dispatch([message.job.with_result(status, message.ms, message.error, **detail)])
         self._pump(message.host)
+
+    def _publish_outcomes(self) -> None:
+        self.cell.gauges = {f"deliveries_{outcome}": count for outcome, count in self.outcomes.items()}
 
     def on_stop(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

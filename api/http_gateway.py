@@ -1,4 +1,5 @@
-"""The HTTP front door: Workflow Machine, manual rule execution, sink routes and a health check.
+"""The HTTP front door: Workflow Machine, manual rule execution, sink routes, health, metrics, readiness,
+and the web console (``api/console``).
 
 Flask routes and parses; waitress serves (a production, pure-Python, multithreaded WSGI
 server), so no HTTP is parsed by hand. Every route except sinks goes through the same
@@ -22,8 +23,10 @@ from werkzeug.exceptions import HTTPException
 
 import brokerflow
 from brokerflow.api import envelope
+from brokerflow.api.console import make_console
 from brokerflow.api.dispatcher import Dispatcher
 from brokerflow.api.framing import check_token, encode_reply, finite, loads_json
+from brokerflow.api.ops_routes import add_ops_routes
 from brokerflow.api.services import Services
 from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound, UnknownCommand
 from brokerflow.workflow.events import INT_MAX
@@ -147,6 +150,8 @@ def make_app(dispatcher: Dispatcher, services: Services, timeout_s: float = DEFA
     app.add_url_rule("/automation/<rule_id>/exec", "exec", routes.exec_rule, methods=["POST"])
     app.add_url_rule("/sink/<path:route>", "sink", routes.sink, methods=SINK_METHODS)
     app.add_url_rule("/health", "health", routes.health, methods=["GET"])
+    add_ops_routes(app, services)
+    app.register_blueprint(make_console(dispatcher, services, timeout_s))
     app.register_error_handler(BrokerflowError, _error_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _error_response)

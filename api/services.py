@@ -84,6 +84,8 @@ class Services:
         # event processed so far); None when the engine keeps no history.
         self.history_flush: Callable[[], None] | None = None
         self.open_history: Callable[[], HistoryPages] | None = None  # backtests read on a connection of their own
+        self.latency_provider: Callable[[], dict[str, Any]] | None = None  # the run log's RunLatency.snapshot
+        self.dead_actors_provider: Callable[[], list[str]] | None = None  # names of stopped actors (/ready)
         self.process_handler: ProcessHandler | None = None
         self.before_handler: BeforeHandler | None = None
         self.exec_handler: ExecHandler | None = None
@@ -120,6 +122,14 @@ class Services:
             "runs": self.store.runs.counts(),
             "uptime_s": round(max(0, self.now_ms() - self.started_ms) / 1000, 3),
         }
+
+    def latency(self) -> dict[str, Any] | None:
+        """The event-to-run latency histogram (``actors.runlog.RunLatency``), None without an engine."""
+        return self.latency_provider() if self.latency_provider is not None else None
+
+    def dead_actors(self) -> list[str]:
+        """The actors that stopped: none in a process without an engine's actors."""
+        return self.dead_actors_provider() if self.dead_actors_provider is not None else []
 
     def process(self, cmd: str, params: dict[str, Any], principal: Principal,
                 burst: Burst | None = None) -> Future[dict[str, Any]]:

@@ -19,7 +19,8 @@ DEFAULT_PUB_BIND = "tcp://127.0.0.1:5558"
 DEFAULT_HTTP = "127.0.0.1:8080"
 
 
-# Engine tuning read from the environment (the CLI has a flag for each but the GC threshold):
+# Engine tuning read from the environment (the CLI has a flag for each but the GC threshold),
+# and the retention of the run log:
 # (Settings field, variable, int or float, whether 0 is allowed: for gc_gen0 it keeps
 # CPython's defaults; the others must be positive).
 TUNING_ENV = (
@@ -30,6 +31,7 @@ TUNING_ENV = (
     ("process_idle_s", "BROKERFLOW_PROCESS_IDLE_S", float, False),
     ("ingress_max_inflight", "BROKERFLOW_INGRESS_MAX_INFLIGHT", int, False),
     ("event_retention_hours", "BROKERFLOW_EVENT_RETENTION_HOURS", float, True),
+    ("runs_retain_days", "BROKERFLOW_RUNS_RETAIN_DAYS", float, True),
 )
 
 
@@ -68,6 +70,7 @@ class Settings:
     smtp_listen: str | None = None
     replay: tuple[str, ...] = ()  # replay endpoints (docs/delivery.md); none: gaps are counted, not recovered
     partitions: int = 64  # customer partitions; checkpoints are kept per source and partition
+    runs_retain_days: float = 90.0  # run log and notifications older than this are trimmed; 0 keeps all
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000

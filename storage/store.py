@@ -52,6 +52,10 @@ class Store:
         self.rule_state = RuleStateRepository(*parts)
         self.history = HistoryRepository(*parts)
 
+    def ping(self) -> None:
+        """One read of a real table; raises when the database does not answer (``/ready``)."""
+        self.meta.get("schema_version")
+
     def close(self) -> None:
         if not self.db.is_closed():
             self.db.close()

@@ -4,7 +4,8 @@ Conditions and ``{{field}}`` placeholders read this dict, so its keys are exactl
 field names (``trade.login``, ``account.group``, ``customer.kyc_current_level``, ...). It runs
 for every event, so it is plain dict building: no copies of records beyond the prefixed keys.
 Keys starting with ``_`` are internal (``_missing``, ``_customer_id``, ``_event_id``,
-``_topic``) and never render as placeholders.
+``_topic``, ``_ts``: when the event happened, for the latency histogram) and never render as
+placeholders.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def build_context(trigger: str, event: Event, refs: ReferenceData, links: Links 
     ctx["_customer_id"] = _customer_id(topic, record, account, customer)
     ctx["_event_id"] = event.key
     ctx["_topic"] = topic
+    ctx["_ts"] = event_ts_ms(event)
     return ctx
 
 
@@ -108,7 +110,7 @@ def _trade_template(trade: TradeLinks, keys: tuple[str, ...]) -> dict[str, Any]:
     if customer is not None:
         template.update({"customer." + k: v for k, v in customer.items()})
     template.update(_missing=None, _customer_id=_customer_id("trade.push", {}, account, customer),
-                    _event_id=None, _topic="trade.push")
+                    _event_id=None, _topic="trade.push", _ts=None)
     if len(trade.contexts) >= _TRADE_SHAPES_PER_LOGIN:
         trade.contexts.clear()
     trade.contexts[keys] = template
@@ -128,7 +130,14 @@ def _trade_context(trigger: str, event: Event, refs: ReferenceData, trade: Trade
     ctx["amount_usd"] = value
     ctx["_missing"] = {} if value is not None else {"amount_usd": f"amount_usd unknown: {reason}"}
     ctx["_event_id"] = event.key
+    ctx["_ts"] = event_ts_ms(event)
     return ctx
+
+
+def event_ts_ms(event: Event) -> int:
+    """When the event happened: its ``ts``, else when it arrived (the run log measures from it)."""
+    ts = event.ts_ms
+    return event.received_ms if ts is None else ts
 
 
 def record_context(prefix: str, record: Mapping[str, Any]) -> dict[str, Any]:

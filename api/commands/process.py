@@ -11,10 +11,13 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from brokerflow.api.access import ANY_TOKEN
+from brokerflow.api.access import ANY_TOKEN, ProcessScope
 from brokerflow.api.commands._params import get, invalid, no_unknown
 from brokerflow.api.commands._registry import CommandContext, command
+from brokerflow.api.commands._render import with_iso_times
+from brokerflow.errors import AccessDenied
 from brokerflow.workflow.machine.commands import COMMANDS as MACHINE_COMMANDS
+from brokerflow.workflow.machine.scope import linked_customer, process_brand, summary
 
 PARAMS = ("name", "pid", "input")  # pids are strings; an integer pid is taken as its digits
 
@@ -38,3 +41,31 @@ def _register(cmd: str) -> None:
 
 for _cmd in MACHINE_COMMANDS:
     _register(_cmd)
+
+LIST_MAX = 200
+SCOPED_WINDOW = 5  # a brand-scoped list looks at this many times ``limit`` processes, newest first
+
+
+@command("MngGetProcesses", roles=ANY_TOKEN)
+def list_processes(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
+    """The most recently saved processes, newest first; a brand-scoped token sees its brand's.
+
+    ``{"limit"? (1..200, default 50), "ended"? bool}`` → ``{"processes": [{"pid", "brand",
+    "flow", "state", "status", "updated_at"}]}``. What storage holds: a step the workers have
+    not committed yet shows on the next call.
+    """
+    no_unknown(params, ("limit", "ended"))
+    limit = get(params, "limit", int, default=50)
+    if not 1 <= limit <= LIST_MAX:
+        raise invalid("limit", f"must be between 1 and {LIST_MAX}, got {limit}")
+    scope = ProcessScope.of(ctx.principal, ctx.services.customer_brand)
+    rows = ctx.services.store.processes.recent(limit * (SCOPED_WINDOW if scope else 1), get(params, "ended", bool))
+    found = []
+    for state, updated_at in rows:
+        if scope is not None:
+            try:
+                scope.allow(process_brand(state), linked_customer(state))
+            except AccessDenied:
+                continue
+        found.append(with_iso_times({**summary(state), "updated_at": updated_at}))
+    return {"processes": found[:limit]}

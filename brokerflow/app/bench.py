@@ -3,8 +3,6 @@
 Every figure is measured in the same run, so machine noise cancels out of the ratios:
 
 - ceiling: the same publisher sending the same events to a bare SUB that only decodes them;
-- relay: the same publisher → a real ``brokerflow relay`` (journal, stamping) → a bare SUB
-  that decodes (``benchrelay``), passing through and stamping, and its ratio to the ceiling;
 - engine, max rate: a real ``brokerflow serve`` process on a fresh SQLite file with 4 brands
   × 50 rules, N events from a separate publisher process, until the last run is logged;
 - engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``,
@@ -35,6 +33,8 @@ import zmq
 
 from brokerflow.api.client import ApiClient
 from brokerflow.app import benchdata
+from brokerflow.app.benchprogress import Progress, Silent
+from brokerflow.app.benchreport import plot, require_matplotlib, table
 from brokerflow.app.benchwire import bare_sub as _bare_sub
 from brokerflow.app.benchwire import free_port as _port
 from brokerflow.app.benchwire import spawn_publisher as _spawn_publisher
@@ -191,11 +191,21 @@ def _last_run_id(engine: EngineUnderTest) -> int:
     return runs[0]["id"] if runs else 0
 
 
-def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[str, Any]:
+def _follow(engine: EngineUnderTest, proc: Any, received_before: int, count: int, progress: Progress) -> None:
+    """Wait for the publisher process, telling how many of its events the engine received so far."""
+    deadline = time.monotonic() + 600
+    while proc.is_alive() and time.monotonic() < deadline:
+        proc.join(1.0)
+        progress.tick(engine.stats()["bus"]["received"] - received_before, count, "events received")
+
+
+def measure_max_rate(engine: EngineUnderTest, count: int, folder: str,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    progress = progress or Silent(0)
     before = engine.stats()
     first_id = _last_run_id(engine)
     proc, stamps_path = _spawn_publisher(engine.events, count, 0, "bench-max", "m", folder)
-    proc.join(600)
+    _follow(engine, proc, before["bus"]["received"], count, progress)
     stats = engine.wait_idle(before["bus"]["received"] + count)
     stamps = json.loads(Path(stamps_path).read_text())
     runs = engine.runs_since(first_id)
@@ -235,13 +245,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure_fixed_rate(engine: EngineUnderTest, rate: int, seconds: float, folder: str) -> dict[str, Any]:
+def measure_fixed_rate(engine: EngineUnderTest, rate: int, seconds: float, folder: str,
+                       progress: Progress | None = None) -> dict[str, Any]:
     count = int(rate * seconds)
     prefix = f"r{rate}-"
     before = engine.stats()
     first_id = _last_run_id(engine)
     proc, stamps_path = _spawn_publisher(engine.events, count, rate, f"bench-{rate}", prefix, folder)
-    proc.join(600)
+    _follow(engine, proc, before["bus"]["received"], count, progress or Silent(0))
     engine.wait_idle(before["bus"]["received"] + count)
     stamps = json.loads(Path(stamps_path).read_text())
     latencies = [parse_iso_ms(run["finished_at"]) - stamps[run["event_id"]]
@@ -299,83 +310,87 @@ def measure_soak(engine: EngineUnderTest, rate: int, seconds: float, folder: str
             "mailbox_at_end": sum(a["mailbox"] for a in backlog["actors"]), "samples": samples}
 
 
-def _table(result: dict[str, Any]) -> str:
-    c, m = result["ceiling"], result["max_rate"]
-    lines = [f"machine: {result['machine']}",
-             f"ceiling (PUB→SUB + decode)   {c['events_per_s']:>9,} events/s",
-             *[f"relay, {r['mode']:<12}         {r['events_per_s']:>9,} events/s  ({r['ratio_to_ceiling']:.0%} of "
-               f"ceiling; lost {r['lost']}; publisher → relay → SUB + decode)" for r in result.get("relay", [])],
-             f"engine max rate              {m['events_per_s']:>9,} events/s  "
-             f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
-             f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
-    cost = result.get("retention_cost")
-    if cost:
-        lines.append(f"event history (backtests)    {cost['history_on_events_per_s']:>9,} events/s with it, "
-                     f"{cost['history_off_events_per_s']:,} without (medians): costs {cost['cost']:.1%}")
-    floors = {floor["rate"]: floor for floor in result.get("transport_latency", [])}
-    for fixed in result["fixed_rates"]:
-        lines.append(f"engine at {fixed['rate']:>5}/s latency       p50 {fixed['p50_ms']} ms  p99 {fixed['p99_ms']} ms"
-                     f"  max {fixed['max_ms']} ms  ({fixed['runs']} runs)")
-        floor = floors.get(fixed["rate"])
-        if floor:
-            lines.append(f"  transport alone at {floor['rate']:>5}/s  p50 {floor['p50_ms']} ms"
-                         f"  p99 {floor['p99_ms']} ms  max {floor['max_ms']} ms  (PUB→SUB + decode, same publisher)")
-    for wm in result["workflow"]:
-        lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
-                     f"  p99 {wm['p99_ms']} ms")
-    soak = result.get("soak")
-    if soak:
-        lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "
-                     f"{soak['rss_mb_last']} MB (max {soak['rss_mb_max']}); backlog at end {soak['mailbox_at_end']}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="brokerflow bench")
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--fixed-seconds", type=float, default=10.0)
-    parser.add_argument("--rates", default="1000,5000")
-    parser.add_argument("--wm-seconds", type=float, default=5.0)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brokerflow bench", description="End-to-end benchmark (docs/benchmarks.md)")
+    parser.add_argument("--events", type=int, default=100_000, help="events of the ceiling and max-rate phases")
+    parser.add_argument("--fixed-seconds", type=float, default=10.0, help="seconds of each fixed-rate phase")
+    parser.add_argument("--rates", default="1000,5000", help="comma-separated fixed rates (events/s)")
+    parser.add_argument("--wm-seconds", type=float, default=5.0, help="seconds of each Workflow Machine phase")
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
-    parser.add_argument("--soak-rate", type=int, default=5000)
+    parser.add_argument("--soak-rate", type=int, default=5000, help="events/s during the soak")
     parser.add_argument("--no-relay", action="store_true", help="skip the relay's events/s")
     parser.add_argument("--retention-cost", action="store_true",
                         help="also measure the max rate with the event history off (--event-retention-hours 0)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--plot", metavar="FILE", help="also write the figures as a PNG chart "
+                        "(needs matplotlib: pip install 'brokerflow[plot]')")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.plot:
+        require_matplotlib()
+    rates = [int(rate) for rate in args.rates.split(",") if rate]
+    phases = (4 + 2 * len(rates) + 2 + (1 if args.soak_seconds > 0 else 0) + (0 if args.no_relay else 1)
+              + (1 if args.retention_cost else 0))
+    progress = (Silent if args.quiet else Progress)(phases)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
         webhook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
         result: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
                                              f"Python {platform.python_version()}"}
+        progress.phase(f"transport ceiling: {args.events:,} events PUB→SUB, no engine")
         result["ceiling"] = measure_ceiling(args.events, folder)
+        progress.done(f"{result['ceiling']['events_per_s']:,} events/s")
         if not args.no_relay:
             from brokerflow.app.benchrelay import measure_relay
 
+            progress.phase(f"relay: {args.events:,} events publisher → relay → SUB, passing through and stamping")
             result["relay"] = [measure_relay(args.events, folder, stamping) for stamping in (False, True)]
             for relay in result["relay"]:
                 relay["ratio_to_ceiling"] = round(relay["events_per_s"] / max(1, result["ceiling"]["events_per_s"]), 3)
+        progress.phase("starting the engine (brokerflow serve) and loading rules and reference data")
         engine = EngineUnderTest(folder)
         try:
             result["rules"] = load_world(engine, webhook_url)
-            result["max_rate"] = measure_max_rate(engine, args.events, folder)
+            progress.done(f"{result['rules']} rules")
+            progress.phase(f"engine max rate: {args.events:,} events as fast as they go")
+            result["max_rate"] = measure_max_rate(engine, args.events, folder, progress)
+            progress.done(f"{result['max_rate']['events_per_s']:,} events/s")
             result["ratio_to_ceiling"] = round(result["max_rate"]["events_per_s"]
                                                / max(1, result["ceiling"]["events_per_s"]), 3)
-            rates = [int(rate) for rate in args.rates.split(",") if rate]
-            result["fixed_rates"] = [measure_fixed_rate(engine, rate, args.fixed_seconds, folder) for rate in rates]
-            result["transport_latency"] = [measure_transport_latency(rate, args.fixed_seconds, folder)
-                                           for rate in rates]
-            result["workflow"] = [measure_workflow(engine, clients, args.wm_seconds) for clients in (1, 8)]
+            result["fixed_rates"] = []
+            for rate in rates:
+                progress.phase(f"latency at {rate:,} events/s for {args.fixed_seconds:g} s")
+                result["fixed_rates"].append(measure_fixed_rate(engine, rate, args.fixed_seconds, folder, progress))
+                progress.done(f"p99 {result['fixed_rates'][-1]['p99_ms']} ms")
+            result["transport_latency"] = []
+            for rate in rates:
+                progress.phase(f"transport latency alone at {rate:,} events/s")
+                result["transport_latency"].append(measure_transport_latency(rate, args.fixed_seconds, folder))
+            result["workflow"] = []
+            for clients in (1, 8):
+                progress.phase(f"Workflow Machine, {clients} client(s) for {args.wm_seconds:g} s")
+                result["workflow"].append(measure_workflow(engine, clients, args.wm_seconds))
+                progress.done(f"{result['workflow'][-1]['per_s']:,} EVENT/s")
             if args.soak_seconds > 0:
+                progress.phase(f"soak at {args.soak_rate:,} events/s for {args.soak_seconds:g} s (RSS every 10 s)")
                 result["soak"] = measure_soak(engine, args.soak_rate, args.soak_seconds, folder)
             result["peak_rss_mb"] = engine.peak_rss_mb()
         finally:
+            progress.phase("stopping the engine")
             result["stop_exit_code"] = engine.stop()
         try:
             if args.retention_cost:
+                progress.phase("event history cost: fresh engines alternating the history off and on")
                 result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
         finally:
             receiver.shutdown()
-    print(_table(result))
+    print(table(result))
     print(json.dumps(result, sort_keys=True))
+    if args.plot:
+        plot(result, args.plot)
+        print(f"chart written to {args.plot}", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,16 +17,32 @@ from collections.abc import Sequence
 from typing import Any
 
 from brokerflow import __version__
-from brokerflow.app import gcpolicy
-from brokerflow.settings import DEFAULT_API_BIND, Settings, tuning_number
+from brokerflow.app import admin, gcpolicy
+from brokerflow.app.adminapi import EXIT_INVALID, Admin, AdminError, add_api_options
+from brokerflow.app.logs import FORMATS, LEVELS
+from brokerflow.app.logs import configure as configure_logging
+from brokerflow.settings import Settings, tuning_number
+from brokerflow.workflow.rules.as_code import RulesFileError
 
 log = logging.getLogger("brokerflow")
 
+DB_HELP = "peewee database URL (env BROKERFLOW_DB; default sqlite:///brokerflow.db in this directory)"
 ROLES = ("SESSION_ADMIN", "SESSION_MANAGER", "SESSION_DEALER", "SESSION_CRM_MANAGER", "SESSION_CRM_ADMIN")
+
+
+def _add_log_options(parser: argparse.ArgumentParser, level: Any, log_format: Any) -> None:
+    """Before the command (``brokerflow --log-format json serve``) or, for serve, after it too."""
+    parser.add_argument("--log-level", type=str.upper, choices=LEVELS, metavar="LEVEL", default=level,
+                        help="DEBUG, INFO, WARNING or ERROR (env BROKERFLOW_LOG_LEVEL; default INFO, WARNING for demo)")
+    parser.add_argument("--log-format", choices=FORMATS, default=log_format,
+                        help="text for people, json for log collectors: one object a line with ts, level, "
+                             "logger, message and event_id, run_id, rule_id, pid where they apply "
+                             "(env BROKERFLOW_LOG_FORMAT; default text)")
 
 
 def _add_serve(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the engine until SIGINT/SIGTERM")
+    _add_log_options(serve, argparse.SUPPRESS, argparse.SUPPRESS)  # given here, they win over the global ones
     serve.add_argument("--db", dest="db_url", help="peewee database URL (default sqlite:///brokerflow.db)")
     serve.add_argument("--events-bind", action="append", help="SUB socket binds here (repeatable)")
     serve.add_argument("--events-connect", action="append", help="SUB socket connects here (repeatable)")
@@ -40,6 +57,8 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--replay", action="append", metavar="EP",
                        help="replay endpoint of a relay or journaling publisher (repeatable): recover gaps and "
                             "resume from the checkpoint after any stop (docs/delivery.md)")
+    serve.add_argument("--runs-retain-days", type=_positive(float, zero_ok=True), metavar="D",
+                       help="keep the run log and notifications D days (default 90; 0 keeps everything)")
     tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
     tuning.add_argument("--webhook-workers", type=_positive(int), metavar="N",
                         help="concurrent webhook requests (default 16; a quarter of them per host)")
@@ -56,7 +75,7 @@ def _add_serve(sub: Any) -> None:
 
 
 def _positive(kind: type, zero_ok: bool = False) -> Any:
-    """An argparse type: ``settings.tuning_number`` above zero (or at least zero), or argparse's usage error."""
+    """An argparse type: ``settings.tuning_number`` above zero (or at least zero), or a usage error."""
     def parse(text: str) -> Any:
         try:
             return tuning_number(text, kind, zero_ok)
@@ -70,7 +89,7 @@ def _positive(kind: type, zero_ok: bool = False) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="brokerflow", description="Workflow automation for brokerages")
     parser.add_argument("--version", action="version", version=f"brokerflow {__version__}")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO; WARNING for demo)")
+    _add_log_options(parser, os.environ.get("BROKERFLOW_LOG_LEVEL"), os.environ.get("BROKERFLOW_LOG_FORMAT", "text"))
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     from brokerflow.app.relaycli import add_relay
@@ -79,28 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="create a token and print it (shown once)")
-    create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--brand")
-    create.add_argument("--name")
-    create.add_argument("--db", dest="db_url")
+    create.add_argument("--role", required=True, choices=ROLES, help="what the token may do (PROTOCOL section 3)")
+    create.add_argument("--brand", help="the one brand the token sees and touches (default: every brand)")
+    create.add_argument("--name", help="a label for people (token list shows it)")
+    create.add_argument("--db", dest="db_url", help=DB_HELP)
+    listing = token.add_parser("list", help="the tokens (never their values)")
+    listing.add_argument("--db", dest="db_url", help=DB_HELP)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    revoke = token.add_parser("revoke", help="a token stops authenticating, at once")
+    revoke.add_argument("token_id", type=int, metavar="ID", help="the token's id (token list shows it)")
+    revoke.add_argument("--db", dest="db_url", help=DB_HELP)
 
     stats = sub.add_parser("stats", help="print a running engine's stats as a table")
-    stats.add_argument("--api", default=DEFAULT_API_BIND, help="management API endpoint")
-    stats.add_argument("--token", required=True)
-    stats.add_argument("--json", action="store_true", help="print the raw JSON body")
+    add_api_options(stats, "print the raw JSON body")
+    admin.add_parsers(sub)
 
     sub.add_parser("demo", help="a newcomer's tour on the embedded default")
 
     bench = sub.add_parser("bench", help="end-to-end benchmark (see docs/benchmarks.md)")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="the benchmark's options (brokerflow bench --help)")
 
     sink = sub.add_parser("sink", help="signed sink URLs").add_subparsers(dest="sink_command", required=True)
     sign = sink.add_parser("sign", help="print a signed URL for a sink route")
-    sign.add_argument("route")
-    sign.add_argument("--method", default="POST")
+    sign.add_argument("route", help="the sink route, as in the rule's trigger params")
+    sign.add_argument("--method", default="POST", help="the HTTP method the URL is good for (default POST)")
     sign.add_argument("--expires-in", type=int, help="seconds the URL stays valid")
-    sign.add_argument("--db", dest="db_url")
-    sign.add_argument("--secret")
+    sign.add_argument("--db", dest="db_url", help=DB_HELP + " (where the server secret is kept)")
+    sign.add_argument("--secret", help="the server secret, when serve was given --secret")
     sign.add_argument("--base-url", help="gateway base URL (default http://<--http>)")
     return parser
 
@@ -109,7 +133,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
                  "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
-                 "ingress_max_inflight", "event_retention_hours"):
+                 "ingress_max_inflight", "event_retention_hours", "runs_retain_days"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow", "replay"):
@@ -149,22 +173,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from brokerflow.storage.store import open_store
+    from brokerflow.app.tokencli import token_command
 
-    store = open_store(settings_from(args).db_url)
-    try:
-        token, _record = store.tokens.create(args.role, brand=args.brand, name=args.name)
-    finally:
-        store.close()
-    print(token)
-    return 0
+    return token_command(args, settings_from(args).db_url)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from brokerflow.api.client import ApiClient, format_stats
+    from brokerflow.api.client import format_stats
 
-    with ApiClient(args.api, args.token) as client:
-        body = client.call("MngGetStats")
+    with Admin(args) as api:
+        body = api.call("MngGetStats")
     print(json.dumps(body, indent=2) if args.json else format_stats(body))
     return 0
 
@@ -194,7 +212,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": cmd_serve, "relay": cmd_relay, "token": cmd_token, "stats": cmd_stats, "demo": cmd_demo,
-            "bench": cmd_bench, "sink": cmd_sink}
+            "bench": cmd_bench, "sink": cmd_sink, **admin.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -203,14 +221,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from brokerflow.app.bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    level = args.log_level or ("WARNING" if args.command == "demo" else "INFO")
-    logging.basicConfig(level=getattr(logging, str(level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (args.log_level or ("WARNING" if args.command == "demo" else "INFO")).upper()
+    if level not in LEVELS or args.log_format not in FORMATS:  # a default from the environment is not checked
+        parser.error(f"log level {level!r} or format {args.log_format!r} unknown: "
+                     f"levels {', '.join(LEVELS)}; formats {', '.join(FORMATS)}")
+    configure_logging(level, args.log_format)
     from brokerflow.errors import BrokerflowError
 
     try:
         return COMMANDS[args.command](args)
+    except AdminError as exc:
+        print(f"brokerflow: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RulesFileError as exc:  # one line, every problem named by file, rule and path
+        print(f"brokerflow: nothing applied: {exc.source}: {'; '.join(exc.problems)}", file=sys.stderr)
+        return EXIT_INVALID
     except BrokerflowError as exc:
         print(f"brokerflow: {exc.code}: {exc.text}", file=sys.stderr)
         return 2

@@ -152,10 +152,17 @@ def run_demo() -> int:
                             pub_bind="tcp://127.0.0.1:0", http="127.0.0.1:0",
                             webhook_allow=("127.0.0.0/8",))
         engine = Engine(settings).start()
+        publishers: list[Any] = []
         try:
-            return _tour(engine, webhook_url, Publisher)
+            def publisher(*args: Any, **kwargs: Any) -> Publisher:
+                publishers.append(Publisher(*args, **kwargs))
+                return publishers[-1]
+
+            return _tour(engine, webhook_url, publisher)
         finally:
             engine.stop()
+            for publisher in publishers:  # after the engine: closed first, the bus would log a dropped peer
+                publisher.close()
             receiver.shutdown()
 
 
@@ -172,11 +179,13 @@ def _tour(engine: Engine, webhook_url: str, publisher_cls: type[Publisher]) -> i
             added = api.call("MngAddWorkflowRule", {"rule": rule})["rule"]
             print(f"2. Rule #{added['id']}: {added['name']} ({added['trigger']})")
         events = demo_events()
-        with publisher_cls(engine.ingress.bound_endpoints()[0], source="demo-trading") as publisher:
-            publisher.wait_subscribed(timeout_s=5)
-            for topic, payload in events:
-                publisher.publish(topic, payload["record"], event=payload.get("event"))
-        print(f"3. Published {len(events)} events from a trading server\n")
+        publisher = publisher_cls(engine.ingress.bound_endpoints()[0], source="demo-trading")
+        publisher.wait_subscribed(timeout_s=5)
+        for topic, payload in events:
+            publisher.publish(topic, payload["record"], event=payload.get("event"))
+        print(f"3. Published {len(events)} events from a trading server; the last one is for login 99999, "
+              "an account the engine does not know: no brand, so no rule runs for it (counted as "
+              "skipped_no_brand in the stats below)\n")
         _wait(lambda: len(api.call("MngGetWorkflowRunLog")["runs"]) >= 4 and len(_Receiver.calls) >= 1)
         engine.drain(5.0)
         runs = api.call("MngGetWorkflowRunLog", {"limit": 20})["runs"]

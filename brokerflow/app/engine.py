@@ -32,10 +32,11 @@ from brokerflow.actors.processes import FlowCache, start_process_pool
 from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
 from brokerflow.actors.rulestate import RuleState, RuleStateWriter, Suppressed
-from brokerflow.actors.runlog import RunCounters, RunLogActor
+from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
+from brokerflow.app.retention import Retention
 from brokerflow.app.secret import server_secret
 from brokerflow.bus.completion import Completion
 from brokerflow.bus.ingress import COUNTERS as INGRESS_COUNTERS
@@ -72,6 +73,7 @@ class Engine:
         self.router_counters = RouterCounters()
         self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
         self.suppressed = Suppressed()  # matches cooldowns kept from running, since start
+        self.run_latency = RunLatency()
         self.started_ms = now_ms()
         self.store: Store | None = None
         self.refs = ReferenceData()
@@ -87,8 +89,10 @@ class Engine:
         self.api_server: ApiServer | None = None
         self.http: HttpGateway | None = None
         self.services: Services | None = None
-        # The automation modes are the built-in extension (brokerflow/app/automation.py).
-        self.extensions: list[Extension] = [Automation()] if extensions is None else list(extensions)
+        # The automation modes are the built-in extension (brokerflow/app/automation.py);
+        # Retention trims the run log and notifications (brokerflow/app/retention.py).
+        self.extensions: list[Extension] = ([Automation(), Retention(settings.runs_retain_days)]
+                                            if extensions is None else list(extensions))
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -119,8 +123,8 @@ class Engine:
         stats, settings, pipeline = self.stats_registry, self.settings, self.pipeline
         self.run_counters = RunCounters(store.runs.counts())
         self.runlog = RunLogActor.start(stats, store.runs, self.run_counters, now_ms,
-                                        settings.runlog_batch_rows, completion=self.completion,
-                                        partitions=self.partitions)
+                                        settings.runlog_batch_rows, latency=self.run_latency,
+                                        completion=self.completion, partitions=self.partitions)
         pipeline.register("runlog", self.runlog)
         pipeline.register("notifier", NotifierActor.start(stats, pipeline, now_ms, self.refs,
                                                           store.notifications, self.outbound))
@@ -164,6 +168,8 @@ class Engine:
         if self.history is not None:
             services.history_flush = self.history.flush_once
             services.open_history = partial(HistoryReader, store.url)
+        services.latency_provider = self.run_latency.snapshot
+        services.dead_actors_provider = self.dead_parts
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
         for extension in self.extensions:
@@ -263,6 +269,13 @@ class Engine:
         for extension in self.extensions:
             stats.update(extension.stats())
         return stats
+
+    def dead_parts(self) -> list[str]:
+        """Actors that stopped and front-door threads that ended while the engine runs (``/ready``)."""
+        dead = self.stats_registry.dead()
+        if not self._stop_input.is_set():
+            dead += [thread.name.removeprefix("brokerflow-") for thread in self._threads if not thread.is_alive()]
+        return dead
 
     def busy(self) -> bool:
         """Is anything still queued or in flight anywhere in the pipeline?"""

@@ -42,3 +42,20 @@ class Repository:
 
     def _read(self):
         return read_block(self._db)
+
+    def _trim_batch(self, model: type[peewee.Model], time_column: peewee.Field, before_ms: int, after_id: int,
+                    limit: int) -> tuple[int, int | None]:
+        """Delete the rows older than ``before_ms`` among the next ``limit`` ids after ``after_id``.
+
+        Walks the primary key (ids grow with time; no index on the time column, so the writers
+        pay for none): one short transaction per call, so a writer waits for at most one small
+        delete. Returns ``(rows deleted, last id looked at)``; the walk ends where a batch holds
+        no old row (``(0, ...)``) or no row at all (``(0, None)``).
+        """
+        key = model._meta.primary_key
+        with self._write():
+            rows = list(model.select(key, time_column).where(key > after_id).order_by(key).limit(limit).tuples())
+            old = [row_id for row_id, at in rows if at is not None and at < before_ms]
+            if old:
+                model.delete().where(key.in_(old)).execute()
+        return len(old), (rows[-1][0] if rows else None)

@@ -35,6 +35,11 @@ class NotificationRepository(Repository):
             insert_rows(self._db, "notifications", COLUMNS, rows)
         return len(rows)
 
+    def trim(self, before_ms: int, after_id: int = -1, limit: int = 500) -> tuple[int, int | None]:
+        """One retention step: notifications created before ``before_ms`` (``Repository._trim_batch``)."""
+        model = self._m.Notification
+        return self._trim_batch(model, model.created_at, before_ms, after_id, limit)
+
     def list(self, manager_id: int | None = None, brand: str | None = None, limit: int = 100) -> list[dict]:
         """Newest first."""
         model = self._m.Notification

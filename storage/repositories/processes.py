@@ -154,6 +154,21 @@ class ProcessRepository(Repository):
             raise Conflict(f"process {pid} exists", details=taken) from None
         return state["pid"]
 
+    def recent(self, limit: int = 50, ended: bool | None = None) -> list[tuple[dict, int]]:
+        """``(state, updated_at)`` of the most recently saved processes, newest first (the console's list).
+
+        No index on ``updated_at`` (every process step writes the row): a top-N sort over the table,
+        fine for a page people open, not for a hot path.
+        """
+        if not is_int(limit) or limit < 1:
+            raise invalid("limit", "must be a positive integer")
+        model = self._m.Process
+        query = model.select(model.state, model.updated_at).order_by(model.updated_at.desc(), model.pid)
+        if ended is not None:
+            query = query.where(model.ended == ended)
+        with self._read():
+            return [(row.state, row.updated_at) for row in query.limit(limit)]
+
     def load(self, pid: str) -> dict | None:
         key = _key(pid)
         model = self._m.Process

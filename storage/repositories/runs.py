@@ -157,6 +157,11 @@ class RunRepository(Repository):
         with self._read():
             return [_as_dict(row) for row in query.dicts()]
 
+    def trim(self, before_ms: int, after_id: int = -1, limit: int = 500) -> tuple[int, int | None]:
+        """One retention step: runs finished before ``before_ms`` (``Repository._trim_batch``)."""
+        run = self._m.Run
+        return self._trim_batch(run, run.finished_at, before_ms, after_id, limit)
+
     def counts(self) -> dict[str, int]:
         """``{"logged", "success", "failed", "skipped"}`` over the whole log."""
         run = self._m.Run

@@ -51,6 +51,12 @@ class TokenRepository(Repository):
             row = model.get_or_none((model.token_hash == digest) & (model.revoked == False))  # noqa: E712
         return None if row is None else self._record(row)
 
+    def list(self) -> list[dict]:
+        """Every token's record by id, with ``revoked``; never a token's value (only its hash is stored)."""
+        model = self._m.ApiToken
+        with self._read():
+            return [{**self._record(row), "revoked": bool(row.revoked)} for row in model.select().order_by(model.id)]
+
     def revoke(self, token_id: int) -> bool:
         """The token stops authenticating; False when there is no such live token."""
         model = self._m.ApiToken

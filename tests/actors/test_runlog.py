@@ -86,3 +86,11 @@ def test_subscribers_and_waiters_get_the_protocol_run_of_what_was_stored(stats, 
                       "actions": [{"type": "notify.manager", "status": "skipped", "ms": 0.0}], "error": None,
                       "started_at": NOW_MS, "finished_at": NOW_MS}
     assert store.runs.list() == [{key: value for key, value in record.items() if key != "error"}]
+
+
+def test_run_latency_counts_each_observation_in_the_first_bucket_that_holds_it():
+    from brokerflow.actors.runlog import RunLatency
+
+    latency = RunLatency(bounds_ms=(10, 100))
+    latency.observe_all([0, 10, 11, 100, 5000])
+    assert latency.snapshot() == {"bounds_ms": [10, 100], "counts": [2, 2, 1], "sum_ms": 5121, "count": 5}

@@ -96,3 +96,19 @@ def test_a_handler_that_cannot_check_brand_scope_refuses_scoped_tokens(machine_a
     error = machine_api.error("START", {"name": "signup"}, token=machine_api.alpha["SESSION_ADMIN"])
     assert error["code"] == "ACCESS_DENIED" and "brand" in error["text"]
     assert machine_api.seen == []
+
+
+def test_the_process_list_is_newest_first_and_a_brand_token_sees_its_brand_only(api):
+    processes = api.services.store.processes
+    for pid, brand, status in (("p-alpha", "alpha", "active"), ("p-beta", "beta", "active"),
+                               ("p-done", "alpha", "ended"), ("p-none", None, "active")):
+        processes.create({"pid": pid, "brand": brand, "status": status, "input": {},
+                          "stack": [{"flow": "signup", "state": "docs"}]})
+    listed = api.body("MngGetProcesses")["processes"]
+    assert [p["pid"] for p in listed] == ["p-alpha", "p-beta", "p-done", "p-none"]
+    assert listed[0] == {"pid": "p-alpha", "brand": "alpha", "flow": "signup", "state": "docs", "status": "active",
+                         "updated_at": listed[0]["updated_at"]}
+    assert isinstance(listed[0]["updated_at"], str)
+    scoped = api.body("MngGetProcesses", {"ended": False}, token=api.alpha["SESSION_DEALER"])["processes"]
+    assert [p["pid"] for p in scoped] == ["p-alpha"]
+    assert api.error("MngGetProcesses", {"limit": 0})["code"] == "VALIDATION_FAILED"

@@ -20,6 +20,7 @@ READ = {
     "MngGetWorkflowDefinitions", "MngValidateWorkflowRule", "MngGetWorkflowRule", "MngGetWorkflowRules",
     "MngTestWorkflowRule", "MngBacktestWorkflowRule", "MngGetWorkflowRunLog", "MngGetStats",
     *(f"MngGet{kind}s" for kind in RECORDS), "MngGetKycProfile", "MngGetFlows", "MngExecWorkflowRule",
+    "MngGetProcesses",  # the console's process list (any valid token, brand-scoped like the machine)
 }
 MACHINE = {"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT", "HISTORY", "AVAILABLE_EVENTS"}
 DEPOSIT = {"topic": "trade.push", "payload": {"event": "EV_RECORD_ADD", "record": {

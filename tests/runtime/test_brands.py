@@ -47,6 +47,7 @@ def test_customer_and_kyc_events_use_the_customers_brand(runtime):
 
 
 def test_an_unresolved_brand_skips_the_rules_and_is_counted(runtime, caplog):
+    caplog.set_level("INFO", logger="brokerflow.router")
     rules = brand_rules(runtime)
     customer_rules = brand_rules(runtime, "customer.updated")
     runtime.deposit(3001, 10)   # group without a brand

@@ -13,6 +13,7 @@ from tests.runtime.conftest import notify
 
 ACTOR_KEYS = {"name", "kind", "mailbox", "processed", "messages", "failed", "mean_ms"}
 PROCESS_GAUGES = {"active", "activations", "passivations"}
+WEBHOOK_GAUGES = {"deliveries_success", "deliveries_failed"}
 BUS_KEYS = {"received", "malformed", "duplicates", "gaps", "skipped_no_brand", "loops_stopped",
             "no_trigger", "reference_unstored", "paused", "disconnects", "replayed", "gaps_filled",
             "gaps_open", "replay_lost", "replay_errors"}
@@ -27,7 +28,8 @@ def check_shape(body):
     for actor in body["actors"]:
         extra = set(actor) - ACTOR_KEYS
         assert ACTOR_KEYS <= set(actor), actor
-        assert extra == (PROCESS_GAUGES if actor["kind"] == "process" else set()), actor
+        gauges = {"process": PROCESS_GAUGES, "webhook": WEBHOOK_GAUGES}.get(actor["kind"], set())
+        assert extra == gauges, actor
         assert all(isinstance(actor[k], int) for k in ("mailbox", "processed", "failed"))
 
 

@@ -56,3 +56,10 @@ def test_a_nul_character_inside_a_message_is_kept_where_the_backend_can_hold_it(
         pytest.skip("PostgreSQL text cannot hold NUL")
     store.notifications.add_rows([(1, "a\x00b", 1, 1, "a", 5), (2, "c", 1, 2, "a", 5)])
     assert [n["message"] for n in store.notifications.list()] == ["c", "a\x00b"]
+
+
+def test_trim_deletes_notifications_created_before_the_cutoff(store):
+    store.notifications.add_many([{"manager_id": 1, "message": f"m{i}", "created_at": 100 * i} for i in range(1, 6)])
+    deleted, last = store.notifications.trim(before_ms=350, after_id=-1, limit=10)
+    assert deleted == 3 and last is not None
+    assert [n["message"] for n in store.notifications.list()] == ["m5", "m4"]

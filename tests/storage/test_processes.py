@@ -167,3 +167,14 @@ def test_save_many_writes_every_pid_once_with_its_last_state(store):
 def test_save_many_needs_a_pid_in_every_state(store):
     with pytest.raises(ValidationFailed):
         store.processes.save_many([({"status": "active"}, None)])
+
+
+def test_recent_lists_the_last_saved_processes_first_and_filters_by_ended(store):
+    for pid in ("a", "b", "c"):
+        store.processes.create({"pid": pid, "status": "active", "stack": []})
+    store.processes.save({"pid": "a", "status": "ended", "ended": True, "stack": []})
+    assert [state["pid"] for state, _ in store.processes.recent(10)] == ["a", "c", "b"]
+    assert [state["pid"] for state, _ in store.processes.recent(10, ended=False)] == ["c", "b"]
+    assert [state["pid"] for state, _ in store.processes.recent(1)] == ["a"]
+    with pytest.raises(ValidationFailed):
+        store.processes.recent(0)

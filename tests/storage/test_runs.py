@@ -162,3 +162,16 @@ def test_a_batch_that_fails_stores_neither_its_runs_nor_its_checkpoints(store):
         store.runs.write_rows([(*run_row(1, 7, "crm", 5)[:8], [{"bad": object()}], *run_row(1, 7, "crm", 5)[9:])],
                               [("crm", 0, 5)])
     assert store.runs.checkpoints([0]) == {} and store.runs.list() == []
+
+
+def test_trim_deletes_old_runs_in_batches_walking_the_ids_past_young_outliers(store):
+    old = [make_run(i, finished_at=100 + i) for i in range(1, 8)]
+    young = make_run(3_000, finished_at=10_000)
+    store.runs.write_many([*old[:2], young, *old[2:]])
+    store.runs.write_many([make_run(2_999, finished_at=50), make_run(4_000, finished_at=20_000)])
+    assert store.runs.trim(before_ms=1_000, after_id=-1, limit=3) == (3, 3)
+    assert store.runs.trim(1_000, after_id=3, limit=3) == (3, 6)
+    assert store.runs.trim(1_000, after_id=6, limit=3) == (2, 3_000)  # 7 and 2999; the young 3000 stays
+    assert store.runs.trim(1_000, after_id=3_000, limit=3) == (0, 4_000)
+    assert store.runs.trim(1_000, after_id=4_000, limit=3) == (0, None)
+    assert [run["id"] for run in store.runs.list()] == [4_000, 3_000]

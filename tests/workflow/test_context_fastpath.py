@@ -76,6 +76,7 @@ def naive_context(trigger: str, event: Event, refs: ReferenceData) -> dict[str, 
         ctx["_customer_id"] = account.get("customer_id") if account is not None else None
     ctx["_event_id"] = event.key
     ctx["_topic"] = topic
+    ctx["_ts"] = event.received_ms if event.ts_ms is None else event.ts_ms
     return ctx
 
 

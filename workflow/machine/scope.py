@@ -40,6 +40,13 @@ def process_brand(state: dict[str, Any]) -> str | None:
     return _named_brand(state.get("input"))
 
 
+def summary(state: dict[str, Any]) -> dict[str, Any]:
+    """One line of a process list: pid, brand, top flow and state, status."""
+    frame = state["stack"][-1] if state.get("stack") else {}
+    return {"pid": state.get("pid"), "brand": process_brand(state), "flow": frame.get("flow"),
+            "state": frame.get("state"), "status": state.get("status")}
+
+
 def action_context(state: dict[str, Any]) -> dict[str, Any]:
     """What a state action's templates and executors see: ``input.*``, ``process.*``, brand, customer.
 
