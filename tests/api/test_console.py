@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -65,7 +65,7 @@ def shot(browser, name: str) -> None:
 
 def heading(browser, text: str) -> None:
     """Wait for the page whose h1 is ``text`` (a click on a submit button returns before the next page loads)."""
-    WebDriverWait(browser, 10).until(
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda driver: [h.text for h in driver.find_elements(By.TAG_NAME, "h1")] == [text])
 
 
