@@ -33,6 +33,8 @@ class Upstream:
         self.context = zmq.Context()
         self.pub = self.context.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
+        self.pub.setsockopt(zmq.SNDHWM, 100)  # a burst overflows it, as a busy trading engine's PUB does
+        self.pub.setsockopt(zmq.SNDBUF, 64 * 1024)  # and the kernel's buffer does not absorb the burst
         self.pub.bind("tcp://127.0.0.1:0")
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.journal = Journal(self.path)
@@ -53,6 +55,23 @@ class Upstream:
         if live:
             self.pub.send_multipart([TOPIC, payload])
         return seq
+
+    def burst(self, count: int, login: int = 1001, pad_bytes: int = 2000) -> int:
+        """Journal ``count`` deposits in one commit, then send them as fast as the socket takes
+        them (far faster than any engine): the last seq. Each carries a ``pad_bytes`` comment, so
+        the burst is larger than what the kernel's socket buffers absorb."""
+        rows = []
+        for _ in range(count):
+            seq = self.next_seq
+            self.next_seq += 1
+            rows.append((self.source, seq, TOPIC, msgpack.packb({
+                "event": "EV_RECORD_ADD", "source": self.source, "seq": seq,
+                "record": {"order": seq, "login": login, "cmd": "OP_BALANCE_IN", "profit": 10.0,
+                           "comment": "x" * pad_bytes}})))
+        self.journal.append(rows, int(time.time() * 1000))
+        for _, _, topic, payload in rows:
+            self.pub.send_multipart([topic, payload])
+        return self.next_seq - 1
 
     def close(self) -> None:
         self._stop.set()
@@ -187,12 +206,12 @@ def test_a_source_first_heard_of_mid_stream_is_run_from_the_start_of_its_journal
 
 
 def test_an_overload_burst_with_several_rules_loses_nothing_and_the_stats_show_the_recovery(make_runtime, upstream):
-    # A receive high-water mark of 50 and a ceiling of 100 events: a burst of 3,000 overflows
-    # the SUB socket, as a heavy rule set under a fast burst does at the defaults.
-    runtime, first = replayed_engine(make_runtime, upstream, events_hwm=50, ingress_max_inflight=100)
+    # A receive high-water mark of 20 and a ceiling of 50 events: 5,000 events sent in a tight
+    # loop overflow the SUB socket, as a heavy rule set under a fast burst does at the defaults.
+    runtime, first = replayed_engine(make_runtime, upstream, events_hwm=20, ingress_max_inflight=50)
     others = [runtime.rule("deposit.created", [notify(f"rule {n}")]) for n in (2, 3)]
     live_subscribed(runtime, upstream)
-    last = max(upstream.deposit() for _ in range(3000))
+    last = upstream.burst(5000)
     rules = [first, *others]
     wait_until(lambda: all(len(orders(runtime, rule)) == last for rule in rules), timeout_s=60, interval_s=0.2)
     for rule in rules:
