@@ -27,19 +27,24 @@ MAX_PENDING = 200_000
 
 Row = tuple  # storage.repositories.runs.COLUMNS order; ``actions`` a list of maps, encoded by the write
 STATUS = 6  # the row's status column
+RETRYING = "retrying"  # a run parked while its webhook waits for the next attempt (actors.webhook_delivery)
+PENDING = "pending"  # an action of a parked run not reached yet
+RESUMED = "resumed"  # RunJob.extra key: the run was written before (parked); this write replaces it
 
 
 def run_row(job: RunJob, finished_ms: int) -> Row:
-    """The run's storage row: its results, then the actions it never reached as skipped."""
+    """The run's storage row: its results, then the actions it never reached as skipped (as
+    ``pending`` while a webhook of the run waits for its next attempt: they may still run)."""
     results, actions = job.results, job.actions
     done = len(results)
+    status = job.status
     if done < len(actions):
-        entries: Any = [*results, *[{"type": action.get("type"), "status": "skipped", "ms": 0.0}
+        unreached = PENDING if status == RETRYING else "skipped"
+        entries: Any = [*results, *[{"type": action.get("type"), "status": unreached, "ms": 0.0}
                                     for action in actions[done:]]]
     else:
         entries = results
-    status = job.status
-    if status != "failed" and status != "skipped":
+    if status != "failed" and status != "skipped" and status != RETRYING:
         status = "success"
     return (job.run_id, job.rule_id, job.rule_version, job.brand, job.trigger, job.event_id, status,
             job.error, entries, job.started_ms, finished_ms, job.extra.get("run_as"))
@@ -121,17 +126,28 @@ class RunLogActor(SafeActor):
             return
         batch, self.pending = self.pending, []
         try:
-            self.runs_repo.write_rows([row for row, _ in batch])
+            self._write(batch)
             written = batch
         except Exception:
             written = self._write_one_by_one(batch)
-        self.counters.add_all([row[STATUS] for row, _ in written])
+        self.counters.add_all([row[STATUS] for row, _ in written if row[STATUS] != RETRYING])
         for row, job in written:
             reply = job.reply
             if reply is not None and not reply.done():
                 reply.set_result(record_of(row))
         if written and self.on_logged is not None:
             self.on_logged([record_of(row) for row, _ in written])
+
+    def _write(self, batch: list[tuple[Row, RunJob]]) -> None:
+        """New runs are inserted (a run already stored is left as it is); a resumed run, written
+        before while its webhook was retried, replaces its stored row."""
+        fresh, resumed = [], []
+        for row, job in batch:
+            (resumed if job.extra and job.extra.get(RESUMED) else fresh).append(row)
+        if resumed:
+            self.runs_repo.write_rows(fresh, replace=resumed)
+        else:
+            self.runs_repo.write_rows(fresh)
 
     def _write_one_by_one(self, batch: list[tuple[Row, RunJob]]) -> list[tuple[Row, RunJob]]:
         """After a failed batch: write each run alone to tell a poison run from a storage outage.
@@ -144,7 +160,7 @@ class RunLogActor(SafeActor):
         written, failed = [], []
         for item in batch:
             try:
-                self.runs_repo.write_rows([item[0]])
+                self._write([item])
                 written.append(item)
             except Exception as exc:  # noqa: BLE001 - sorted out below
                 failed.append((item, exc))

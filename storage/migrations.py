@@ -47,8 +47,13 @@ def _source_seqs_seen_at(db: peewee.Database, models: Models) -> None:
     db.execute_sql('CREATE INDEX IF NOT EXISTS "sourceseq_seen_at" ON "source_seqs" ("seen_at")')
 
 
+def _webhook_tables(db: peewee.Database, models: Models) -> None:
+    """4: pending webhook retries and dead letters (PROTOCOL section 10)."""
+    db.create_tables([models.WebhookRetry, models.WebhookDeadLetter], safe=True)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
-    _create_tables, _runs_run_as, _source_seqs_seen_at,
+    _create_tables, _runs_run_as, _source_seqs_seen_at, _webhook_tables,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

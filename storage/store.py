@@ -19,6 +19,7 @@ from brokerflow.storage.repositories import (
     RunRepository,
     ScheduleRepository,
     TokenRepository,
+    WebhookRepository,
 )
 from brokerflow.storage.repositories.base import Clock, wall_clock_ms
 
@@ -47,6 +48,7 @@ class Store:
         self.processes = ProcessRepository(*parts)
         self.meta = MetaRepository(*parts)
         self.schedules = ScheduleRepository(*parts)
+        self.webhooks = WebhookRepository(*parts)
 
     def close(self) -> None:
         if not self.db.is_closed():

@@ -4,7 +4,16 @@ Each module registers its commands with ``@command(name, roles=...)`` when impor
 this package imports them all, so ``COMMANDS`` is complete once ``api.commands`` is loaded.
 """
 
-from brokerflow.api.commands import automation, flows, process, reference, rules, runs, system  # noqa: F401
+from brokerflow.api.commands import (  # noqa: F401
+    automation,
+    flows,
+    process,
+    reference,
+    rules,
+    runs,
+    system,
+    webhooks,
+)
 from brokerflow.api.commands._registry import COMMANDS, Command, CommandContext, Handler, command
 
 __all__ = ["COMMANDS", "Command", "CommandContext", "Handler", "command"]

@@ -249,7 +249,20 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[s
     return {"events": count, "received": received, "lost": count - received, "runs": len(runs),
             "runs_per_event": round(len(runs) / max(1, count), 2),
             "failed_runs": sum(1 for run in runs if run["status"] == "failed"),
-            "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2)}
+            "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2),
+            "webhooks": webhook_figures(runs, before, stats)}
+
+
+def webhook_figures(runs: list[dict[str, Any]], before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The max-rate run's webhooks: how many, how many delivered, their request time (the
+    action's ``ms``: connect, send, whole reply), and the attempts the engine counted."""
+    hooks = [action for run in runs for action in run["actions"] if action.get("type") == "webhook.send"]
+    ms = [float(action.get("ms") or 0.0) for action in hooks]
+    figures: dict[str, Any] = {"sent": len(hooks), "success": sum(1 for a in hooks if a.get("status") == "success"),
+                               "p50_ms": round(_percentile(ms, 0.5), 2), "p99_ms": round(_percentile(ms, 0.99), 2)}
+    if "webhooks" in after and "webhooks" in before:  # engines from before webhook retries have no such figures
+        figures["attempts"] = after["webhooks"]["attempts"] - before["webhooks"]["attempts"]
+    return figures
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -330,6 +343,11 @@ def _table(result: dict[str, Any]) -> str:
              f"engine max rate              {m['events_per_s']:>9,} events/s  "
              f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
              f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
+    hooks = m.get("webhooks")
+    if hooks:
+        lines.append(f"  webhooks at max rate       {hooks['sent']:>9,} sent, {hooks['success']:,} delivered"
+                     f"  request p50 {hooks['p50_ms']} ms  p99 {hooks['p99_ms']} ms"
+                     + (f"  ({hooks['attempts']:,} attempts)" if "attempts" in hooks else ""))
     floors = {floor["rate"]: floor for floor in result.get("transport_latency", [])}
     for fixed in result["fixed_rates"]:
         lines.append(f"engine at {fixed['rate']:>5}/s latency       p50 {fixed['p50_ms']} ms  p99 {fixed['p99_ms']} ms"

@@ -17,7 +17,7 @@ from typing import Any
 
 from brokerflow import __version__
 from brokerflow.app import gcpolicy
-from brokerflow.settings import DEFAULT_API_BIND, Settings, tuning_number
+from brokerflow.settings import DEFAULT_API_BIND, Settings, WebhookSecrets, check_ca_file, tuning_number
 
 log = logging.getLogger("brokerflow")
 
@@ -35,6 +35,11 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--no-http", action="store_true", help="no HTTP gateway")
     serve.add_argument("--secret", help="server secret for signed sink URLs")
     serve.add_argument("--webhook-allow", action="append", help="allowed private webhook network (CIDR)")
+    serve.add_argument("--webhook-secret", action="append", type=_secret_entry, metavar="NAME=SECRET",
+                       help="a webhook signing secret (repeatable; raw text or whsec_<base64>); "
+                            "prefer BROKERFLOW_WEBHOOK_SECRET, command lines are visible to other users")
+    serve.add_argument("--webhook-ca", metavar="FILE",
+                       help="PEM CA bundle webhook TLS trusts besides the system bundle")
     serve.add_argument("--smtp", dest="smtp_relay", help="SMTP relay HOST:PORT for email.send")
     serve.add_argument("--smtp-listen", help="SMTP listener HOST:PORT for email.received")
     tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
@@ -48,6 +53,17 @@ def _add_serve(sub: Any) -> None:
                         help="seconds before an idle process is passivated (default 60)")
     tuning.add_argument("--ingress-max-inflight", type=_positive(int), metavar="N",
                         help="events queued for the router before the ingress stops reading (default 20000)")
+
+
+def _secret_entry(text: str) -> str:
+    """An argparse type for ``NAME=SECRET``: checked, kept as text; the error never quotes it."""
+    from brokerflow.workflow.policies.webhook_delivery import parse_secret_option
+
+    try:
+        parse_secret_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive(kind: type) -> Any:
@@ -107,9 +123,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for name in ("events_bind", "events_connect", "webhook_allow"):
         if getattr(args, name, None):
             overrides[name] = tuple(getattr(args, name))
+    if getattr(args, "webhook_secret", None):
+        overrides["webhook_secrets"] = WebhookSecrets.parse(args.webhook_secret, "--webhook-secret")
+    if getattr(args, "webhook_ca", None):
+        overrides["webhook_ca"] = args.webhook_ca
     settings = Settings.from_env(**overrides)
     if getattr(args, "no_http", False):
         settings = settings.with_(http=None)
+    if settings.webhook_ca:
+        check_ca_file(settings.webhook_ca, "--webhook-ca" if getattr(args, "webhook_ca", None)
+                      else "BROKERFLOW_WEBHOOK_CA")
     return settings
 
 

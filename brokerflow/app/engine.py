@@ -27,6 +27,8 @@ from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
 from brokerflow.actors.runlog import RunCounters, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
+from brokerflow.actors.webhook_delivery import Deliveries, WebhookMetrics
+from brokerflow.actors.webhook_retries import WebhookRetries
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.app.secret import server_secret
@@ -67,6 +69,8 @@ class Engine:
         self.api_server: Any = None
         self.http: Any = None
         self.services: Any = None
+        self.webhook_metrics = WebhookMetrics()
+        self.webhook_retries: WebhookRetries | None = None
         # The automation modes are the built-in extension (brokerflow/app/automation.py).
         self.extensions: list[Extension] = [Automation()] if extensions is None else list(extensions)
 
@@ -84,6 +88,7 @@ class Engine:
         for extension in self.extensions:
             extension.after_actors_started(parts)
         self.reload_rules()
+        self._spawn("webhook-retries", self.webhook_retries.run)  # stored retries, this run's and older ones
         self._start_services(store)
         if store.backend == "sqlite" and self.settings.checkpoint_interval_s > 0:
             self._spawn("checkpointer", self._checkpoints)
@@ -104,9 +109,14 @@ class Engine:
                                                           store.reference, self.outbound, self.submit))
         self.kyc = KycActor.start(stats, pipeline, now_ms, self.refs, store.kyc, self.outbound)
         pipeline.register("kyc", self.kyc)
-        self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers)
+        self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers,
+                                            extra_ca=settings.webhook_ca)
+        self.deliveries = Deliveries(self.webhook_sender, store.webhooks, settings.webhook_secrets, now_ms,
+                                     metrics=self.webhook_metrics)
         pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
-                                                        settings.webhook_workers))
+                                                        settings.webhook_workers, deliveries=self.deliveries))
+        self.webhook_retries = WebhookRetries(store.webhooks, self.deliveries, pipeline, stats,
+                                              max(1, settings.webhook_workers // 2), now_ms, on_exit=store.close)
         run_ids = self.run_ids = RunIds(store.runs, block=10_000)
 
         def brand_actor(brand: str) -> Any:
@@ -131,6 +141,7 @@ class Engine:
         services.stats_provider = self.stats
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
+        services.dead_letter_handler = self.redeliver_dead_letter
         for extension in self.extensions:
             extension.after_services_built(services)
         self.dispatcher = Dispatcher(services)
@@ -195,16 +206,32 @@ class Engine:
             log.warning("the router has not applied a %s change after %.0f s; it will, in order",
                         kind, REFERENCE_APPLY_WAIT_S)
 
+    def redeliver_dead_letter(self, dead: dict[str, Any]) -> Future:
+        """``MngRetryDeadLetter``: one attempt now on the retry pool; the Future gets ``(dead letter, status)``."""
+        return self.webhook_retries.pool.submit(self.deliveries.redeliver, dead)
+
     # -- monitoring --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
         bus.update(self.router_counters.snapshot())
         stats = {"actors": self.stats_registry.snapshot(), "bus": bus,
                  "runs": self.run_counters.snapshot(),
+                 "webhooks": self.webhook_stats(),
                  "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
         for extension in self.extensions:
             stats.update(extension.stats())
         return stats
+
+    def webhook_stats(self) -> dict[str, Any]:
+        """Deliveries by outcome, attempts, retries scheduled since start; pending retries and
+        dead letters as stored now (``None`` when storage does not answer)."""
+        figures = self.webhook_metrics.snapshot()
+        for name, count in (("pending_retries", "pending_count"), ("dead_letters", "dead_letter_count")):
+            try:
+                figures[name] = getattr(self.store.webhooks, count)() if self.store is not None else 0
+            except Exception:  # noqa: BLE001 - stats must answer while storage is down
+                figures[name] = None
+        return figures
 
     def busy(self) -> bool:
         """Is anything still queued or in flight anywhere in the pipeline?"""
@@ -234,6 +261,7 @@ class Engine:
         started = time.monotonic()
         budget = self.settings.stop_timeout_s
         self._stop_input.set()
+        self._stop_webhook_retries(close=False)  # no new retries; those in flight finish in the drain
         for extension in reversed(self.extensions):
             self._call_hook(extension.before_stop_input)
         if self.ingress is not None:
@@ -247,6 +275,7 @@ class Engine:
             log.exception("stop: final run log flush failed")
         for extension in reversed(self.extensions):
             self._call_hook(extension.after_drain)
+        self._stop_webhook_retries(close=True)
         if self.http is not None:
             self.http.close()
         self._join("api")
@@ -261,6 +290,15 @@ class Engine:
                 except Exception:  # noqa: BLE001
                     log.exception("stop: closing %s failed", type(closer).__name__)
         log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
+
+    def _stop_webhook_retries(self, close: bool) -> None:
+        if self.webhook_retries is None:
+            return
+        if not close:
+            self.webhook_retries.stop()
+            return
+        self.webhook_retries.close()
+        self._join("webhook-retries")
 
     @staticmethod
     def _call_hook(hook: Any) -> None:

@@ -11,6 +11,7 @@ from brokerflow.storage.repositories.rules import RuleRepository
 from brokerflow.storage.repositories.runs import RunRepository
 from brokerflow.storage.repositories.schedules import ScheduleRepository
 from brokerflow.storage.repositories.tokens import TokenRepository
+from brokerflow.storage.repositories.webhooks import WebhookRepository
 
 __all__ = [
     "KINDS",
@@ -25,4 +26,5 @@ __all__ = [
     "RunRepository",
     "ScheduleRepository",
     "TokenRepository",
+    "WebhookRepository",
 ]
