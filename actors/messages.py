@@ -132,6 +132,11 @@ class RunJob:
             return self._with(results + (result,), "failed", error)
         return self._with(results + (result,), self.status, self.error)
 
+    def parked(self, result: Mapping[str, Any]) -> RunJob:
+        """This job with its next action's result appended and the run status ``retrying``: the
+        run log writes it as it stands; the run continues when the webhook has its outcome."""
+        return self._with(self.results + (dict(result),), "retrying", None)
+
     def _with(self, results: tuple[Mapping[str, Any], ...], status: str, error: str | None) -> RunJob:
         """A copy with new progress; positional, in field order (3x faster than ``replace``)."""
         return RunJob(self.run_id, self.rule_id, self.rule_version, self.brand, self.trigger, self.event_id,
@@ -192,7 +197,11 @@ class KycStepUpdate:
 
 @dataclass(frozen=True, slots=True)
 class WebhookDone:
-    """A webhook finished on the pool; back on the actor's thread to pass the job on."""
+    """A webhook finished on the pool; back on the actor's thread to pass the job on.
+
+    ``outcome``: the job as it goes on (its webhook's result appended, or parked while the
+    delivery waits for a retry); ``None``: the job with ``ok``/``status``/``error`` appended.
+    """
 
     job: RunJob
     host: str
@@ -200,6 +209,7 @@ class WebhookDone:
     status: int | None
     error: str | None
     ms: float
+    outcome: RunJob | None = None
 
 
 # -- the automation modes (docs/automation.md) -------------------------------------------------

@@ -31,23 +31,33 @@ Row = tuple  # storage.repositories.runs.COLUMNS order; ``actions`` a list of ma
 STATUS = 6  # the row's status column
 _NO_TICKET = (None, None)
 CHECKPOINT_EVERY_MS = 200  # checkpoints ride with a run batch at most this often (and on Flush)
+RETRYING = "retrying"  # a run parked while its webhook waits for the next attempt (actors.webhook_delivery)
+PENDING = "pending"  # an action of a parked run not reached yet
+RESUMED = "resumed"  # RunJob.extra key: the run was written before (parked); this write replaces it
 
 
 def run_row(job: RunJob, finished_ms: int) -> Row:
-    """The run's storage row: its results, then the actions it never reached as skipped."""
+    """The run's storage row: its results, then the actions it never reached as skipped (as
+    ``pending`` while a webhook of the run waits for its next attempt: they may still run)."""
     results, actions = job.results, job.actions
     done = len(results)
+    status = job.status
     if done < len(actions):
-        entries: Any = [*results, *[{"type": action.get("type"), "status": "skipped", "ms": 0.0}
+        unreached = PENDING if status == RETRYING else "skipped"
+        entries: Any = [*results, *[{"type": action.get("type"), "status": unreached, "ms": 0.0}
                                     for action in actions[done:]]]
     else:
         entries = results
-    status = job.status
-    if status != "failed" and status != "skipped":
+    if status != "failed" and status != "skipped" and status != RETRYING:
         status = "success"
     source, seq = ticket_of(job) or _NO_TICKET
     return (job.run_id, job.rule_id, job.rule_version, job.brand, job.trigger, job.event_id, status,
             job.error, entries, job.started_ms, finished_ms, job.extra.get("run_as"), source, seq)
+
+
+def _resumed(job: RunJob) -> bool:
+    """A run written before (parked while its webhook was retried): its event was settled then."""
+    return bool(job.extra and job.extra.get(RESUMED))
 
 
 def ticket_of(job: RunJob) -> tuple[str, int] | None:
@@ -140,8 +150,8 @@ def _latencies_ms(written: list[tuple[Row, RunJob]]) -> list[int]:
 class RunRows(Protocol):
     """``store.runs`` of the storage package, as the run log writes it."""
 
-    def write_rows(self, rows: Sequence[Sequence[object]],
-                   checkpoints: Sequence[tuple[str, int, int]] = ()) -> int: ...
+    def write_rows(self, rows: Sequence[Sequence[object]], checkpoints: Sequence[tuple[str, int, int]] = (),
+                   replace: Sequence[Sequence[object]] = ()) -> int: ...
 
 
 class RunLogActor(SafeActor):
@@ -190,14 +200,14 @@ class RunLogActor(SafeActor):
         batch, self.pending = self.pending, []
         marks = self._due_checkpoints()  # taken before this batch is settled: never ahead of the log
         try:
-            self.runs_repo.write_rows([row for row, _ in batch], marks)
+            self._write(batch, marks)
             written = batch
             self._checkpoints_stored(marks)
         except Exception:
             written = self._write_one_by_one(batch)
         if self.completion is not None:
-            self.completion.settle([(ticket_of(job), -1) for _, job in written])
-        self.counters.add_all([row[STATUS] for row, _ in written])
+            self.completion.settle([(ticket_of(job), -1) for _, job in written if not _resumed(job)])
+        self.counters.add_all([row[STATUS] for row, _ in written if row[STATUS] != RETRYING])
         if self.latency is not None:
             try:
                 self.latency.observe_all(_latencies_ms(written))
@@ -210,6 +220,15 @@ class RunLogActor(SafeActor):
         if written and self.on_logged is not None:
             self.on_logged([record_of(row) for row, _ in written])
 
+    def _write(self, batch: list[tuple[Row, RunJob]], checkpoints: list[tuple[str, int, int]] | None = None) -> None:
+        """New runs are inserted (a run already stored is left as it is); a resumed run, written
+        before while its webhook was retried, replaces its stored row. ``checkpoints`` go in the
+        same transaction."""
+        fresh, resumed = [], []
+        for row, job in batch:
+            (resumed if _resumed(job) else fresh).append(row)
+        self.runs_repo.write_rows(fresh, checkpoints or (), replace=resumed)
+
     def _write_one_by_one(self, batch: list[tuple[Row, RunJob]]) -> list[tuple[Row, RunJob]]:
         """After a failed batch: write each run alone to tell a poison run from a storage outage.
 
@@ -221,7 +240,7 @@ class RunLogActor(SafeActor):
         written, failed = [], []
         for item in batch:
             try:
-                self.runs_repo.write_rows([item[0]])
+                self._write([item])
                 written.append(item)
             except Exception as exc:  # noqa: BLE001 - sorted out below
                 failed.append((item, exc))
@@ -231,7 +250,7 @@ class RunLogActor(SafeActor):
                 self.cell.failed += 1
                 log.error("runlog: run %s cannot be stored and is dropped: %s", row[0], exc, extra=job.log_fields())
                 self._tell(job, exc)
-                if self.completion is not None:  # it will never be stored: its event must not wait for it
+                if self.completion is not None and not _resumed(job):  # never stored: its event must not wait
                     self.completion.settle([(ticket_of(job), -1)])
             else:
                 kept.append(((row, job), exc))

@@ -3,6 +3,10 @@
 The actor itself never waits on HTTP: it hands requests to a thread pool and continues the
 job when the pool reports back (``WebhookDone``). A per-host cap keeps one hanging endpoint
 from occupying the whole pool; its later requests wait in that host's queue.
+
+The pool makes the *first* attempt of a delivery (``actors.webhook_delivery.Deliveries``);
+a retryable failure is stored and the job comes back parked, so the actor is free at once:
+``actors.webhook_retries`` makes the later attempts, off this actor.
 """
 
 from __future__ import annotations
@@ -17,9 +21,8 @@ from urllib.parse import urlsplit
 from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import JobBatch, RunJob, WebhookDone
 from brokerflow.actors.pipeline import Pipeline
+from brokerflow.actors.webhook_delivery import Deliveries, Delivery
 from brokerflow.bus.webhook_sender import WebhookRequest
-from brokerflow.workflow.policies import webhook_requests as webhooks
-from brokerflow.workflow.templates import render
 
 if TYPE_CHECKING:
     from brokerflow.bus.webhook_sender import WebhookSender
@@ -28,16 +31,8 @@ log = logging.getLogger("brokerflow.webhook")
 
 
 def build_request(job: RunJob, params: Mapping[str, Any]) -> WebhookRequest:
-    body = params.get("body")
-    headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
-    return WebhookRequest(
-        url=str(params.get("url", "")),
-        method=str(params.get("method") or "POST").upper(),
-        headers=headers,
-        body=render(body, job.context) if isinstance(body, str) else body,
-        timeout_ms=webhooks.clamp_timeout_ms(params.get("timeout_ms")),
-        idempotency_key=webhooks.idempotency_key(job.run_id, job.next_index),
-    )
+    """The first attempt's request of ``job``'s next action (unsigned)."""
+    return Delivery.of(job, params).request(None)
 
 
 def host_of(job: RunJob) -> str:
@@ -53,9 +48,11 @@ class WebhookActor(SafeActor):
     kind = "webhook"
 
     def __init__(self, stats: StatsRegistry, pipeline: Pipeline, sender: WebhookSender, workers: int,
-                 per_host: int | None = None, now_ms: Callable[[], int] | None = None) -> None:
+                 per_host: int | None = None, now_ms: Callable[[], int] | None = None,
+                 deliveries: Deliveries | None = None) -> None:
         super().__init__("webhook", stats)
         self.pipeline, self.sender = pipeline, sender
+        self.deliveries = deliveries or Deliveries(sender, now_ms=now_ms)  # without storage: no retries
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
         self.per_host = per_host or max(1, workers // 4)
         self.inflight: dict[str, int] = defaultdict(int)
@@ -93,8 +90,7 @@ class WebhookActor(SafeActor):
     def _send(self, job: RunJob, host: str) -> None:
         """Runs on the pool: never touches actor state, only reports back."""
         try:
-            result = self.sender.send(build_request(job, job.next_action.get("params") or {}))
-            done = WebhookDone(job, host, result.ok, result.status, result.error, result.ms)
+            done = WebhookDone(job, host, True, None, None, 0.0, self.deliveries.first(job))
         except Exception as exc:  # noqa: BLE001 - reported as the action's failure
             log.exception("webhook of run %s crashed", job.run_id, extra=job.log_fields())
             done = WebhookDone(job, host, False, None, f"internal error: {type(exc).__name__}", 0.0)
@@ -110,11 +106,16 @@ class WebhookActor(SafeActor):
         self.cell.pending = max(0, self.cell.pending - 1)
         if self.inflight[message.host] <= 0:
             self.inflight.pop(message.host, None)
-        detail = {"http_status": message.status} if message.status is not None else {}
-        status = "success" if message.ok else "failed"
-        self.outcomes[status] += 1
+        outcome = message.outcome
+        if outcome is None:
+            detail = {"http_status": message.status} if message.status is not None else {}
+            status = "success" if message.ok else "failed"
+            outcome = message.job.with_result(status, message.ms, message.error, **detail)
+        else:  # the delivery decided: success, failed, or retrying (parked)
+            status = str(outcome.results[-1].get("status", "failed")) if outcome.results else "failed"
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
         self._publish_outcomes()
-        self.pipeline.dispatch([message.job.with_result(status, message.ms, message.error, **detail)])
+        self.pipeline.dispatch([outcome])
         self._pump(message.host)
 
     def _publish_outcomes(self) -> None:

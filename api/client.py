@@ -96,4 +96,9 @@ def format_stats(body: dict[str, Any]) -> str:
     lines.append("")
     lines.append("bus   " + "  ".join(f"{k}={v}" for k, v in body.get("bus", {}).items()))
     lines.append("runs  " + "  ".join(f"{k}={v}" for k, v in body.get("runs", {}).items()))
+    hooks = body.get("webhooks")
+    if hooks:
+        flat = {**{f"delivered_{k}": v for k, v in (hooks.get("deliveries") or {}).items()},
+                **{k: v for k, v in hooks.items() if k != "deliveries"}}
+        lines.append("hooks " + "  ".join(f"{k}={v}" for k, v in flat.items()))
     return "\n".join(lines)

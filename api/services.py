@@ -36,6 +36,7 @@ ProcessHandler = Callable[[str, dict[str, Any], "Principal"], "Future[dict[str, 
 BeforeHandler = Callable[[str, str, dict[str, Any], "Principal"], dict[str, Any]]
 ExecHandler = Callable[[dict[str, Any], Any, "Principal"], "Future[dict[str, Any]]"]
 SinkHandler = Callable[[str, dict[str, Any]], "Future[dict[str, Any]]"]
+DeadLetterHandler = Callable[[dict[str, Any]], "Future[tuple[dict[str, Any], str]]"]
 
 
 class Burst:
@@ -90,6 +91,7 @@ class Services:
         self.before_handler: BeforeHandler | None = None
         self.exec_handler: ExecHandler | None = None
         self.sink_handler: SinkHandler | None = None
+        self.dead_letter_handler: DeadLetterHandler | None = None
 
     # -- change notifications -------------------------------------------------------------
 
@@ -173,6 +175,10 @@ class Services:
         raises ``Unauthenticated``.
         """
         return self._required(self.sink_handler, "sink routes")(route, request)
+
+    def redeliver_dead_letter(self, dead: dict[str, Any]) -> Future[tuple[dict[str, Any], str]]:
+        """Send a stored dead letter again now; the Future gets ``(dead letter as it is after, status)``."""
+        return self._required(self.dead_letter_handler, "webhook redelivery")(dead)
 
     @staticmethod
     def _required(handler: Callable[..., Any] | None, what: str) -> Callable[..., Any]:

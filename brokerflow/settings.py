@@ -7,10 +7,12 @@ Nothing reads the environment at import time; ``Settings.from_env`` is the only 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import ssl
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from brokerflow.errors import ValidationFailed
+from brokerflow.workflow.policies.webhook_delivery import parse_secret_option
 
 DEFAULT_DB = "sqlite:///brokerflow.db"
 DEFAULT_EVENTS_BIND = ("tcp://127.0.0.1:5556",)
@@ -55,6 +57,52 @@ def tuning_value(name: str, text: str, kind: type, zero_ok: bool = False) -> int
         raise ValidationFailed(f"{name} {exc}", details=[{"path": name, "message": str(exc)}]) from None
 
 
+class WebhookSecrets(Mapping[str, str]):
+    """Webhook signing secrets, NAME -> SECRET (``serve --webhook-secret``). Never shown: its
+    ``repr`` (and so the ``Settings``' own) names the secrets only, so no log line can hold one."""
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        self._items = dict(items)
+
+    @classmethod
+    def parse(cls, entries: Iterable[str], source: str) -> WebhookSecrets:
+        """``NAME=SECRET`` entries; ValidationFailed naming ``source`` and the entry, never the secret."""
+        items: dict[str, str] = {}
+        for index, entry in enumerate(entries, 1):
+            try:
+                name, secret = parse_secret_option(entry)
+            except ValueError as exc:
+                raise ValidationFailed(f"{source} entry {index} {exc}",
+                                       details=[{"path": source, "message": f"entry {index} {exc}"}]) from None
+            items[name] = secret
+        return cls(items)
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"WebhookSecrets(names={sorted(self._items)!r})"
+
+    __str__ = __repr__
+
+
+def check_ca_file(path: str, source: str) -> None:
+    """ValidationFailed naming ``source`` unless ``path`` is a PEM bundle TLS can load."""
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        plain_os_error = isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) and exc.strerror
+        reason = exc.strerror if plain_os_error else "not a PEM certificate bundle"
+        raise ValidationFailed(f"{source} {path!r}: {reason}",
+                               details=[{"path": source, "message": reason}]) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB
@@ -65,6 +113,8 @@ class Settings:
     http: str | None = DEFAULT_HTTP
     secret: str | None = None
     webhook_allow: tuple[str, ...] = ()
+    webhook_secrets: WebhookSecrets = field(default_factory=WebhookSecrets)  # signing secrets by name
+    webhook_ca: str | None = None  # a PEM bundle webhook TLS trusts besides the system bundle
     scheduler_interval_s: float = 60.0
     smtp_relay: str | None = None
     smtp_listen: str | None = None
@@ -105,9 +155,12 @@ class Settings:
                 values[name] = tuple(p.strip() for p in env[key].split(",") if p.strip())
         for name, key in (("api_bind", "BROKERFLOW_API_BIND"), ("pub_bind", "BROKERFLOW_PUB_BIND"),
                           ("secret", "BROKERFLOW_SECRET"), ("smtp_relay", "BROKERFLOW_SMTP"),
-                          ("smtp_listen", "BROKERFLOW_SMTP_LISTEN")):
+                          ("smtp_listen", "BROKERFLOW_SMTP_LISTEN"), ("webhook_ca", "BROKERFLOW_WEBHOOK_CA")):
             if key in env:
                 values[name] = env[key]
+        if "BROKERFLOW_WEBHOOK_SECRET" in env:
+            entries = [p.strip() for p in env["BROKERFLOW_WEBHOOK_SECRET"].split(",") if p.strip()]
+            values["webhook_secrets"] = WebhookSecrets.parse(entries, "BROKERFLOW_WEBHOOK_SECRET")
         if "BROKERFLOW_HTTP" in env:
             values["http"] = env["BROKERFLOW_HTTP"] or None
         if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):

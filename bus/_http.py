@@ -107,8 +107,9 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def exchange(self, data: bytes, method: str, timeout_s: float) -> tuple[int, bool]:
-        """Send one request, read its reply: (status, whether the connection may carry another).
+    def exchange(self, data: bytes, method: str, timeout_s: float) -> tuple[int, bool, str | None]:
+        """Send one request, read its reply: (status, whether the connection may carry another,
+        its ``Retry-After`` value or None).
 
         The whole reply must arrive within ``timeout_s`` (``TimeoutError`` otherwise), however
         its server paces it. Interim replies (103 Early Hints, 102) are read past to the final
@@ -123,11 +124,11 @@ class Connection:
                 response = http.client.HTTPResponse(reader, method=method)
                 response.begin()
                 if response.status >= 200:
-                    return response.status, _drain(response)
+                    return response.status, _drain(response), _retry_after(response)
                 if response.status == 101:
                     break
                 response.fp = None  # done with: closing it (as its finaliser would) must not close the buffer
-            return response.status, False
+            return response.status, False, None
         finally:
             reader.fp.close()
 
@@ -182,6 +183,14 @@ class _SharedReader:
 
     def makefile(self, _mode: str) -> BinaryIO:
         return self.fp
+
+
+def _retry_after(response: http.client.HTTPResponse) -> str | None:
+    """The reply's ``Retry-After`` (the first one, at most 64 characters), for 429 and 503 only."""
+    if response.status not in (429, 503):
+        return None
+    value = response.headers.get("Retry-After")
+    return value[:64] if isinstance(value, str) else None
 
 
 def _drain(response: http.client.HTTPResponse) -> bool:

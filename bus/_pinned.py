@@ -17,12 +17,20 @@ from brokerflow.errors import ActionFailed
 Resolver = Callable[[str, int], list[str]]
 
 
+class DnsFailed(ActionFailed):
+    """The host name resolved to nothing (worth another try later: DNS recovers)."""
+
+
+class TargetRefused(ActionFailed):
+    """The host resolves to an address the guard refuses (final: it will be refused again)."""
+
+
 def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to for a TCP connection, in the resolver's order."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        raise ActionFailed("dns lookup failed") from None
+        raise DnsFailed("dns lookup failed") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -38,10 +46,10 @@ class TargetGuard:
     def addresses(self, host: str, port: int) -> list[str]:
         addresses = self._resolve(host, port)
         if not addresses:
-            raise ActionFailed("dns lookup failed")
+            raise DnsFailed("dns lookup failed")
         for ip in addresses:
             if self._is_forbidden(ip, self.allow):
-                raise ActionFailed("target refused: it resolves to a loopback, private, link-local "
+                raise TargetRefused("target refused: it resolves to a loopback, private, link-local "
                                    "or reserved address (see --webhook-allow)")
         return addresses
 

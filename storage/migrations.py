@@ -67,8 +67,14 @@ def _rule_language_state(db: peewee.Database, models: Models) -> None:
     db.create_tables([models.RuleCooldown, models.WindowEntry, models.EventHistory], safe=True)
 
 
+def _webhook_tables(db: peewee.Database, models: Models) -> None:
+    """6: pending webhook retries and dead letters (PROTOCOL section 10)."""
+    db.create_tables([models.WebhookRetry, models.WebhookDeadLetter], safe=True)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
     _create_tables, _runs_run_as, _source_seqs_seen_at, _runs_event_key_and_checkpoints, _rule_language_state,
+    _webhook_tables,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -322,10 +322,50 @@ class EventHistory(_Template):
         indexes = ((("trigger", "ts"), False),)
 
 
+class WebhookRetry(_Template):
+    """A webhook delivery waiting for its next attempt (PROTOCOL section 10); since schema 6."""
+
+    id = BigAutoField()
+    run_id = BigIntegerField()
+    action_index = IntegerField()
+    rule_id = BigIntegerField(null=True)
+    brand = TextField(null=True)
+    due_at = BigIntegerField(index=True)
+    claimed_until = BigIntegerField(default=0)  # a sender holds it until then (0: nobody)
+    delivery = JSONText()  # the request and its retry policy (``actors.webhook_delivery.Delivery``)
+    attempts = JSONText()  # [{"at", "http_status" | "error", "ms"}], oldest first
+    job = JSONText()  # the run to continue once the webhook has an outcome
+    created_at = BigIntegerField()
+
+    class Meta:
+        table_name = "webhook_retries"
+        indexes = ((("run_id", "action_index"), True),)
+
+
+class WebhookDeadLetter(_Template):
+    """A webhook delivery whose attempts are exhausted, kept to be retried or discarded; since schema 6."""
+
+    id = BigAutoField()
+    run_id = BigIntegerField()
+    action_index = IntegerField()
+    rule_id = BigIntegerField(null=True)
+    brand = TextField(null=True, index=True)
+    url = TextField()
+    delivery = JSONText()
+    attempts = JSONText()
+    last_error = TextField(null=True)
+    claimed_until = BigIntegerField(default=0)  # a redelivery holds it until then
+    created_at = BigIntegerField()
+
+    class Meta:
+        table_name = "webhook_dead_letters"
+        indexes = ((("run_id", "action_index"), True),)
+
+
 TEMPLATES = (
     Rule, Run, IdBlock, Group, Account, Customer, Manager, Rate, KycStepTemplate, KycProfile,
     ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim, Checkpoint,
-    RuleCooldown, WindowEntry, EventHistory,
+    RuleCooldown, WindowEntry, EventHistory, WebhookRetry, WebhookDeadLetter,
 )
 
 

@@ -21,6 +21,7 @@ from brokerflow.storage.repositories import (
     RunRepository,
     ScheduleRepository,
     TokenRepository,
+    WebhookRepository,
 )
 from brokerflow.storage.repositories.base import Clock, wall_clock_ms
 
@@ -49,6 +50,7 @@ class Store:
         self.processes = ProcessRepository(*parts)
         self.meta = MetaRepository(*parts)
         self.schedules = ScheduleRepository(*parts)
+        self.webhooks = WebhookRepository(*parts)
         self.rule_state = RuleStateRepository(*parts)
         self.history = HistoryRepository(*parts)
 

@@ -151,7 +151,7 @@ def field_spec(name: str) -> FieldSpec | None:
     return None
 
 
-_S, _I, _M, _A = "string", "integer", "map", "any"
+_S, _I, _N, _M, _A = "string", "integer", "number", "map", "any"
 _HOOKS = frozenset(BEFORE_TRIGGERS)
 _SINK = frozenset({"sink.request"})
 # Modes that bring outside news in may feed an event into the engine's own input (a KYC
@@ -170,7 +170,7 @@ _ACTION_TABLE: tuple[tuple[str, str, frozenset[str] | None, tuple[tuple[str, str
     ("kyc.set_required_level", "kyc", _CUSTOMER_ACTIONS, (("level", _I, True), ("reason", _S, False))),
     ("webhook.send", "webhook", None, (
         ("url", _S, True), ("method", _S, False), ("headers", _M, False), ("body", _S, False),
-        ("timeout_ms", _I, False),
+        ("timeout_ms", _I, False), ("retries", _I, False), ("backoff_s", _N, False), ("secret", _S, False),
     )),
     ("email.send", "email", None, (("to", _S, True), ("subject", _S, True), ("body", _S, False))),
     ("record.set", "inline", _HOOKS, (("field", _S, True), ("value", _A, True))),

@@ -13,6 +13,7 @@ from brokerflow.api.commands import (  # noqa: F401
     rules,
     runs,
     system,
+    webhooks,
 )
 from brokerflow.api.commands._registry import COMMANDS, Command, CommandContext, Handler, command
 

@@ -1,5 +1,10 @@
 """Workflow rules: validate, add, update, archive, delete, read, list, and dry-run.
 
+Secrets in rules are write-only (PROTOCOL section 10): every rule a command answers with has
+the values of its write-only headers (``Authorization``, ``Cookie``, ``X-Api-Key``, names with
+``token`` or ``secret``…) masked as ``***``, dry runs included; an update that sends ``***``
+keeps the stored value, and an add that sends it is refused (there is nothing to keep).
+
 Writes are admin-only (the access model, ``api.access``); a brand-scoped token reads and writes
 only rules of its brand and may not move a rule to another brand; its dry runs may not reach a
 stored account or customer of another brand (the replica's records are merged into what a dry
@@ -22,6 +27,7 @@ from brokerflow.workflow.catalog import BEFORE_TRIGGERS, MODE_TRIGGERS
 from brokerflow.workflow.events import parse_event
 from brokerflow.workflow.modes.contexts import hook_brand
 from brokerflow.workflow.modes.dryrun import dry_run_mode
+from brokerflow.workflow.policies.webhook_delivery import keep_masked, mask_actions, mask_rule
 from brokerflow.workflow.reference import ReferenceData, stored
 from brokerflow.workflow.rules.dryrun import dry_run
 from brokerflow.workflow.rules.validation import check_rule, validate_rule
@@ -39,6 +45,15 @@ def _warnings(rule: dict[str, Any]) -> list[dict[str, str]]:
     return [message(f"{p.path}: {p.message}") for p in validate_rule(rule).warnings]
 
 
+def shown(rule: dict[str, Any]) -> dict[str, Any]:
+    """A stored rule as every reply shows it: ISO times, write-only header values masked."""
+    return mask_rule(with_iso_times(rule))
+
+
+def _secret_names(ctx: CommandContext) -> Any:
+    return set(ctx.services.settings.webhook_secrets)
+
+
 def visible_rule(ctx: CommandContext, rule_id: Any) -> dict[str, Any]:
     """The stored rule ``rule_id`` (NOT_FOUND), if the caller's brand scope covers it."""
     rule = ctx.services.store.rules.get(rule_id)
@@ -54,17 +69,18 @@ def _rule_id(params: dict[str, Any]) -> int:
 def validate(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     if "rule" not in params:
         raise invalid("rule", "is required")
-    return validate_rule(params["rule"]).as_dict()
+    return validate_rule(params["rule"], _secret_names(ctx)).as_dict()
 
 
 @command("MngAddWorkflowRule", roles=ADMIN_ONLY)
 def add(ctx: CommandContext, params: dict[str, Any]) -> Reply:
     raw = _rule_param(params)
-    rule = check_rule(raw)
+    rule = check_rule(raw, _secret_names(ctx))
+    rule["actions"] = keep_masked(rule["actions"], [])  # a new rule has no stored secret to keep
     require_brand(ctx.principal, rule["brand"])
     stored = ctx.services.store.rules.add(rule, by=ctx.principal.actor)
     ctx.services.rules_changed()
-    return Reply({"rule": with_iso_times(stored)}, _warnings(raw))
+    return Reply({"rule": shown(stored)}, _warnings(raw))
 
 
 @command("MngUpdateWorkflowRule", roles=ADMIN_ONLY)
@@ -73,11 +89,12 @@ def update(ctx: CommandContext, params: dict[str, Any]) -> Reply:
     changes = _rule_param(params)
     current = visible_rule(ctx, rule_id)
     merged = {**{k: current.get(k) for k in EDITABLE}, **changes}
-    rule = check_rule(merged)
+    rule = check_rule(merged, _secret_names(ctx))
+    rule["actions"] = keep_masked(rule["actions"], current.get("actions"))  # "***" keeps what is stored
     require_brand(ctx.principal, rule["brand"])
     stored = ctx.services.store.rules.update(rule_id, version, rule, by=ctx.principal.actor)
     ctx.services.rules_changed()
-    return Reply({"rule": with_iso_times(stored)}, _warnings(merged))
+    return Reply({"rule": shown(stored)}, _warnings(merged))
 
 
 @command("MngArchiveWorkflowRule", roles=ADMIN_ONLY)
@@ -86,7 +103,7 @@ def archive(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     visible_rule(ctx, rule_id)
     stored = ctx.services.store.rules.archive(rule_id, by=ctx.principal.actor)
     ctx.services.rules_changed()
-    return {"rule": with_iso_times(stored)}
+    return {"rule": shown(stored)}
 
 
 @command("MngDeleteWorkflowRule", roles=ADMIN_ONLY)
@@ -100,7 +117,7 @@ def delete(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
 
 @command("MngGetWorkflowRule")
 def get_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
-    return {"rule": with_iso_times(visible_rule(ctx, _rule_id(params)))}
+    return {"rule": shown(visible_rule(ctx, _rule_id(params)))}
 
 
 @command("MngGetWorkflowRules")
@@ -110,7 +127,7 @@ def list_rules(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     rules = ctx.services.store.rules.list(
         brand=brand, trigger=get(params, "trigger", str), status=get(params, "status", str)
     )
-    return {"rules": [with_iso_times(r) for r in rules]}
+    return {"rules": [shown(r) for r in rules]}
 
 
 def _event(ctx: CommandContext, params: dict[str, Any]) -> Any:
@@ -126,7 +143,7 @@ def _event(ctx: CommandContext, params: dict[str, Any]) -> Any:
 
 def _rule_to_test(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("rule") is not None:
-        rule = check_rule(_rule_param(params))
+        rule = check_rule(_rule_param(params), _secret_names(ctx))
         require_brand(ctx.principal, rule["brand"])
         return rule
     if params.get("id") is None:
@@ -211,7 +228,14 @@ def test_rule(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
     refs = ctx.services.refs
     if isinstance(spec, dict) and spec.get("topic") in MODE_TRIGGERS:  # an automation mode: workflow.modes.dryrun
         _require_hook_scope(ctx.principal, spec["topic"], spec.get("payload"), refs)
-        return dry_run_mode(rule, spec["topic"], spec.get("payload"), refs)
+        return _masked_dry_run(dry_run_mode(rule, spec["topic"], spec.get("payload"), refs))
     event = _event(ctx, params)
     _require_event_scope(ctx.principal, event, refs)
-    return dry_run(rule, event, refs, ctx.services.store.rule_state, ctx.services.now_ms())
+    return _masked_dry_run(dry_run(rule, event, refs, ctx.services.store.rule_state, ctx.services.now_ms()))
+
+
+def _masked_dry_run(result: dict[str, Any]) -> dict[str, Any]:
+    """A dry run shows the actions as they would be sent, write-only header values masked."""
+    if isinstance(result.get("actions"), list):
+        result["actions"] = mask_actions(result["actions"])
+    return result

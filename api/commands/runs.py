@@ -1,4 +1,7 @@
-"""The run log, newest first, filtered and paged; a brand-scoped token sees its brand's runs."""
+"""The run log, newest first, filtered and paged; a brand-scoped token sees its brand's runs.
+
+Header values an action reports (a ``sink.respond``'s) are write-only like the rule's own:
+shown as ``***`` (PROTOCOL section 10)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from brokerflow.api.access import scope_filter
 from brokerflow.api.commands._params import get, invalid, no_unknown
 from brokerflow.api.commands._registry import CommandContext, command
 from brokerflow.api.commands._render import with_iso_times
+from brokerflow.workflow.policies.webhook_delivery import mask_run
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -26,4 +30,4 @@ def run_log(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
         limit=limit,
         before_id=get(params, "before_id", int),
     )
-    return {"runs": [with_iso_times(run) for run in runs]}
+    return {"runs": [mask_run(with_iso_times(run)) for run in runs]}

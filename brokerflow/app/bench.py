@@ -216,7 +216,20 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str,
     return {"events": count, "received": received, "lost": count - received, "runs": len(runs),
             "runs_per_event": round(len(runs) / max(1, count), 2),
             "failed_runs": sum(1 for run in runs if run["status"] == "failed"),
-            "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2)}
+            "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2),
+            "webhooks": webhook_figures(runs, before, stats)}
+
+
+def webhook_figures(runs: list[dict[str, Any]], before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The max-rate run's webhooks: how many, how many delivered, their request time (the
+    action's ``ms``: connect, send, whole reply), and the attempts the engine counted."""
+    hooks = [action for run in runs for action in run["actions"] if action.get("type") == "webhook.send"]
+    ms = [float(action.get("ms") or 0.0) for action in hooks]
+    figures: dict[str, Any] = {"sent": len(hooks), "success": sum(1 for a in hooks if a.get("status") == "success"),
+                               "p50_ms": round(_percentile(ms, 0.5), 2), "p99_ms": round(_percentile(ms, 0.99), 2)}
+    if "webhooks" in after and "webhooks" in before:  # engines from before webhook retries have no such figures
+        figures["attempts"] = after["webhooks"]["attempts"] - before["webhooks"]["attempts"]
+    return figures
 
 
 def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: int = 2) -> dict[str, Any]:

@@ -20,6 +20,11 @@ def table(result: dict[str, Any]) -> str:
              f"engine max rate              {m['events_per_s']:>9,} events/s  "
              f"({result['ratio_to_ceiling']:.0%} of ceiling; lost {m['lost']}; {m['runs']} runs, "
              f"{m['runs_per_event']}/event; peak RSS {result['peak_rss_mb']} MB)"]
+    hooks = m.get("webhooks")
+    if hooks:
+        lines.append(f"  webhooks at max rate       {hooks['sent']:>9,} sent, {hooks['success']:,} delivered"
+                     f"  request p50 {hooks['p50_ms']} ms  p99 {hooks['p99_ms']} ms"
+                     + (f"  ({hooks['attempts']:,} attempts)" if "attempts" in hooks else ""))
     cost = result.get("retention_cost")
     if cost:
         lines.append(f"event history (backtests)    {cost['history_on_events_per_s']:>9,} events/s with it, "

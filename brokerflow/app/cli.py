@@ -21,7 +21,7 @@ from brokerflow.app import admin, gcpolicy
 from brokerflow.app.adminapi import EXIT_INVALID, Admin, AdminError, add_api_options
 from brokerflow.app.logs import FORMATS, LEVELS
 from brokerflow.app.logs import configure as configure_logging
-from brokerflow.settings import Settings, tuning_number
+from brokerflow.settings import Settings, WebhookSecrets, check_ca_file, tuning_number
 from brokerflow.workflow.rules.as_code import RulesFileError
 
 log = logging.getLogger("brokerflow")
@@ -52,6 +52,11 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--no-http", action="store_true", help="no HTTP gateway")
     serve.add_argument("--secret", help="server secret for signed sink URLs")
     serve.add_argument("--webhook-allow", action="append", help="allowed private webhook network (CIDR)")
+    serve.add_argument("--webhook-secret", action="append", type=_secret_entry, metavar="NAME=SECRET",
+                       help="a webhook signing secret (repeatable; raw text or whsec_<base64>); "
+                            "prefer BROKERFLOW_WEBHOOK_SECRET, command lines are visible to other users")
+    serve.add_argument("--webhook-ca", metavar="FILE",
+                       help="PEM CA bundle webhook TLS trusts besides the system bundle")
     serve.add_argument("--smtp", dest="smtp_relay", help="SMTP relay HOST:PORT for email.send")
     serve.add_argument("--smtp-listen", help="SMTP listener HOST:PORT for email.received")
     serve.add_argument("--replay", action="append", metavar="EP",
@@ -72,6 +77,17 @@ def _add_serve(sub: Any) -> None:
                         help="events queued for the router before the ingress stops reading (default 20000)")
     serve.add_argument("--event-retention-hours", type=_positive(float, zero_ok=True), metavar="H",
                        help="hours processed events are kept for MngBacktestWorkflowRule (default 168; 0: none)")
+
+
+def _secret_entry(text: str) -> str:
+    """An argparse type for ``NAME=SECRET``: checked, kept as text; the error never quotes it."""
+    from brokerflow.workflow.policies.webhook_delivery import parse_secret_option
+
+    try:
+        parse_secret_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive(kind: type, zero_ok: bool = False) -> Any:
@@ -139,9 +155,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for name in ("events_bind", "events_connect", "webhook_allow", "replay"):
         if getattr(args, name, None):
             overrides[name] = tuple(getattr(args, name))
+    if getattr(args, "webhook_secret", None):
+        overrides["webhook_secrets"] = WebhookSecrets.parse(args.webhook_secret, "--webhook-secret")
+    if getattr(args, "webhook_ca", None):
+        overrides["webhook_ca"] = args.webhook_ca
     settings = Settings.from_env(**overrides)
     if getattr(args, "no_http", False):
         settings = settings.with_(http=None)
+    if settings.webhook_ca:
+        check_ca_file(settings.webhook_ca, "--webhook-ca" if getattr(args, "webhook_ca", None)
+                      else "BROKERFLOW_WEBHOOK_CA")
     return settings
 
 

@@ -34,6 +34,8 @@ from brokerflow.actors.rules import RuleActor, RunIds
 from brokerflow.actors.rulestate import RuleState, RuleStateWriter, Suppressed
 from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
 from brokerflow.actors.webhook import WebhookActor
+from brokerflow.actors.webhook_delivery import Deliveries, WebhookMetrics
+from brokerflow.actors.webhook_retries import WebhookRetries
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.app.retention import Retention
@@ -89,6 +91,8 @@ class Engine:
         self.api_server: ApiServer | None = None
         self.http: HttpGateway | None = None
         self.services: Services | None = None
+        self.webhook_metrics = WebhookMetrics()
+        self.webhook_retries: WebhookRetries | None = None
         # The automation modes are the built-in extension (brokerflow/app/automation.py);
         # Retention trims the run log and notifications (brokerflow/app/retention.py).
         self.extensions: list[Extension] = ([Automation(), Retention(settings.runs_retain_days)]
@@ -109,6 +113,7 @@ class Engine:
         for extension in self.extensions:
             extension.after_actors_started(parts)
         self.reload_rules()
+        self._spawn("webhook-retries", self.webhook_retries.run)  # stored retries, this run's and older ones
         self._start_services(store)
         if store.backend == "sqlite" and self.settings.checkpoint_interval_s > 0:
             self._spawn("checkpointer", self._checkpoints)
@@ -132,9 +137,14 @@ class Engine:
                                                           store.reference, self.outbound, self.submit))
         self.kyc = KycActor.start(stats, pipeline, now_ms, self.refs, store.kyc, self.outbound, self.completion)
         pipeline.register("kyc", self.kyc)
-        self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers)
+        self.webhook_sender = WebhookSender(settings.webhook_allow, settings.webhook_workers,
+                                            extra_ca=settings.webhook_ca)
+        self.deliveries = Deliveries(self.webhook_sender, store.webhooks, settings.webhook_secrets, now_ms,
+                                     metrics=self.webhook_metrics)
         pipeline.register("webhook", WebhookActor.start(stats, pipeline, self.webhook_sender,
-                                                        settings.webhook_workers))
+                                                        settings.webhook_workers, deliveries=self.deliveries))
+        self.webhook_retries = WebhookRetries(store.webhooks, self.deliveries, pipeline, stats,
+                                              max(1, settings.webhook_workers // 2), now_ms, on_exit=store.close)
         run_ids = self.run_ids = RunIds(store.runs, block=10_000)
         state_writer = RuleStateWriter.start(stats, store.rule_state, now_ms)
         pipeline.register("rulestate", state_writer)  # stopped with the action actors, after the drain
@@ -172,6 +182,7 @@ class Engine:
         services.dead_actors_provider = self.dead_parts
         services.process_handler = self.processes.handle
         services.flow_listeners.append(self.flows.changed)
+        services.dead_letter_handler = self.redeliver_dead_letter
         for extension in self.extensions:
             extension.after_services_built(services)
         self.dispatcher = Dispatcher(services)
@@ -259,12 +270,17 @@ class Engine:
             log.warning("the router has not applied a %s change after %.0f s; it will, in order",
                         kind, REFERENCE_APPLY_WAIT_S)
 
+    def redeliver_dead_letter(self, dead: dict[str, Any]) -> Future:
+        """``MngRetryDeadLetter``: one attempt now on the retry pool; the Future gets ``(dead letter, status)``."""
+        return self.webhook_retries.pool.submit(self.deliveries.redeliver, dead)
+
     # -- monitoring --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         bus = dict(self.ingress.stats()) if self.ingress else dict.fromkeys(INGRESS_COUNTERS, 0)
         bus.update(self.router_counters.snapshot())
         stats = {"actors": self.stats_registry.snapshot(), "bus": bus,
                  "runs": {**self.run_counters.snapshot(), "suppressed": self.suppressed.total},
+                 "webhooks": self.webhook_stats(),
                  "uptime_s": round((now_ms() - self.started_ms) / 1000.0, 3)}
         for extension in self.extensions:
             stats.update(extension.stats())
@@ -276,6 +292,17 @@ class Engine:
         if not self._stop_input.is_set():
             dead += [thread.name.removeprefix("brokerflow-") for thread in self._threads if not thread.is_alive()]
         return dead
+
+    def webhook_stats(self) -> dict[str, Any]:
+        """Deliveries by outcome, attempts, retries scheduled since start; pending retries and
+        dead letters as stored now (``None`` when storage does not answer)."""
+        figures = self.webhook_metrics.snapshot()
+        for name, count in (("pending_retries", "pending_count"), ("dead_letters", "dead_letter_count")):
+            try:
+                figures[name] = getattr(self.store.webhooks, count)() if self.store is not None else 0
+            except Exception:  # noqa: BLE001 - stats must answer while storage is down
+                figures[name] = None
+        return figures
 
     def busy(self) -> bool:
         """Is anything still queued or in flight anywhere in the pipeline?"""
@@ -305,6 +332,7 @@ class Engine:
         started = time.monotonic()
         budget = self.settings.stop_timeout_s
         self._stop_input.set()
+        self._stop_webhook_retries(close=False)  # no new retries; those in flight finish in the drain
         for extension in reversed(self.extensions):
             self._call_hook(extension.before_stop_input)
         if self.ingress is not None:
@@ -315,6 +343,7 @@ class Engine:
         self._final_writes()
         for extension in reversed(self.extensions):
             self._call_hook(extension.after_drain)
+        self._stop_webhook_retries(close=True)
         if self.http is not None:
             self.http.close()
         self._join("api")
@@ -339,6 +368,15 @@ class Engine:
         if self.history is not None:
             self._join("history")
             self.history.flush_logged()
+
+    def _stop_webhook_retries(self, close: bool) -> None:
+        if self.webhook_retries is None:
+            return
+        if not close:
+            self.webhook_retries.stop()
+            return
+        self.webhook_retries.close()
+        self._join("webhook-retries")
 
     @staticmethod
     def _call_hook(hook: Callable[[], object]) -> None:

@@ -13,6 +13,7 @@ from brokerflow.storage.repositories.rulestate import RuleStateRepository
 from brokerflow.storage.repositories.runs import RunRepository
 from brokerflow.storage.repositories.schedules import ScheduleRepository
 from brokerflow.storage.repositories.tokens import TokenRepository
+from brokerflow.storage.repositories.webhooks import WebhookRepository
 
 __all__ = [
     "KINDS",
@@ -29,4 +30,5 @@ __all__ = [
     "RunRepository",
     "ScheduleRepository",
     "TokenRepository",
+    "WebhookRepository",
 ]

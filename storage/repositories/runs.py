@@ -20,6 +20,10 @@ JSON_COLUMNS = ("actions",)
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 STATUSES = ("success", "failed", "skipped")
+RETRYING = "retrying"  # a run whose webhook waits for its next attempt (PROTOCOL section 10); not yet counted
+# A run written again (its webhook retried) replaces what its earlier write said.
+_REPLACE = ('ON CONFLICT ("id") DO UPDATE SET "status" = excluded."status", "error" = excluded."error", '
+            '"actions" = excluded."actions", "finished_at" = excluded."finished_at"')
 
 
 def _row(run: dict) -> tuple:
@@ -84,8 +88,8 @@ class RunRepository(Repository):
         except ValidationFailed:
             raise _bad_run(runs) from None
 
-    def write_rows(self, rows: Sequence[Sequence[object]],
-                   checkpoints: Sequence[tuple[str, int, int]] = ()) -> int:
+    def write_rows(self, rows: Sequence[Sequence[object]], checkpoints: Sequence[tuple[str, int, int]] = (),
+                   replace: Sequence[Sequence[object]] = ()) -> int:
         """``write_many`` for runs already in ``COLUMNS`` order, ``actions`` a list of maps.
 
         The run log builds these straight from its jobs: no RUN map per run, each run's actions
@@ -94,21 +98,27 @@ class RunRepository(Repository):
         ``(source, seq)`` and rule, is stored already is skipped: a replayed event never logs a
         second run. ``checkpoints`` (``(source, partition, seq)``) are stored in the same
         transaction, so a checkpoint and the runs it counts are never apart.
+
+        ``replace``: runs written before that have moved on (a webhook retried, then the rest
+        of the run): their status, error, actions and ``finished_at`` replace the stored ones,
+        in the same transaction; of two rows of one run the later wins.
         """
         try:
             encoded = encode_documents(rows, COLUMNS, JSON_COLUMNS)  # before the write lock is taken
+            replacing = encode_documents(list({row[0]: row for row in replace}.values()), COLUMNS, JSON_COLUMNS)
         except (TypeError, ValueError):
             raise ValidationFailed("runs could not be encoded",
                                    details=[{"path": "runs", "message": "not JSON"}]) from None
         with self._write():
             insert_rows(self._db, "runs", COLUMNS, encoded, "ON CONFLICT DO NOTHING")
+            insert_rows(self._db, "runs", COLUMNS, replacing, _REPLACE)
             if checkpoints:
                 now = self._clock()
                 insert_rows(self._db, "checkpoints", CHECKPOINT_COLUMNS,
                             [(source, partition, seq, now) for source, partition, seq in checkpoints],
                             'ON CONFLICT ("source", "partition") DO UPDATE SET "seq" = excluded."seq", '
                             '"updated_at" = excluded."updated_at"')
-        return len(rows)
+        return len(rows) + len(replace)
 
     def checkpoints(self, partitions: Collection[int]) -> dict[str, dict[int, int]]:
         """``{source: {partition: seq}}`` stored for ``partitions``."""
@@ -163,11 +173,12 @@ class RunRepository(Repository):
         return self._trim_batch(run, run.finished_at, before_ms, after_id, limit)
 
     def counts(self) -> dict[str, int]:
-        """``{"logged", "success", "failed", "skipped"}`` over the whole log."""
+        """``{"logged", "success", "failed", "skipped"}`` over the whole log (runs still retrying
+        a webhook are counted once they end)."""
         run = self._m.Run
         query = run.select(run.status, fn.COUNT(run.id)).group_by(run.status).tuples()
         with self._read():
             by_status = dict(query)
-        counts = {"logged": sum(by_status.values())}
+        counts = {"logged": sum(by_status.get(status, 0) for status in STATUSES)}
         counts.update({status: by_status.get(status, 0) for status in STATUSES})
         return counts

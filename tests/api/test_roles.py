@@ -15,11 +15,13 @@ ADMIN_ONLY = {
     "MngAddWorkflowRule", "MngUpdateWorkflowRule", "MngArchiveWorkflowRule", "MngDeleteWorkflowRule",
     *(f"MngUpsert{kind}" for kind in RECORDS), "MngAddFlow", "MngUpdateFlow", "MngDeleteFlow",
     "Before",  # it runs the rules' actions: the role that executing actions needs
+    "MngRetryDeadLetter", "MngDiscardDeadLetter",
 }
 READ = {
     "MngGetWorkflowDefinitions", "MngValidateWorkflowRule", "MngGetWorkflowRule", "MngGetWorkflowRules",
     "MngTestWorkflowRule", "MngBacktestWorkflowRule", "MngGetWorkflowRunLog", "MngGetStats",
     *(f"MngGet{kind}s" for kind in RECORDS), "MngGetKycProfile", "MngGetFlows", "MngExecWorkflowRule",
+    "MngGetDeadLetters",
     "MngGetProcesses",  # the console's process list (any valid token, brand-scoped like the machine)
 }
 MACHINE = {"START", "RESTORE", "EVENT", "ROLLBACK", "EXIT", "ABORT", "HISTORY", "AVAILABLE_EVENTS"}
@@ -43,6 +45,10 @@ def world(api):
     services.process_handler = lambda cmd, params, principal: done({"result": "SUCCESS", "pid": "p1"})
     services.exec_handler = lambda rule, input, principal: done({"run": {"rule_id": rule["id"]}, "trace": []})
     services.before_handler = lambda resource, operation, record, principal: {"record": record, "changed": False}
+    services.dead_letter_handler = lambda dead: done((dead, "success"))
+    retried, discarded = (services.store.webhooks.bury(None, {
+        "run_id": run_id, "action_index": 0, "rule_id": 1, "brand": "alpha", "url": "https://hooks.example/x",
+        "delivery": {}, "attempts": [], "last_error": "HTTP 503"}) for run_id in (1, 2))
     rule, doomed, archived = (api.body("MngAddWorkflowRule", {"rule": deposit_rule()})["rule"] for _ in range(3))
     manual = api.body("MngAddWorkflowRule", {"rule": manual_rule(exec_roles=ROLES)})["rule"]
     api.body("MngAddFlow", {"flow": ONBOARDING})
@@ -63,6 +69,8 @@ def world(api):
         "MngDeleteFlow": {"name": "doomed"},
         "Before": {"resource": "customer", "operation": "create", "record": {"id": 1, "brand": "alpha"}},
         "MngExecWorkflowRule": {"id": manual["id"], "input": {}},
+        "MngRetryDeadLetter": {"id": retried},
+        "MngDiscardDeadLetter": {"id": discarded},
         **{f"MngUpsert{kind}": {"record": record} for kind, record in RECORDS.items()},
         **{cmd: {"name": "onboarding", "pid": "p1"} for cmd in MACHINE},
     }

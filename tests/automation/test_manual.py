@@ -29,7 +29,8 @@ def test_an_admin_runs_a_manual_rule_and_gets_the_run_and_a_step_by_step_trace(a
                         "result": True}
     assert [(s["type"], s["status"], s["error"]) for s in trace[1:]] == [
         ("notify.manager", "success", None), ("webhook.send", "success", None)]
-    assert trace[1]["result"] == {"recipients": [7]} and trace[2]["result"] == {"http_status": 200}
+    assert trace[1]["result"] == {"recipients": [7]} and trace[2]["result"]["http_status"] == 200
+    assert [attempt["http_status"] for attempt in trace[2]["result"]["attempts"]] == [200]  # one, answered 200
     assert all(isinstance(step["ms"], float) for step in trace[1:])
     assert auto.runs(rule_id=rule["id"])[0]["id"] == run["id"]
     assert auto.notifications()[0]["message"] == "call Ana back"

@@ -99,3 +99,26 @@ def test_a_certificate_from_an_unknown_ca_is_refused(https_server, tmp_path):
             sender.close()
         assert not result.ok and result.error.startswith("tls error")
     assert https_server.hosts == []
+
+
+def test_an_extra_ca_is_trusted_besides_the_system_bundle(https_server, ca_file):
+    """``serve --webhook-ca``: an internal CA's certificate is accepted; public ones still would be."""
+    from brokerflow.workflow.policies import webhook_delivery as policy
+
+    refused = WebhookSender(LOOPBACK).send(WebhookRequest(url=_url(https_server, "localhost"), body="{}"))
+    assert (refused.ok, refused.kind) == (False, policy.KIND_CERTIFICATE)  # final: it would be refused again
+    sender = WebhookSender(LOOPBACK, extra_ca=ca_file)
+    try:
+        result = sender.send(WebhookRequest(url=_url(https_server, "localhost"), body="{}"))
+        assert (result.ok, result.status) == (True, 200)
+        store = sender._tls_context().cert_store_stats()["x509_ca"]
+        assert store > 1  # the system bundle's CAs and the extra one
+    finally:
+        sender.close()
+
+
+def test_an_unreadable_extra_ca_fails_at_once(tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(ssl.SSLError):
+        WebhookSender(LOOPBACK, extra_ca=str(bad))

@@ -61,3 +61,37 @@ def test_event_retention_hours_default_to_a_week_and_come_from_the_flag_or_the_e
     assert settings_from(build_parser().parse_args(["serve"])).event_retention_hours == 24
     with pytest.raises(ValidationFailed):
         Settings.from_env({"BROKERFLOW_EVENT_RETENTION_HOURS": "-1"})
+
+
+# -- webhook signing secrets and CA ---------------------------------------------------------------
+def test_webhook_secrets_come_from_flags_or_the_environment_and_never_show(monkeypatch, tmp_path):
+    args = build_parser().parse_args(["serve", "--webhook-secret", "crm=raw-secret-1",
+                                      "--webhook-secret", "psp=whsec_c2VjcmV0"])
+    settings = settings_from(args)
+    assert dict(settings.webhook_secrets) == {"crm": "raw-secret-1", "psp": "whsec_c2VjcmV0"}
+    assert "raw-secret-1" not in repr(settings) and "crm" in repr(settings)
+    monkeypatch.setenv("BROKERFLOW_WEBHOOK_SECRET", "a=one, b=two=")
+    assert dict(settings_from(build_parser().parse_args(["serve"])).webhook_secrets) == {"a": "one", "b": "two="}
+
+
+@pytest.mark.parametrize("entry", ["nameonly", "=secret-x", "crm=", "crm=whsec_***secret-x"])
+def test_a_bad_webhook_secret_is_refused_without_showing_it(entry, tmp_path):
+    base = [sys.executable, "-m", "brokerflow", "serve", "--db", f"sqlite:///{tmp_path / 'x.db'}"]
+    flag = subprocess.run(base + ["--webhook-secret", entry], capture_output=True, text=True, timeout=60)
+    assert flag.returncode == 2 and "--webhook-secret" in flag.stderr and "secret-x" not in flag.stderr
+    env = subprocess.run(base, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "BROKERFLOW_WEBHOOK_SECRET": f"ok=fine,{entry}"})
+    assert env.returncode == 2 and "BROKERFLOW_WEBHOOK_SECRET entry 2" in env.stderr
+    assert "secret-x" not in env.stderr
+
+
+def test_a_webhook_ca_that_cannot_be_loaded_stops_serve_with_exit_2(tmp_path):
+    base = [sys.executable, "-m", "brokerflow", "serve", "--db", f"sqlite:///{tmp_path / 'x.db'}"]
+    missing = subprocess.run(base + ["--webhook-ca", str(tmp_path / "none.pem")], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 2 and "--webhook-ca" in missing.stderr
+    junk = tmp_path / "junk.pem"
+    junk.write_text("junk")
+    env = subprocess.run(base, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "BROKERFLOW_WEBHOOK_CA": str(junk)})
+    assert env.returncode == 2 and "BROKERFLOW_WEBHOOK_CA" in env.stderr and "not a PEM" in env.stderr

@@ -154,7 +154,7 @@ def test_webhook_method_defaults_to_post(runtime, receiver):
 
 
 def test_webhook_answered_500_fails_the_run_and_skips_the_rest(runtime, receiver):
-    rule = deposit_rule(runtime, [webhook(receiver.url("/status/500")), notify("never", manager_id=7)])
+    rule = deposit_rule(runtime, [webhook(receiver.url("/status/500"), retries=0), notify("never", manager_id=7)])
     runtime.deposit(1001, 1)
     run = runtime.wait_run(rule)
     assert run["status"] == "failed"
@@ -173,7 +173,7 @@ def test_a_redirect_is_not_followed_and_fails(runtime, receiver):
 
 
 def test_a_webhook_that_does_not_answer_in_time_fails_with_a_timeout(runtime, receiver):
-    rule = deposit_rule(runtime, [webhook(receiver.url("/slow"), timeout_ms=10)])  # clamped to 1000
+    rule = deposit_rule(runtime, [webhook(receiver.url("/slow"), timeout_ms=10, retries=0)])  # clamped to 1000
     runtime.deposit(1001, 1)
     run = runtime.wait_run(rule, timeout_s=5)
     receiver.release.set()
@@ -184,7 +184,7 @@ def test_a_webhook_that_does_not_answer_in_time_fails_with_a_timeout(runtime, re
 def test_a_refused_connection_fails_and_its_url_secrets_are_masked(runtime, caplog):
     port = free_port()  # nothing listens there
     url = f"http://hookuser:s3cr3t-pw@127.0.0.1:{port}/hook?token=tok-98765&x=1"
-    rule = deposit_rule(runtime, [webhook(url, headers={"Authorization": "Bearer abc-very-secret"})])
+    rule = deposit_rule(runtime, [webhook(url, headers={"Authorization": "Bearer abc-very-secret"}, retries=0)])
     with caplog.at_level(logging.DEBUG):
         runtime.deposit(1001, 1)
         run = runtime.wait_run(rule)

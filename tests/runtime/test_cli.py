@@ -85,7 +85,7 @@ def test_stats_prints_a_running_engines_actors_bus_and_runs(served):
     assert "skipped_no_brand=0" in table and "loops_stopped=0" in table
 
     body = json.loads(run_cli("stats", "--api", served.api, "--token", served.token, "--json").stdout)
-    assert set(body) == {"actors", "bus", "runs", "uptime_s"}
+    assert set(body) == {"actors", "bus", "runs", "webhooks", "uptime_s"}
     assert body["runs"] == {"logged": 1, "success": 1, "failed": 0, "skipped": 0, "suppressed": 0}
     assert served.stop() == 0
 
@@ -101,7 +101,7 @@ def test_sigusr1_writes_the_stats_to_the_log(served):
     served.proc.send_signal(signal.SIGUSR1)
     line = wait_until(lambda: next((ln for ln in served.log().splitlines() if " stats: {" in ln), None))
     body = json.loads(line.split(" stats: ", 1)[1])
-    assert set(body) == {"actors", "bus", "runs", "uptime_s"}
+    assert set(body) == {"actors", "bus", "runs", "webhooks", "uptime_s"}
     assert "router" in {actor["name"] for actor in body["actors"]}
     assert served.proc.poll() is None  # still serving
     assert served.stop() == 0

@@ -21,7 +21,7 @@ RUN_KEYS = {"logged", "success", "failed", "skipped", "suppressed"}
 
 
 def check_shape(body):
-    assert set(body) == {"actors", "bus", "runs", "uptime_s"}
+    assert set(body) == {"actors", "bus", "runs", "webhooks", "uptime_s"}
     assert set(body["bus"]) == BUS_KEYS and set(body["runs"]) == RUN_KEYS
     assert all(isinstance(v, int) for v in (*body["bus"].values(), *body["runs"].values()))
     assert isinstance(body["uptime_s"], (int, float)) and body["uptime_s"] >= 0

@@ -20,12 +20,13 @@ from typing import Any
 
 from brokerflow.errors import ValidationFailed
 from brokerflow.workflow.catalog import ACTIONS
+from brokerflow.workflow.policies.webhook_delivery import param_problems as delivery_param_problems
 
 EXIT_EVENT = "exit"
 STATE_KEYS = ("title", "on", "boStepCode", "hints", "actions", "subflow", "external", "final")
 FLOW_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
 FLOW_ACTION_TYPES = tuple(sorted(t for t, spec in ACTIONS.items() if spec.executor != "inline"))
-_PARAM_TYPES = {"string": str, "integer": int, "map": Mapping}
+_PARAM_TYPES = {"string": str, "integer": int, "number": (int, float), "map": Mapping}
 
 Problems = list[dict[str, str]]
 
@@ -163,8 +164,11 @@ def _check_params(kind: str, params: Mapping[str, Any], path: str, problems: Pro
         if value is None:
             if param.required:
                 _add(problems, f"{path}.{param.name}", "is required")
-        elif not isinstance(value, wanted) or isinstance(value, bool) and wanted is int:
+        elif not isinstance(value, wanted) or isinstance(value, bool) and wanted is not object:
             _add(problems, f"{path}.{param.name}", f"must be {param.type}")
+    if kind == "webhook.send":  # retries, backoff_s, secret's form (the engine checks the secret's name)
+        for name, problem in delivery_param_problems(params):
+            _add(problems, f"{path}.{name}", problem)
 
 
 def _check_actions(actions: Any, path: str, allowed: Collection[str], problems: Problems) -> None:

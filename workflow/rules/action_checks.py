@@ -18,6 +18,7 @@ from brokerflow.workflow.catalog import (
     ParamSpec,
     field_spec,
 )
+from brokerflow.workflow.policies.webhook_delivery import param_problems as delivery_param_problems
 from brokerflow.workflow.rules.condition_checks import KINDS, is_int, is_text, listing
 from brokerflow.workflow.templates import placeholders
 
@@ -88,6 +89,8 @@ def _check_webhook(path: str, params: Mapping[str, Any], v: Validation) -> None:
     timeout_ms = params.get("timeout_ms")
     if is_int(timeout_ms) and not TIMEOUT_MS_MIN <= timeout_ms <= TIMEOUT_MS_MAX:
         v.warn(f"{path}.timeout_ms", f"{timeout_ms} will be clamped to {TIMEOUT_MS_MIN}..{TIMEOUT_MS_MAX}")
+    for name, problem in delivery_param_problems(params, v.secret_names):
+        v.error(f"{path}.{name}", problem)
 
 
 def _check_sink_respond(path: str, params: Mapping[str, Any], v: Validation) -> None:

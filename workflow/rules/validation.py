@@ -10,7 +10,7 @@ Conditions are checked in ``workflow.condition_checks``, actions in ``workflow.a
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,8 @@ class Problem:
 class Validation:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    # The webhook signing secrets configured (names); None: not known here, only their form is checked.
+    secret_names: Collection[str] | None = None
 
     @property
     def valid(self) -> bool:
@@ -164,9 +166,13 @@ def _check_exec_roles(roles: Any, trigger: str | None, v: Validation) -> None:
         v.warn("exec_roles", f"only manual rules use exec_roles; ignored for {trigger!r}")
 
 
-def validate_rule(rule: Any) -> Validation:
-    """Every problem of ``rule`` (after normalization), errors and warnings, with paths."""
-    v = Validation()
+def validate_rule(rule: Any, secret_names: Collection[str] | None = None) -> Validation:
+    """Every problem of ``rule`` (after normalization), errors and warnings, with paths.
+
+    ``secret_names``: the webhook signing secrets the engine has (a ``secret`` param naming
+    another is an error); None when the caller cannot know them.
+    """
+    v = Validation(secret_names=secret_names)
     if not isinstance(rule, Mapping):
         v.error("rule", "must be a map")
         return v
@@ -184,9 +190,9 @@ def validate_rule(rule: Any) -> Validation:
     return v
 
 
-def check_rule(rule: Any) -> dict[str, Any]:
+def check_rule(rule: Any, secret_names: Collection[str] | None = None) -> dict[str, Any]:
     """The normalized rule, or ``ValidationFailed`` whose text and ``details`` list every error."""
-    validation = validate_rule(rule)
+    validation = validate_rule(rule, secret_names)
     if not validation.valid:
         count = len(validation.errors)
         listed = "; ".join(f"{p.path}: {p.message}" for p in validation.errors)

@@ -329,7 +329,7 @@ VALID_ACTIONS = [
     ("event.emit", "sink.request", {"topic": "kyc.step.push",
                                     "record": {"customer_id": "{{request.body.customer_id}}"}}),
 ]
-WRONG_TYPES = {"string": 5, "integer": "5", "map": "k=v"}
+WRONG_TYPES = {"string": 5, "integer": "5", "number": "5", "map": "k=v"}
 
 
 def test_the_valid_action_table_covers_every_action():
