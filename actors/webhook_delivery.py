@@ -315,12 +315,4 @@ def _entry(job: RunJob, status: str, result: WebhookResult, attempts: list[dict[
     return entry
 
 
-def shown_dead_letter(dead: Mapping[str, Any]) -> dict[str, Any]:
-    """A dead letter as the API shows it: its URL masked, ``attempts`` counted, the attempts as ``history``."""
-    attempts = list(dead.get("attempts") or [])
-    return {"id": dead["id"], "run_id": dead.get("run_id"), "rule_id": dead.get("rule_id"), "brand": dead.get("brand"),
-            "url": requests_policy.mask_url(dead.get("url", "")), "attempts": len(attempts),
-            "last_error": dead.get("last_error"), "created_at": dead.get("created_at"), "history": attempts}
-
-
-__all__ = ["Deliveries", "Delivery", "WebhookMetrics", "job_of", "job_state", "shown_dead_letter"]
+__all__ = ["Deliveries", "Delivery", "WebhookMetrics", "job_of", "job_state"]

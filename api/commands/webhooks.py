@@ -9,14 +9,15 @@ the attempt added. Its URL is shown masked, as in the run log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from brokerflow.actors.webhook_delivery import shown_dead_letter
 from brokerflow.api.access import ADMIN_ONLY, require_brand, scope_filter
 from brokerflow.api.commands._params import get, invalid, no_unknown
 from brokerflow.api.commands._registry import CommandContext, command
 from brokerflow.api.commands._render import with_iso_times
+from brokerflow.workflow.policies import webhook_requests as requests_policy
 
 MAX_LIMIT, DEFAULT_LIMIT = 1000, 100
 
@@ -30,6 +31,15 @@ def _visible(ctx: CommandContext, params: dict[str, Any]) -> dict[str, Any]:
 
 def _shown(dead: dict[str, Any]) -> dict[str, Any]:
     return with_iso_times(shown_dead_letter(dead))
+
+
+
+def shown_dead_letter(dead: Mapping[str, Any]) -> dict[str, Any]:
+    """A dead letter as the API shows it: its URL masked, ``attempts`` counted, the attempts as ``history``."""
+    attempts = list(dead.get("attempts") or [])
+    return {"id": dead["id"], "run_id": dead.get("run_id"), "rule_id": dead.get("rule_id"), "brand": dead.get("brand"),
+            "url": requests_policy.mask_url(dead.get("url", "")), "attempts": len(attempts),
+            "last_error": dead.get("last_error"), "created_at": dead.get("created_at"), "history": attempts}
 
 
 @command("MngGetDeadLetters")

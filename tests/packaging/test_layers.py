@@ -23,7 +23,7 @@ OLD_TOP_LEVEL = set(PARTS)
 ALLOWED = {
     "errors": {"errors"},
     "clock": {"clock"},
-    "settings": {"settings", "errors"},
+    "settings": {"settings", "errors", "workflow"},  # it checks option syntax with the domain's own rules
     "workflow": {"workflow", "errors"},
     "storage": {"storage", "errors", "settings", "clock", "workflow"},
     "bus": {"bus", "errors", "settings", "clock", "workflow"},

@@ -92,9 +92,9 @@ def test_a_redelivery_is_claimed_once_and_recorded_or_discarded(store):
 
 def test_a_run_written_again_replaces_its_row_and_a_stale_first_write_is_ignored(store):
     row = (5, 1, 1, "alpha", "deposit.created", "e1", "retrying", None,
-           [{"type": "webhook.send", "status": "retrying"}], 100, 200, None)
+           [{"type": "webhook.send", "status": "retrying"}], 100, 200, None, None, None)
     store.runs.write_rows([row])
-    final = (*row[:6], "success", None, [{"type": "webhook.send", "status": "success"}], 100, 900, None)
+    final = (*row[:6], "success", None, [{"type": "webhook.send", "status": "success"}], 100, 900, None, None, None)
     store.runs.write_rows([], replace=[row, final])  # two of one run in a batch: the later wins
     store.runs.write_rows([row])  # a first write arriving late changes nothing
     [run] = store.runs.list()
@@ -103,5 +103,5 @@ def test_a_run_written_again_replaces_its_row_and_a_stale_first_write_is_ignored
 
 
 def test_a_retrying_run_is_not_counted_until_it_ends(store):
-    store.runs.write_rows([(6, 1, 1, "alpha", "t", "e", "retrying", None, [], 1, 2, None)])
+    store.runs.write_rows([(6, 1, 1, "alpha", "t", "e", "retrying", None, [], 1, 2, None, None, None)])
     assert store.runs.counts() == {"logged": 0, "success": 0, "failed": 0, "skipped": 0}
