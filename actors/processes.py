@@ -350,6 +350,8 @@ class ProcessManager:
                  sweep_interval_s: float = MAX_SWEEP_INTERVAL_S, shards: list[ProcessShard] | None = None) -> None:
         self.workers, self.flows, self.shards = workers, flows, shards or []
         self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
+        # New pids; under ``serve --shards`` the engine sets one that picks pids this shard owns.
+        self.new_pid: Callable[[], str] = lambda: uuid.uuid4().hex
 
     def worker_for(self, pid: str) -> pykka.ActorRef:
         return self.workers[self._index(pid)]
@@ -368,7 +370,7 @@ class ProcessManager:
         thread and back.
         """
         reply: Future = Future()
-        pid = uuid.uuid4().hex if cmd in CREATING else params.get("pid")
+        pid = self.new_pid() if cmd in CREATING else params.get("pid")
         if not isinstance(pid, str) or not pid:
             reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
             return reply

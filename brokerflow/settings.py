@@ -52,6 +52,13 @@ def tuning_value(name: str, text: str, kind: type, zero_ok: bool = False) -> int
         raise ValidationFailed(f"{name} {exc}", details=[{"path": name, "message": str(exc)}]) from None
 
 
+def shards_value(text: str) -> int:
+    """``--shards``/``BROKERFLOW_SHARDS``: a whole number from 1, or ``auto`` for the machine's cores."""
+    if text.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return int(tuning_value("BROKERFLOW_SHARDS", text, int))
+
+
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB
@@ -67,6 +74,10 @@ class Settings:
     smtp_listen: str | None = None
     replay: tuple[str, ...] = ()  # replay endpoints (docs/delivery.md); none: gaps are counted, not recovered
     partitions: int = 64  # customer partitions; checkpoints are kept per source and partition
+    shards: int = 1  # serve --shards: engine processes on this machine (docs/scaling.md)
+    shard_index: int = 0  # this process's place among shard_count: it owns p % shard_count == shard_index
+    shard_count: int = 1
+    run_dir: str | None = None  # a shard's ipc endpoints (control, stats) live here; set by the parent
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000
@@ -110,6 +121,8 @@ class Settings:
         for name, key, kind, zero_ok in TUNING_ENV:
             if key in env:
                 values[name] = tuning_value(key, env[key], kind, zero_ok)
+        if "BROKERFLOW_SHARDS" in env:
+            values["shards"] = shards_value(env["BROKERFLOW_SHARDS"])
         if "EVENTBUS_SCHEDULER_INTERVAL" in env:
             values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
