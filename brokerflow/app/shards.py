@@ -168,7 +168,9 @@ class ShardParent:
         self._broker_thread = threading.Thread(target=self.broker.run, args=(self._broker_stop,),
                                                name="brokerflow-api-broker", daemon=True)
         self._broker_thread.start()
-        self.proxies.append(Proxy("events", _events_front(self.settings, self.context), events_out, self.context))
+        events_in = _events_front(self.settings, self.context)
+        events_in.send(b"\x01")  # the shards' subscriptions were read above: every shard takes every topic
+        self.proxies.append(Proxy("events", events_in, events_out, self.context))
         log.info("brokerflow serving with %d shards: events=%s api=%s pub=%s http=%s (shard 0)", self.count,
                  ",".join((*self.settings.events_bind, *self.settings.events_connect)), self.broker.endpoint,
                  self.settings.pub_bind, self.settings.http or "off")
