@@ -109,6 +109,17 @@ def add_deposit_rule(serve: Sharded) -> dict:
         "actions": [{"type": "customer.set_risk_level", "params": {"risk_level": "high"}}]}})["rule"]
 
 
+def check_processes_live_in_their_pid_s_shard(serve: Sharded) -> None:
+    """START goes round-robin; each shard makes pids it owns, and the broker sends a pid's commands there."""
+    serve.client.call("MngAddFlow", {"flow": {"name": "counter", "initial": "counting", "states": {
+        "counting": {"on": {"step": "counting", "stop": "stopped"}}, "stopped": {"final": True}}}})
+    pids = [serve.client.call("START", {"name": "counter"})["pid"] for _ in range(8)]
+    assert {partition_of(f"p:{pid}", 64) % 2 for pid in pids} == {0, 1}  # both shards started some
+    for pid in pids:
+        serve.client.call("EVENT", {"pid": pid, "name": "step"})
+        serve.client.call("EVENT", {"pid": pid, "name": "stop"})
+
+
 def test_two_shards_run_each_event_once_share_rules_and_stats_and_stop_on_sigterm(tmp_path):
     serve = Sharded(tmp_path)
     publisher = Publisher(serve.events, source="mt5", linger_ms=0)
@@ -152,6 +163,7 @@ def test_two_shards_run_each_event_once_share_rules_and_stats_and_stop_on_sigter
         assert {actor["name"].split("/")[0] for actor in body["actors"]} == {"shard0", "shard1"}
         assert body["runs"]["logged"] >= len(expected) + 2
         shard_pids = serve.shard_pids()
+        check_processes_live_in_their_pid_s_shard(serve)
     finally:
         publisher.close()
         code = serve.stop()
