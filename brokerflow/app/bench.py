@@ -9,7 +9,9 @@ Every figure is measured in the same run, so machine noise cancels out of the ra
   × 50 rules, N events from a separate publisher process, until the last run is logged;
 - engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``,
   beside the same paced publisher's latency to a bare SUB (the floor the machine sets);
-- Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients.
+- Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients;
+- ``--shards N``: the max rate again, of ``serve --shards N`` on its own fresh SQLite file, and
+  its ratio to the one-process figure of the same run (docs/scaling.md).
 
 It never asserts; it prints a table and one JSON line.
 """
@@ -92,8 +94,8 @@ class _Receiver(BaseHTTPRequestHandler):
 class EngineUnderTest:
     """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
 
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
+    def __init__(self, folder: str, shards: int = 1) -> None:
+        self.folder, self.shards = folder, shards
         self.db = f"sqlite:///{Path(folder) / 'bench.db'}"
         self.events = f"tcp://127.0.0.1:{_port()}"
         self.api = f"tcp://127.0.0.1:{_port()}"
@@ -104,13 +106,14 @@ class EngineUnderTest:
         self.proc = subprocess.Popen(
             base + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
                     "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
-                    "--webhook-allow", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
+                    "--webhook-allow", "127.0.0.0/8", "--shards", str(shards)], stdout=self.log, stderr=self.log)
         self.client = ApiClient(self.api, self.token, timeout_ms=30_000)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 ApiClient(self.api, timeout_ms=500).call("Ping")
-                return
+                if shards == 1 or len(self.stats().get("shards", ())) == shards:
+                    return
             except TimeoutError:
                 continue
         raise RuntimeError("the engine did not answer Ping within 30 s")
@@ -119,6 +122,10 @@ class EngineUnderTest:
         return self.client.call("MngGetStats")
 
     def wait_idle(self, expect_received: int, timeout_s: float = 240) -> dict[str, Any]:
+        """Every shard decodes every event (``received`` counts each), and a shard's figures are up
+        to a second old: with shards, quiet means 1.5 s without a new run."""
+        expect_received *= self.shards
+        needed = 3 if self.shards == 1 else 15
         deadline, quiet, last_logged = time.monotonic() + timeout_s, 0, -1
         while time.monotonic() < deadline:
             stats = self.stats()
@@ -126,7 +133,7 @@ class EngineUnderTest:
             logged = stats["runs"]["logged"]
             done = stats["bus"]["received"] >= expect_received and not busy and logged == last_logged
             quiet = quiet + 1 if done else 0
-            if quiet >= 3:
+            if quiet >= needed:
                 return stats
             last_logged = logged
             time.sleep(0.1)
@@ -199,11 +206,40 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[s
     first_ts = min(stamps.values())
     last_finished = max((parse_iso_ms(run["finished_at"]) for run in runs), default=first_ts)
     elapsed_s = max(0.001, (last_finished - first_ts) / 1000)
-    received = stats["bus"]["received"] - before["bus"]["received"]
+    received = (stats["bus"]["received"] - before["bus"]["received"]) // engine.shards
     return {"events": count, "received": received, "lost": count - received, "runs": len(runs),
             "runs_per_event": round(len(runs) / max(1, count), 2),
             "failed_runs": sum(1 for run in runs if run["status"] == "failed"),
             "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2)}
+
+
+def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_rate: int) -> dict[str, Any]:
+    """The max rate of ``serve --shards N`` on a fresh database, beside one process's of the same run."""
+    sub = Path(folder) / f"shards-{shards}"
+    sub.mkdir()
+    engine = EngineUnderTest(str(sub), shards)
+    try:
+        load_world(engine, webhook_url)
+        time.sleep(1.0)  # the rules reach the other shards over their control channel: well within this
+        figures = measure_max_rate(engine, count, str(sub))
+        figures["cpu_s"] = _cpu_seconds(engine.proc.pid)
+    finally:
+        figures_code = engine.stop()
+    return {"shards": shards, "max_rate": figures, "ratio_to_one": round(figures["events_per_s"] / max(1, one_rate), 2),
+            "stop_exit_code": figures_code}
+
+
+def _cpu_seconds(parent: int) -> float:
+    """CPU seconds the shard processes (children of ``parent``) have used so far (0.0 without /proc)."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return round(total, 2)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -297,6 +333,11 @@ def _table(result: dict[str, Any]) -> str:
     for wm in result["workflow"]:
         lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
                      f"  p99 {wm['p99_ms']} ms")
+    sharded = result.get("sharded")
+    if sharded:
+        sm = sharded["max_rate"]
+        lines.append(f"engine --shards {sharded['shards']} max rate    {sm['events_per_s']:>9,} events/s  "
+                     f"({sharded['ratio_to_one']:.2f}x one process; lost {sm['lost']}; {sm['runs']} runs)")
     soak = result.get("soak")
     if soak:
         lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "
@@ -313,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
     parser.add_argument("--soak-rate", type=int, default=5000)
     parser.add_argument("--no-relay", action="store_true", help="skip the relay's events/s")
+    parser.add_argument("--shards", type=int, default=1, help="also the max rate of serve --shards N")
+    parser.add_argument("--max-only", action="store_true", help="only the ceiling and the max rates")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -321,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
                                              f"Python {platform.python_version()}"}
         result["ceiling"] = measure_ceiling(args.events, folder)
-        if not args.no_relay:
+        if not (args.no_relay or args.max_only):
             from brokerflow.app.benchrelay import measure_relay
 
             result["relay"] = [measure_relay(args.events, folder, stamping) for stamping in (False, True)]
@@ -333,17 +376,21 @@ def main(argv: list[str] | None = None) -> int:
             result["max_rate"] = measure_max_rate(engine, args.events, folder)
             result["ratio_to_ceiling"] = round(result["max_rate"]["events_per_s"]
                                                / max(1, result["ceiling"]["events_per_s"]), 3)
-            rates = [int(rate) for rate in args.rates.split(",") if rate]
+            rates = [] if args.max_only else [int(rate) for rate in args.rates.split(",") if rate]
             result["fixed_rates"] = [measure_fixed_rate(engine, rate, args.fixed_seconds, folder) for rate in rates]
             result["transport_latency"] = [measure_transport_latency(rate, args.fixed_seconds, folder)
                                            for rate in rates]
-            result["workflow"] = [measure_workflow(engine, clients, args.wm_seconds) for clients in (1, 8)]
+            result["workflow"] = [] if args.max_only else [measure_workflow(engine, clients, args.wm_seconds)
+                                                           for clients in (1, 8)]
             if args.soak_seconds > 0:
                 result["soak"] = measure_soak(engine, args.soak_rate, args.soak_seconds, folder)
             result["peak_rss_mb"] = engine.peak_rss_mb()
         finally:
             result["stop_exit_code"] = engine.stop()
-            receiver.shutdown()
+        if args.shards > 1:
+            result["sharded"] = measure_sharded(args.shards, args.events, folder, webhook_url,
+                                                result["max_rate"]["events_per_s"])
+        receiver.shutdown()
     print(_table(result))
     print(json.dumps(result, sort_keys=True))
     return 0
