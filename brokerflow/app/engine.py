@@ -141,6 +141,7 @@ class Engine:
                                             settings.process_idle_s)
         if not self.ownership.everything:
             self.processes.new_pid = self._owned_pid
+            self.processes.owns_pid = self._owns_pid
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit, self.handoff,
@@ -219,6 +220,9 @@ class Engine:
             pid = uuid.uuid4().hex
             if partition_of(pid_key(pid), count) in owned:
                 return pid
+
+    def _owns_pid(self, pid: str) -> bool:
+        return partition_of(pid_key(pid), self.settings.partitions) in self.ownership.owned
 
     # -- hooks -------------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> None:

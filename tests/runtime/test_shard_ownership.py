@@ -14,6 +14,7 @@ import pytest
 from brokerflow.api.client import ApiClient
 from brokerflow.app.engine import Engine
 from brokerflow.bus.publisher import Publisher
+from brokerflow.errors import Conflict
 from brokerflow.workflow.partitions import partition_key, partition_of
 from tests.conftest import wait_until
 from tests.runtime.conftest import notify, test_settings
@@ -166,3 +167,16 @@ def test_one_shard_and_two_give_the_same_runs_and_the_same_customer_and_kyc_stat
     assert all(c["risk_level"] == "high" and c["status"] == "verified" and c["country"] == "FR"
                for c in customers_two)
     assert kyc_one == kyc_two and len(kyc_two) == 16
+
+
+def test_a_shard_makes_only_pids_it_owns_and_refuses_another_shard_s(pair):
+    _publisher, (first, second) = pair
+    first.store.flows.save({"name": "counter", "initial": "counting", "states": {
+        "counting": {"on": {"stop": "stopped"}}, "stopped": {"final": True}}})
+    for engine, index in ((first, 0), (second, 1)):
+        pids = [engine.processes.handle("START", {"name": "counter"}, None).result(timeout=10)["pid"]
+                for _ in range(6)]
+        assert {partition_of(f"p:{pid}", 64) % 2 for pid in pids} == {index}
+        elsewhere = next(f"x{n}" for n in range(100) if partition_of(f"p:x{n}", 64) % 2 != index)
+        with pytest.raises(Conflict, match="another shard"):
+            engine.processes.handle("EVENT", {"pid": elsewhere, "name": "stop"}, None).result(timeout=10)
