@@ -13,8 +13,10 @@ instead). It never asserts; docs/scaling.md quotes it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import multiprocessing
+import os
 import sqlite3
 import tempfile
 import time
@@ -30,18 +32,23 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _writer(path: str, rows: int, seconds: float, index: int, out: multiprocessing.Queue) -> None:
+def _writer(path: str, rows: int, seconds: float, index: int, out: multiprocessing.Queue, flock: bool) -> None:
     db = _connect(path)
+    lock = os.open(path + "-writelock", os.O_RDWR | os.O_CREAT, 0o600) if flock else None
     batches, waits, written = [], [], 0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
         db.execute("BEGIN IMMEDIATE")
         locked = time.perf_counter()
         db.executemany("INSERT INTO runs (event_id, rule_id, brand, trigger, status, started, finished, result)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        [(ROW[0].format(f"{index}-{written + n}"), *ROW[1:]) for n in range(rows)])
         db.execute("COMMIT")
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_UN)
         done = time.perf_counter()
         written += rows
         waits.append((locked - start) * 1000)
@@ -54,15 +61,16 @@ def _pct(values: list[float], q: float) -> float:
     return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else 0.0
 
 
-def measure(processes: int, rows: int, seconds: float, folder: str) -> dict:
-    path = str(Path(folder) / f"w{processes}.db")
+def measure(processes: int, rows: int, seconds: float, folder: str, flock: bool = False) -> dict:
+    path = str(Path(folder) / f"w{processes}{'f' if flock else ''}.db")
     db = _connect(path)
     db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, event_id TEXT, rule_id INT, brand TEXT, trigger TEXT,"
                " status TEXT, started INT, finished INT, result TEXT)")
     db.execute("CREATE INDEX runs_event ON runs (event_id, rule_id)")
     db.close()
     out: multiprocessing.Queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_writer, args=(path, rows, seconds, i, out)) for i in range(processes)]
+    procs = [multiprocessing.Process(target=_writer, args=(path, rows, seconds, i, out, flock))
+             for i in range(processes)]
     for proc in procs:
         proc.start()
     results = [out.get(timeout=seconds + 60) for _ in procs]
@@ -70,7 +78,7 @@ def measure(processes: int, rows: int, seconds: float, folder: str) -> dict:
         proc.join()
     batches = [b for _, bs, _ in results for b in bs]
     waits = [w for _, _, ws in results for w in ws]
-    return {"processes": processes, "rows_per_s": round(sum(r for r, _, _ in results) / seconds),
+    return {"processes": processes, "flock": flock, "rows_per_s": round(sum(r for r, _, _ in results) / seconds),
             "batch_p50_ms": _pct(batches, 0.5), "batch_p99_ms": _pct(batches, 0.99),
             "lock_wait_p50_ms": _pct(waits, 0.5), "lock_wait_p99_ms": _pct(waits, 0.99)}
 
@@ -80,10 +88,13 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2,4")
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--flock", action="store_true", help="also with a file lock around each transaction")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         for count in (int(n) for n in args.processes.split(",")):
             print(json.dumps(measure(count, args.rows, args.seconds, folder)))
+            if args.flock:
+                print(json.dumps(measure(count, args.rows, args.seconds, folder, flock=True)))
 
 
 if __name__ == "__main__":
