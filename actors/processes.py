@@ -43,7 +43,7 @@ from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import RunJob
 from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.rules import RunIds
-from brokerflow.errors import BadRequest, BrokerflowError, Internal, NotFound
+from brokerflow.errors import BadRequest, BrokerflowError, Conflict, Internal, NotFound
 from brokerflow.workflow.machine import commands as machine
 from brokerflow.workflow.machine.scope import (
     CHANGING,
@@ -350,6 +350,12 @@ class ProcessManager:
                  sweep_interval_s: float = MAX_SWEEP_INTERVAL_S, shards: list[ProcessShard] | None = None) -> None:
         self.workers, self.flows, self.shards = workers, flows, shards or []
         self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
+        # New pids; under ``serve --shards`` the engine sets one that picks pids this shard owns.
+        self.new_pid: Callable[[], str] = lambda: uuid.uuid4().hex
+        # Under ``serve --shards``: does this shard own a pid? The API broker sends a pid's commands to
+        # its owner; another door (the HTTP gateway, shard 0 only) is refused rather than let two
+        # shards hold one process.
+        self.owns_pid: Callable[[str], bool] | None = None
 
     def worker_for(self, pid: str) -> pykka.ActorRef:
         return self.workers[self._index(pid)]
@@ -368,9 +374,13 @@ class ProcessManager:
         thread and back.
         """
         reply: Future = Future()
-        pid = uuid.uuid4().hex if cmd in CREATING else params.get("pid")
+        pid = self.new_pid() if cmd in CREATING else params.get("pid")
         if not isinstance(pid, str) or not pid:
             reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
+            return reply
+        if self.owns_pid is not None and cmd not in CREATING and not self.owns_pid(pid):
+            reply.set_exception(Conflict("this process lives in another shard of serve --shards: "
+                                         "send its commands through the management API, which routes them"))
             return reply
         index = self._index(pid)
         worker = self.workers[index]

@@ -3,6 +3,11 @@
 For each batch from the ingress it applies reference pushes (so a later event of the same
 publisher sees them), maps events to triggers, resolves the brand, builds the evaluation
 context once, and tells each brand's rule actor one ``Evaluate`` carrying all of its events.
+
+Under ``serve --shards`` (docs/scaling.md) each process owns some customer partitions
+(``Ownership``). Every process applies every reference push to its replica (each needs it to
+compute keys and build contexts); only the owner of an event's partition stores its reference
+record, runs its rules and updates KYC. An event owned elsewhere is settled as done at once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepU
 from brokerflow.bus.completion import Completion
 from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
+from brokerflow.workflow.partitions import partition_key, partition_of
 from brokerflow.workflow.reference import ReferenceData
 from brokerflow.workflow.triggers import map_trigger
 
@@ -81,15 +87,43 @@ class EchoMemory:
 class RouterCounters:
     """Events the router saw but ran no rules for, by reason (part of the bus stats)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sharded: bool = False) -> None:
+        self.sharded = sharded  # one shard of several: ``not_owned`` is part of the snapshot
         self.skipped_no_brand = 0
         self.loops_stopped = 0
         self.no_trigger = 0  # events that map to no rule trigger (reference-only pushes, KYC statuses ignored)
         self.reference_unstored = 0  # reference records storage refused (the replica has them)
+        self.not_owned = 0  # events of customers another shard owns (applied to the replica only)
 
     def snapshot(self) -> dict[str, int]:
-        return {"skipped_no_brand": self.skipped_no_brand, "loops_stopped": self.loops_stopped,
-                "no_trigger": self.no_trigger, "reference_unstored": self.reference_unstored}
+        counts = {"skipped_no_brand": self.skipped_no_brand, "loops_stopped": self.loops_stopped,
+                  "no_trigger": self.no_trigger, "reference_unstored": self.reference_unstored}
+        if self.sharded:
+            counts["not_owned"] = self.not_owned
+        return counts
+
+
+class Ownership:
+    """Which customer partitions this process owns; ``Ownership.all()`` in a single process.
+
+    Shared reference data (groups, managers, rates: no customer) is stored by the owner of
+    partition 0, so exactly one process writes each record.
+    """
+
+    def __init__(self, partitions: int, owned: tuple[int, ...]) -> None:
+        self.partitions, self.owned = partitions, frozenset(owned)
+        self.everything = self.owned == frozenset(range(partitions))
+
+    @classmethod
+    def all(cls, partitions: int = 1) -> Ownership:
+        return cls(partitions, tuple(range(partitions)))
+
+    def owns(self, event: Event, refs: ReferenceData) -> bool:
+        """Does this process own ``event``? Asked after the batch's earlier pushes are applied."""
+        if self.everything:
+            return True
+        key = partition_key(event.topic, event.record, refs.accounts)
+        return (0 if key is None else partition_of(key, self.partitions)) in self.owned
 
 
 class ReferenceRecords(Protocol):
@@ -108,9 +142,11 @@ class RouterActor(SafeActor):
     def __init__(self, stats: StatsRegistry, refs: ReferenceData, reference_repo: ReferenceRecords,
                  brand_actor_factory: Callable[[str], pykka.ActorRef], kyc_ref: pykka.ActorRef,
                  counters: RouterCounters, depth_limit: int, handoff: Handoff | None = None,
-                 completion: Completion | None = None, history: Any = None) -> None:
+                 completion: Completion | None = None, history: Any = None,
+                 ownership: Ownership | None = None) -> None:
         super().__init__("router", stats)
         self.history = history  # actors.history.EventHistory: handed every batch taken (backtests); None: off
+        self.ownership = ownership or Ownership.all()
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
         self.brand_actor_factory, self.kyc_ref = brand_actor_factory, kyc_ref
@@ -145,19 +181,20 @@ class RouterActor(SafeActor):
         if message.reply is not None and not message.reply.done():
             message.reply.set_result(True)
 
-    def _apply_reference(self, event: Event, persist: dict[str, list[dict]]) -> None:
+    def _apply_reference(self, event: Event, persist: dict[str, list[dict]] | None) -> None:
+        """Into the replica; into ``persist`` (to be stored) unless None: another shard stores it."""
         kind = REFERENCE_TOPICS[event.topic]
         if event.event == "EV_RECORD_DELETE":
             return  # removed after its rules ran: account:deleted rules still see the account
         merged = self.refs.apply(kind, event.record)
-        if not is_internal(event):  # echoes of our own changes are already stored
+        if persist is not None and not is_internal(event):  # echoes of our own changes are already stored
             persist[kind].append(merged)
 
-    def _remove_reference(self, event: Event) -> None:
+    def _remove_reference(self, event: Event, owned: bool = True) -> None:
         kind = REFERENCE_TOPICS[event.topic]
         key = self.refs.key_of(kind, event.record)
         self.refs.remove(kind, key)
-        if not is_internal(event):
+        if owned and not is_internal(event):
             self.reference_repo.delete(kind, key)
 
     # -- events ------------------------------------------------------------------------------
@@ -236,6 +273,8 @@ class RouterActor(SafeActor):
     def _route(self, event: Event, persist: dict[str, list[dict]],
                per_brand: dict[str, list[Candidate]]) -> bool:
         """Route one event; True when a rule actor now holds it (and settles it)."""
+        if not self.ownership.owns(event, self.refs):
+            return self._not_owned(event)
         if event.topic in REFERENCE_TOPICS:
             self._apply_reference(event, persist)
         trigger = map_trigger(event)
@@ -267,6 +306,16 @@ class RouterActor(SafeActor):
         if event.event == "EV_RECORD_DELETE" and event.topic in REFERENCE_TOPICS:
             self._remove_reference(event)
         return routed
+
+    def _not_owned(self, event: Event) -> bool:
+        """Another shard owns it: the replica learns its reference record; nothing runs here."""
+        self.counters.not_owned += 1
+        if event.topic in REFERENCE_TOPICS:
+            if event.event == "EV_RECORD_DELETE":
+                self._remove_reference(event, owned=False)
+            else:
+                self._apply_reference(event, None)
+        return False
 
     def _kyc_update(self, event: Event, brand: str | None) -> None:
         record = event.record

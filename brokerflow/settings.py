@@ -103,6 +103,13 @@ def check_ca_file(path: str, source: str) -> None:
                                details=[{"path": source, "message": reason}]) from None
 
 
+def shards_value(text: str) -> int:
+    """``--shards``/``BROKERFLOW_SHARDS``: a whole number from 1, or ``auto`` for the machine's cores."""
+    if text.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return int(tuning_value("BROKERFLOW_SHARDS", text, int))
+
+
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB
@@ -121,6 +128,10 @@ class Settings:
     replay: tuple[str, ...] = ()  # replay endpoints (docs/delivery.md); none: gaps are counted, not recovered
     partitions: int = 64  # customer partitions; checkpoints are kept per source and partition
     runs_retain_days: float = 90.0  # run log and notifications older than this are trimmed; 0 keeps all
+    shards: int = 1  # serve --shards: engine processes on this machine (docs/scaling.md)
+    shard_index: int = 0  # this process's place among shard_count: it owns p % shard_count == shard_index
+    shard_count: int = 1
+    run_dir: str | None = None  # a shard's ipc endpoints (control, stats) live here; set by the parent
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000
@@ -158,17 +169,26 @@ class Settings:
                           ("smtp_listen", "BROKERFLOW_SMTP_LISTEN"), ("webhook_ca", "BROKERFLOW_WEBHOOK_CA")):
             if key in env:
                 values[name] = env[key]
-        if "BROKERFLOW_WEBHOOK_SECRET" in env:
-            entries = [p.strip() for p in env["BROKERFLOW_WEBHOOK_SECRET"].split(",") if p.strip()]
-            values["webhook_secrets"] = WebhookSecrets.parse(entries, "BROKERFLOW_WEBHOOK_SECRET")
-        if "BROKERFLOW_HTTP" in env:
-            values["http"] = env["BROKERFLOW_HTTP"] or None
-        if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):
-            values["http"] = None
+        values.update(_special_env(env))
         for name, key, kind, zero_ok in TUNING_ENV:
             if key in env:
                 values[name] = tuning_value(key, env[key], kind, zero_ok)
-        if "EVENTBUS_SCHEDULER_INTERVAL" in env:
-            values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _special_env(env: Mapping[str, str]) -> dict[str, object]:
+    """The variables with a syntax of their own: secrets, HTTP on/off, shards, the scheduler."""
+    values: dict[str, object] = {}
+    if "BROKERFLOW_WEBHOOK_SECRET" in env:
+        entries = [p.strip() for p in env["BROKERFLOW_WEBHOOK_SECRET"].split(",") if p.strip()]
+        values["webhook_secrets"] = WebhookSecrets.parse(entries, "BROKERFLOW_WEBHOOK_SECRET")
+    if "BROKERFLOW_HTTP" in env:
+        values["http"] = env["BROKERFLOW_HTTP"] or None
+    if env.get("BROKERFLOW_NO_HTTP", "").lower() in ("1", "true", "yes"):
+        values["http"] = None
+    if "BROKERFLOW_SHARDS" in env:
+        values["shards"] = shards_value(env["BROKERFLOW_SHARDS"])
+    if "EVENTBUS_SCHEDULER_INTERVAL" in env:
+        values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
+    return values

@@ -7,7 +7,9 @@ Every figure is measured in the same run, so machine noise cancels out of the ra
   × 50 rules, N events from a separate publisher process, until the last run is logged;
 - engine, fixed rates: p50/p99/max from each event's ``ts`` to its run's ``finished_at``,
   beside the same paced publisher's latency to a bare SUB (the floor the machine sets);
-- Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients.
+- Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients;
+- ``--shards N``: the max rate again, of ``serve --shards N`` on its own fresh SQLite file, and
+  its ratio to the one-process figure of the same run (docs/scaling.md).
 
 It never asserts; it prints a table and one JSON line.
 """
@@ -93,8 +95,8 @@ class _Receiver(BaseHTTPRequestHandler):
 class EngineUnderTest:
     """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
 
-    def __init__(self, folder: str, retention_hours: float | None = None) -> None:
-        self.folder = folder
+    def __init__(self, folder: str, retention_hours: float | None = None, shards: int = 1) -> None:
+        self.folder, self.shards = folder, shards
         self.db = f"sqlite:///{Path(folder) / 'bench.db'}"
         self.events = f"tcp://127.0.0.1:{_port()}"
         self.api = f"tcp://127.0.0.1:{_port()}"
@@ -105,7 +107,7 @@ class EngineUnderTest:
         self.proc = subprocess.Popen(
             base + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
                     "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
-                    "--webhook-allow", "127.0.0.0/8",
+                    "--webhook-allow", "127.0.0.0/8", "--shards", str(shards),
                     *([] if retention_hours is None else ["--event-retention-hours", str(retention_hours)])],
             stdout=self.log, stderr=self.log)
         self.client = ApiClient(self.api, self.token, timeout_ms=30_000)
@@ -113,7 +115,8 @@ class EngineUnderTest:
         while time.monotonic() < deadline:
             try:
                 ApiClient(self.api, timeout_ms=500).call("Ping")
-                return
+                if shards == 1 or len(self.stats().get("shards", ())) == shards:
+                    return
             except TimeoutError:
                 continue
         raise RuntimeError("the engine did not answer Ping within 30 s")
@@ -122,6 +125,11 @@ class EngineUnderTest:
         return self.client.call("MngGetStats")
 
     def wait_idle(self, expect_received: int, timeout_s: float = 240) -> dict[str, Any]:
+        """Every shard decodes every event (``received`` counts each), and a shard's figures are up
+        to a second old: with shards, quiet means 3 s without a new run (a loaded machine can stall
+        one shard's writes for over a second)."""
+        expect_received *= self.shards
+        needed = 3 if self.shards == 1 else 30
         deadline, quiet, last_logged = time.monotonic() + timeout_s, 0, -1
         while time.monotonic() < deadline:
             stats = self.stats()
@@ -129,7 +137,7 @@ class EngineUnderTest:
             logged = stats["runs"]["logged"]
             done = stats["bus"]["received"] >= expect_received and not busy and logged == last_logged
             quiet = quiet + 1 if done else 0
-            if quiet >= 3:
+            if quiet >= needed:
                 return stats
             last_logged = logged
             time.sleep(0.1)
@@ -212,7 +220,7 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str,
     first_ts = min(stamps.values())
     last_finished = max((parse_iso_ms(run["finished_at"]) for run in runs), default=first_ts)
     elapsed_s = max(0.001, (last_finished - first_ts) / 1000)
-    received = stats["bus"]["received"] - before["bus"]["received"]
+    received = (stats["bus"]["received"] - before["bus"]["received"]) // engine.shards
     return {"events": count, "received": received, "lost": count - received, "runs": len(runs),
             "runs_per_event": round(len(runs) / max(1, count), 2),
             "failed_runs": sum(1 for run in runs if run["status"] == "failed"),
@@ -249,6 +257,35 @@ def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: in
     on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
     return {"history_on_events_per_s": round(on), "history_off_events_per_s": round(off),
             "cost": round(1 - on / max(1, off), 3), "runs": rates}
+
+
+def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_rate: int) -> dict[str, Any]:
+    """The max rate of ``serve --shards N`` on a fresh database, beside one process's of the same run."""
+    sub = Path(folder) / f"shards-{shards}"
+    sub.mkdir()
+    engine = EngineUnderTest(str(sub), shards)
+    try:
+        load_world(engine, webhook_url)
+        time.sleep(1.0)  # the rules reach the other shards over their control channel: well within this
+        figures = measure_max_rate(engine, count, str(sub))
+        figures["cpu_s"] = _cpu_seconds(engine.proc.pid)
+    finally:
+        figures_code = engine.stop()
+    return {"shards": shards, "max_rate": figures, "ratio_to_one": round(figures["events_per_s"] / max(1, one_rate), 2),
+            "stop_exit_code": figures_code}
+
+
+def _cpu_seconds(parent: int) -> float:
+    """CPU seconds the shard processes (children of ``parent``) have used so far (0.0 without /proc)."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        for pid in children:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return round(total, 2)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -337,6 +374,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="FILE", help="also write the figures as a PNG chart "
                         "(needs matplotlib: pip install 'brokerflow[plot]')")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--shards", type=int, default=1, help="also the max rate of serve --shards N")
+    parser.add_argument("--max-only", action="store_true", help="only the ceiling and the max rates")
     return parser
 
 
@@ -344,9 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.plot:
         require_matplotlib()
-    rates = [int(rate) for rate in args.rates.split(",") if rate]
-    phases = (4 + 2 * len(rates) + 2 + (1 if args.soak_seconds > 0 else 0) + (0 if args.no_relay else 1)
-              + (1 if args.retention_cost else 0))
+    rates = [] if args.max_only else [int(rate) for rate in args.rates.split(",") if rate]
+    phases = (4 + 2 * len(rates) + (0 if args.max_only else 2) + (1 if args.soak_seconds > 0 else 0)
+              + (0 if args.no_relay or args.max_only else 1) + (1 if args.retention_cost else 0)
+              + (1 if args.shards > 1 else 0))
     progress = (Silent if args.quiet else Progress)(phases)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -357,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.phase(f"transport ceiling: {args.events:,} events PUB→SUB, no engine")
         result["ceiling"] = measure_ceiling(args.events, folder)
         progress.done(f"{result['ceiling']['events_per_s']:,} events/s")
-        if not args.no_relay:
+        if not (args.no_relay or args.max_only):
             from brokerflow.app.benchrelay import measure_relay
 
             progress.phase(f"relay: {args.events:,} events publisher → relay → SUB, passing through and stamping")
@@ -384,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress.phase(f"transport latency alone at {rate:,} events/s")
                 result["transport_latency"].append(measure_transport_latency(rate, args.fixed_seconds, folder))
             result["workflow"] = []
-            for clients in (1, 8):
+            for clients in () if args.max_only else (1, 8):
                 progress.phase(f"Workflow Machine, {clients} client(s) for {args.wm_seconds:g} s")
                 result["workflow"].append(measure_workflow(engine, clients, args.wm_seconds))
                 progress.done(f"{result['workflow'][-1]['per_s']:,} EVENT/s")
@@ -399,6 +439,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.retention_cost:
                 progress.phase("event history cost: fresh engines alternating the history off and on")
                 result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
+            if args.shards > 1:
+                progress.phase(f"serve --shards {args.shards}: max rate on a fresh database")
+                result["sharded"] = measure_sharded(args.shards, args.events, folder, webhook_url,
+                                                    result["max_rate"]["events_per_s"])
         finally:
             receiver.shutdown()
     print(table(result))

@@ -40,6 +40,11 @@ def table(result: dict[str, Any]) -> str:
     for wm in result["workflow"]:
         lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
                      f"  p99 {wm['p99_ms']} ms")
+    sharded = result.get("sharded")
+    if sharded:
+        sm = sharded["max_rate"]
+        lines.append(f"engine --shards {sharded['shards']} max rate    {sm['events_per_s']:>9,} events/s  "
+                     f"({sharded['ratio_to_one']:.2f}x one process; lost {sm['lost']}; {sm['runs']} runs)")
     soak = result.get("soak")
     if soak:
         lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "

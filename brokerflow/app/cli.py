@@ -21,7 +21,8 @@ from brokerflow.app import admin, gcpolicy
 from brokerflow.app.adminapi import EXIT_INVALID, Admin, AdminError, add_api_options
 from brokerflow.app.logs import FORMATS, LEVELS
 from brokerflow.app.logs import configure as configure_logging
-from brokerflow.settings import Settings, WebhookSecrets, check_ca_file, tuning_number
+from brokerflow.errors import ValidationFailed
+from brokerflow.settings import Settings, WebhookSecrets, check_ca_file, shards_value, tuning_number
 from brokerflow.workflow.rules.as_code import RulesFileError
 
 log = logging.getLogger("brokerflow")
@@ -64,6 +65,11 @@ def _add_serve(sub: Any) -> None:
                             "resume from the checkpoint after any stop (docs/delivery.md)")
     serve.add_argument("--runs-retain-days", type=_positive(float, zero_ok=True), metavar="D",
                        help="keep the run log and notifications D days (default 90; 0 keeps everything)")
+    serve.add_argument("--shards", type=_shards, metavar="N",
+                       help="engine processes on this machine, each owning a share of the customers "
+                            "(a number or 'auto' for the cores; default 1; docs/scaling.md)")
+    serve.add_argument("--shard-index", type=int, help=argparse.SUPPRESS)  # set by the --shards parent
+    serve.add_argument("--shard-count", type=int, help=argparse.SUPPRESS)
     tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
     tuning.add_argument("--webhook-workers", type=_positive(int), metavar="N",
                         help="concurrent webhook requests (default 16; a quarter of them per host)")
@@ -88,6 +94,13 @@ def _secret_entry(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _shards(text: str) -> int:
+    try:
+        return shards_value(text)
+    except ValidationFailed:
+        raise argparse.ArgumentTypeError(f"must be a whole number > 0 or 'auto', got {text!r}") from None
 
 
 def _positive(kind: type, zero_ok: bool = False) -> Any:
@@ -149,7 +162,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
                  "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
-                 "ingress_max_inflight", "event_retention_hours", "runs_retain_days"):
+                 "ingress_max_inflight", "event_retention_hours", "runs_retain_days", "shards"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow", "replay"):
@@ -171,18 +184,27 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from brokerflow.app.engine import Engine
 
-    engine = Engine(settings_from(args))
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if getattr(args, "shard_index", None) is not None:
+        engine = _shard_engine()
+    else:
+        settings = settings_from(args)
+        if settings.shards > 1:
+            from brokerflow.app.shards import serve_shards
+
+            return serve_shards(settings, stop)
+        engine = Engine(settings)
+
     def dump_stats(_signum: int, _frame: Any) -> None:
         log.info("stats: %s", json.dumps(engine.stats(), default=str))
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, dump_stats)
     engine.start()
@@ -193,6 +215,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         engine.stop()
     return 0
+
+
+def _shard_engine() -> Any:
+    """One shard of ``serve --shards``: the parent's settings from the environment, linked to its siblings."""
+    import os
+
+    from brokerflow.app.automation import Automation
+    from brokerflow.app.engine import Engine
+    from brokerflow.app.shardlink import ShardLink
+    from brokerflow.app.shards import SETTINGS_ENV, settings_from_env
+
+    settings = settings_from_env(os.environ[SETTINGS_ENV])
+    logging.getLogger().handlers[0].setFormatter(logging.Formatter(
+        f"%(asctime)s %(levelname)s shard{settings.shard_index} %(name)s: %(message)s"))
+    return Engine(settings, [Automation(), ShardLink()])
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -29,7 +30,7 @@ from brokerflow.actors.messages import EventBatch, Flush, ReferenceUpdate, Reloa
 from brokerflow.actors.notifier import NotifierActor
 from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.processes import FlowCache, start_process_pool
-from brokerflow.actors.router import RouterActor, RouterCounters
+from brokerflow.actors.router import Ownership, RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
 from brokerflow.actors.rulestate import RuleState, RuleStateWriter, Suppressed
 from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
@@ -52,6 +53,7 @@ from brokerflow.storage.db import checkpoint
 from brokerflow.storage.repositories.history import HistoryReader
 from brokerflow.storage.store import Store, open_store
 from brokerflow.workflow.events import Event
+from brokerflow.workflow.partitions import owned_partitions, partition_of, pid_key
 from brokerflow.workflow.reference import ReferenceData
 
 if TYPE_CHECKING:  # imported when the API starts: a process without it never loads them
@@ -72,7 +74,7 @@ class Engine:
     def __init__(self, settings: Settings, extensions: list[Extension] | None = None) -> None:
         self.settings = settings
         self.stats_registry = StatsRegistry()
-        self.router_counters = RouterCounters()
+        self.router_counters = RouterCounters(sharded=settings.shard_count > 1)
         self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
         self.suppressed = Suppressed()  # matches cooldowns kept from running, since start
         self.run_latency = RunLatency()
@@ -82,7 +84,9 @@ class Engine:
         self.pipeline = Pipeline()
         # Replay-served sources (--replay): what each taken event still has to finish.
         self.completion: Completion | None = Completion() if settings.replay else None
-        self.partitions = tuple(range(settings.partitions))  # owned: all of them, one process
+        # Owned partitions: all of them in one process; every shard_count-th under serve --shards.
+        self.partitions = owned_partitions(settings.partitions, settings.shard_index, settings.shard_count)
+        self.ownership = Ownership(settings.partitions, self.partitions)
         self.handoff = Handoff()  # every EventBatch for the router: the ingress's ceiling
         self._threads: list[threading.Thread] = []
         self._stop_input = threading.Event()
@@ -157,6 +161,9 @@ class Engine:
         self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
                                             pipeline, run_ids, now_ms, settings.process_live_cap,
                                             settings.process_idle_s)
+        if not self.ownership.everything:
+            self.processes.new_pid = self._owned_pid
+            self.processes.owns_pid = self._owns_pid
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
         history = self.history = None
         if settings.event_retention_hours > 0:
@@ -164,7 +171,7 @@ class Engine:
             self._spawn("history", history.run)
         self.router = RouterActor.start(stats, self.refs, store.reference, brand_actor, self.kyc,
                                         self.router_counters, settings.loop_depth_limit, self.handoff,
-                                        self.completion, history)
+                                        self.completion, history, self.ownership)
 
     def _start_services(self, store: Store) -> None:
         from brokerflow.api.dispatcher import Dispatcher
@@ -237,6 +244,17 @@ class Engine:
                                   daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _owned_pid(self) -> str:
+        """A new Workflow Machine pid whose partition this shard owns: the API broker routes by it."""
+        owned, count = self.ownership.owned, self.settings.partitions
+        while True:  # shard_count tries on average
+            pid = uuid.uuid4().hex
+            if partition_of(pid_key(pid), count) in owned:
+                return pid
+
+    def _owns_pid(self, pid: str) -> bool:
+        return partition_of(pid_key(pid), self.settings.partitions) in self.ownership.owned
 
     # -- hooks -------------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> None:
