@@ -43,6 +43,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from brokerflow.bus._drain import open_drain
+from brokerflow.bus._loop import poll_until
 from brokerflow.bus._throttle import LogThrottle, held_note
 from brokerflow.bus.codec import decode
 from brokerflow.bus.recovery import RECOVERY_COUNTERS, Recovery
@@ -420,15 +421,7 @@ class Ingress:
 
     def run(self, stop: threading.Event) -> None:
         """Loop ``poll_once(100)`` until ``stop`` is set; then the caller calls ``close()``."""
-        while not stop.is_set():
-            try:
-                self.poll_once(100)
-            except zmq.ZMQError as exc:
-                if self._sock.closed or exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                log.exception("bus: ingress poll failed")
-            except Exception:
-                log.exception("bus: ingress poll failed")
+        poll_until(stop, self.poll_once, lambda: self._sock.closed, log, "bus: ingress poll failed")
 
     def close(self) -> None:
         """Close the socket; first store the de-duplication state of every batch the router took."""

@@ -32,6 +32,7 @@ import zmq
 from brokerflow import clock
 from brokerflow.bus import _libzmq
 from brokerflow.bus._drain import open_drain
+from brokerflow.bus._loop import poll_until
 from brokerflow.bus._stamp import Stamper
 from brokerflow.bus._throttle import LogThrottle, held_note
 from brokerflow.bus._xpub import MAX_SUBSCRIPTION_BYTES
@@ -226,15 +227,7 @@ class Relay:
     def run(self, stop: threading.Event) -> None:
         """``start()``, then bursts until ``stop`` is set; the caller calls ``close()``."""
         self.start()
-        while not stop.is_set():
-            try:
-                self.poll_once(100)
-            except zmq.ZMQError as exc:
-                if self._sub.closed or exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                log.exception("relay: poll failed")
-            except Exception:
-                log.exception("relay: poll failed")
+        poll_until(stop, self.poll_once, lambda: self._sub.closed, log, "relay: poll failed")
 
     def close(self) -> None:
         """Stop the threads, close sockets and journal connections."""

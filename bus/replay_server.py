@@ -28,6 +28,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from brokerflow.bus._loop import poll_until
 from brokerflow.bus._throttle import LogThrottle, held_note
 from brokerflow.bus.journal import MAX_SEQ, Journal
 from brokerflow.errors import BadRequest, BrokerflowError, NotFound, UnknownCommand, ValidationFailed
@@ -171,13 +172,7 @@ class ReplayServer:
 
     def run(self, stop: threading.Event) -> None:
         """``poll_once(100)`` until ``stop`` is set; then the caller calls ``close()``."""
-        while not stop.is_set():
-            try:
-                self.poll_once(100)
-            except zmq.ZMQError as exc:
-                if self._sock.closed or exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                log.exception("replay: poll failed")
+        poll_until(stop, self.poll_once, lambda: self._sock.closed, log, "replay: poll failed")
 
     def close(self) -> None:
         if not self._sock.closed:

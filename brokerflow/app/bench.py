@@ -39,6 +39,7 @@ from brokerflow.app.benchprogress import Progress, Silent
 from brokerflow.app.benchreport import plot, require_matplotlib, table
 from brokerflow.app.benchwire import bare_sub as _bare_sub
 from brokerflow.app.benchwire import free_port as _port
+from brokerflow.app.benchwire import receive_all
 from brokerflow.app.benchwire import spawn_publisher as _spawn_publisher
 from brokerflow.workflow.isotime import parse_iso_ms
 
@@ -46,16 +47,9 @@ from brokerflow.workflow.isotime import parse_iso_ms
 def measure_ceiling(count: int, folder: str) -> dict[str, Any]:
     sub, endpoint = _bare_sub()
     proc, _ = _spawn_publisher(endpoint, count, 0, "ceiling", "c", folder)
-    received, first, last = 0, 0.0, 0.0
-    while received < count and sub.poll(5000):
-        _topic, payload = sub.recv_multipart()
-        msgpack.unpackb(payload, raw=False)
-        received += 1
-        last = time.perf_counter()
-        first = first or last
+    received, rate = receive_all(sub, count)
     proc.join(30)
     sub.close(linger=0)
-    rate = (received - 1) / (last - first) if received > 1 and last > first else 0.0
     return {"events": count, "received": received, "events_per_s": round(rate)}
 
 

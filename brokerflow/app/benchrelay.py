@@ -27,6 +27,7 @@ import zmq
 from brokerflow.app import benchdata
 from brokerflow.app.benchwire import bare_sub as _bare_sub
 from brokerflow.app.benchwire import free_port as _port
+from brokerflow.app.benchwire import receive_all
 from brokerflow.app.benchwire import spawn_publisher as _spawn_publisher
 
 __all__ = ["measure_relay"]
@@ -76,18 +77,6 @@ def _wait_path(from_endpoint: str, sub: zmq.Socket, timeout_s: float = 30) -> No
         sub.recv_multipart()
 
 
-def _receive(sub: zmq.Socket, count: int) -> tuple[int, float]:
-    received, first, last = 0, 0.0, 0.0
-    while received < count and sub.poll(5000):
-        _topic, payload = sub.recv_multipart()
-        msgpack.unpackb(payload, raw=False)
-        received += 1
-        last = time.perf_counter()
-        first = first or last
-    rate = (received - 1) / (last - first) if received > 1 and last > first else 0.0
-    return received, rate
-
-
 def measure_relay(count: int, folder: str, stamping: bool) -> dict[str, Any]:
     name = "stamping" if stamping else "passthrough"
     sub, sub_endpoint = _bare_sub()
@@ -100,7 +89,7 @@ def measure_relay(count: int, folder: str, stamping: bool) -> dict[str, Any]:
             publisher.start()
         else:
             publisher, _ = _spawn_publisher(from_endpoint, count, 0, f"relay-{name}", "r", folder)
-        received, rate = _receive(sub, count)
+        received, rate = receive_all(sub, count)
         publisher.join(60)
     finally:
         proc.terminate()

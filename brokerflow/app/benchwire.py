@@ -12,11 +12,12 @@ import socket
 import time
 from pathlib import Path
 
+import msgpack
 import zmq
 
 from brokerflow.app import benchdata
 
-__all__ = ["bare_sub", "free_port", "spawn_publisher"]
+__all__ = ["bare_sub", "free_port", "receive_all", "spawn_publisher"]
 
 
 def free_port() -> int:
@@ -68,3 +69,15 @@ def bare_sub() -> tuple[zmq.Socket, str]:
     return sub, endpoint
 
 
+def receive_all(sub: zmq.Socket, count: int) -> tuple[int, float]:
+    """Take ``count`` events (or until 5 s pass without one), decoding each as the engine would:
+    (received, events/s from the first to the last)."""
+    received, first, last = 0, 0.0, 0.0
+    while received < count and sub.poll(5000):
+        _topic, payload = sub.recv_multipart()
+        msgpack.unpackb(payload, raw=False)
+        received += 1
+        last = time.perf_counter()
+        first = first or last
+    rate = (received - 1) / (last - first) if received > 1 and last > first else 0.0
+    return received, rate

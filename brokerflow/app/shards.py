@@ -39,7 +39,7 @@ import zmq
 from brokerflow.api.broker import ApiBroker
 from brokerflow.bus.ingress import FRAME_CAP_FACTOR
 from brokerflow.errors import BrokerflowError
-from brokerflow.settings import Settings
+from brokerflow.settings import Settings, WebhookSecrets
 
 log = logging.getLogger("brokerflow.shards")
 
@@ -51,15 +51,21 @@ STOP_MARGIN_S = 1.5  # of the protocol's 10 s: the parent's own closing after th
 
 # -- settings over the process boundary ----------------------------------------------------------
 def settings_to_env(settings: Settings) -> str:
-    return json.dumps(dataclasses.asdict(settings))
+    """The parent's Settings as JSON for its shards' environment (readable only by this user,
+    as the ``BROKERFLOW_WEBHOOK_SECRET`` variable the secrets may have come from)."""
+    values = {item.name: getattr(settings, item.name) for item in dataclasses.fields(Settings)}
+    values["webhook_secrets"] = dict(settings.webhook_secrets)
+    values["extra"] = dict(settings.extra)
+    return json.dumps(values)
 
 
 def settings_from_env(text: str) -> Settings:
-    """The parent's Settings back from JSON (lists were tuples)."""
+    """The parent's Settings back from JSON (lists were tuples, the secrets a ``WebhookSecrets``)."""
     values: dict[str, Any] = json.loads(text)
     for item in dataclasses.fields(Settings):
         if isinstance(values.get(item.name), list):
             values[item.name] = tuple(values[item.name])
+    values["webhook_secrets"] = WebhookSecrets(values.get("webhook_secrets") or {})
     return Settings(**values)
 
 

@@ -10,7 +10,7 @@ from brokerflow.app.cli import build_parser, settings_from
 from brokerflow.app.shardlink import merge_stats
 from brokerflow.app.shards import settings_from_env, settings_to_env, shard_settings
 from brokerflow.errors import ValidationFailed
-from brokerflow.settings import Settings
+from brokerflow.settings import Settings, WebhookSecrets
 
 
 @pytest.mark.parametrize(("text", "shards"), [("2", 2), ("1", 1), ("auto", max(1, os.cpu_count() or 1))])
@@ -30,14 +30,15 @@ def test_a_wrong_count_is_refused(text: str, capsys) -> None:
 
 def test_each_shard_gets_its_own_endpoints_and_only_shard_0_the_http_and_smtp_doors() -> None:
     settings = Settings(shards=3, http="127.0.0.1:9000", smtp_listen="127.0.0.1:2525", replay=("tcp://r:1",),
-                        events_connect=("tcp://up:1",))
+                        events_connect=("tcp://up:1",), webhook_secrets=WebhookSecrets({"crm": "s3cret"}))
     first, second = shard_settings(settings, 0, "/run/x"), shard_settings(settings, 1, "/run/x")
     assert (first.http, first.smtp_listen, second.http, second.smtp_listen) == ("127.0.0.1:9000", "127.0.0.1:2525",
                                                                                 None, None)
     assert second.events_bind == () and second.events_connect == ("ipc:///run/x/events",)
     assert (second.api_bind, second.pub_bind) == ("ipc:///run/x/api-1", "ipc:///run/x/pub-1")
     assert (second.shard_index, second.shard_count, second.shards, second.replay) == (1, 3, 1, ("tcp://r:1",))
-    assert settings_from_env(settings_to_env(second)) == second
+    back = settings_from_env(settings_to_env(second))
+    assert back == second and dict(back.webhook_secrets) == {"crm": "s3cret"}
 
 
 def test_stats_add_up_across_shards() -> None:
