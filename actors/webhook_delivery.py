@@ -72,7 +72,9 @@ class Delivery(NamedTuple):
     def of(cls, job: RunJob, params: Mapping[str, Any]) -> Delivery:
         """The delivery of ``job``'s next action (its ``webhook.send`` params), texts rendered."""
         body = params.get("body")
-        key = requests_policy.idempotency_key(job.run_id, job.next_index)
+        ticket = job.context.get("_ticket") if isinstance(job.context, dict) else None
+        event = None if ticket is None else (*ticket, job.rule_id)
+        key = requests_policy.idempotency_key(job.run_id, job.next_index, event)
         secret = params.get("secret")
         return cls(
             url=str(params.get("url", "")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from brokerflow.workflow.policies.webhook_requests import idempotency_key
 from tests.conftest import free_port, wait_until
 from tests.runtime.conftest import body_json, notify, webhook
 
@@ -143,7 +144,10 @@ def test_webhook_sends_the_request_with_an_idempotency_key(runtime, receiver):
     assert request["method"] == "PUT"
     assert body_json(request) == {"login": 1001, "usd": 75}
     assert request["headers"]["X-Api-Key"] == "k-123"
-    assert request["headers"]["Idempotency-Key"] == f"brokerflow-{run['id']}-1"
+    # A bus event's run: the key comes from the event and the rule, so a run repeated after a
+    # crash (with another run id) sends the same one.
+    key = idempotency_key(run["id"], 1, (run["source"], run["seq"], run["rule_id"]))
+    assert request["headers"]["Idempotency-Key"] == key and key.startswith("brokerflow-e")
 
 
 def test_webhook_method_defaults_to_post(runtime, receiver):

@@ -20,6 +20,7 @@ import pytest
 
 from brokerflow.api.client import ApiClient
 from brokerflow.errors import AccessDenied, ValidationFailed
+from brokerflow.workflow.policies.webhook_requests import idempotency_key
 from tests.conftest import wait_until
 from tests.runtime.conftest import notify, webhook
 
@@ -101,6 +102,12 @@ def hooks():
     receiver.close()
 
 
+def key_of(run: dict, index: int) -> str:
+    """The Idempotency-Key (and webhook-id) of a run's action: from its bus event when it has one."""
+    event = (run["source"], run["seq"], run["rule_id"]) if run.get("source") is not None else None
+    return idempotency_key(run["id"], index, event)
+
+
 def deposit_rule(runtime, actions, **fields):
     return runtime.rule("deposit.created", actions, **fields)
 
@@ -131,7 +138,7 @@ def test_503_503_200_is_three_attempts_with_one_key_and_one_success(runtime, hoo
     run = wait_status(runtime, rule, "success")
     requests = hooks.on("/flaky")
     assert [r["status"] for r in requests] == [503, 503, 200]
-    assert keys(requests) == {(f"brokerflow-{run['id']}-0", f"brokerflow-{run['id']}-0")}
+    assert keys(requests) == {(key_of(run, 0), key_of(run, 0))}
     assert {r["body"] for r in requests} == {b'{"login": 1001}'}
     hook, after = run["actions"]
     assert (hook["status"], hook["http_status"], after["status"]) == ("success", 200, "success")
@@ -234,7 +241,7 @@ def test_unsigned_requests_still_carry_the_webhook_id(runtime, hooks):
     runtime.deposit(1001, 1)
     run = wait_status(runtime, rule, "success")
     [request] = hooks.on("/plain")
-    assert request["headers"]["webhook-id"] == f"brokerflow-{run['id']}-0"
+    assert request["headers"]["webhook-id"] == key_of(run, 0)
     assert "webhook-signature" not in request["headers"]
 
 
@@ -330,7 +337,7 @@ def test_a_restart_during_the_backoff_delivers_exactly_once(runtime, hooks):
     requests = hooks.on("/restart")
     assert [r["status"] for r in requests] == [503, 200]
     assert requests[1]["t"] > stopped_at  # sent by the restarted engine, from storage
-    assert keys(requests) == {(f"brokerflow-{parked['id']}-0",) * 2}
+    assert keys(requests) == {(key_of(parked, 0),) * 2}
     assert run["id"] == parked["id"] and [a["status"] for a in run["actions"]] == ["success", "success"]
     assert [n["message"] for n in wait_until(runtime.notifications)] == ["delivered"]
     runtime.settle()

@@ -7,6 +7,7 @@ asks that "runtime logs mask common webhook tokens".
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
@@ -166,6 +167,14 @@ def is_forbidden_ip(ip: str, allow: Sequence[str] = ()) -> bool:
     return any(_forbidden(a) for a in candidates)
 
 
-def idempotency_key(run_id: Any, action_index: int) -> str:
-    """The same run's same action always sends the same key, so a receiver can drop repeats."""
+def idempotency_key(run_id: Any, action_index: int, event: tuple[Any, ...] | None = None) -> str:
+    """The same run's same action always sends the same key, so a receiver can drop repeats.
+
+    A run of a bus event gives its ``event`` — ``(source, seq, rule_id)`` — and the key comes from
+    that instead of the run id: a run repeated after a crash (docs/delivery.md: an in-flight run is
+    run again, with a new run id) sends the key of the first attempt.
+    """
+    if event is not None:
+        digest = hashlib.sha256("\x1f".join(map(str, event)).encode()).hexdigest()[:24]
+        return f"brokerflow-e{digest}-{action_index}"
     return f"brokerflow-{run_id}-{action_index}"

@@ -124,3 +124,11 @@ def test_idempotency_key_is_stable_and_distinct():
     assert idempotency_key(42, 0) == idempotency_key(42, 0)
     keys = {idempotency_key(run, index) for run in (1, 2, 12) for index in (0, 1, 2)}
     assert len(keys) == 9
+
+
+def test_a_bus_events_run_keys_on_the_event_and_rule_so_a_rerun_after_a_crash_sends_the_same_key():
+    first, rerun = idempotency_key(41, 1, ("mt5", 7, 3)), idempotency_key(99, 1, ("mt5", 7, 3))
+    assert first == rerun and first.startswith("brokerflow-e")
+    others = {idempotency_key(41, 1, event) for event in (("mt5", 8, 3), ("mt5", 7, 4), ("crm", 7, 3))}
+    assert first not in others and len(others) == 3
+    assert idempotency_key(41, 2, ("mt5", 7, 3)) != first
