@@ -89,22 +89,35 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+BASE_CMD = [sys.executable, "-m", "brokerflow"]
+
+
 class EngineUnderTest:
     """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
 
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-        self.db = f"sqlite:///{Path(folder) / 'bench.db'}"
+    def __init__(self, folder: str, name: str = "bench", events_connect: str | None = None,
+                 replay: str | None = None, publish_to: str | None = None) -> None:
+        """``events_connect``/``replay``: the engine takes its events from a relay's PUB and asks its
+        replay endpoint (``serve --replay``); ``publish_to`` is then where publishers send (the
+        relay's upstream side) instead of the engine's own ``--events-bind``."""
+        self.folder, self.name = folder, name
+        self.db = f"sqlite:///{Path(folder) / f'{name}.db'}"
         self.events = f"tcp://127.0.0.1:{_port()}"
-        self.api = f"tcp://127.0.0.1:{_port()}"
-        base = [sys.executable, "-m", "brokerflow"]
-        self.token = subprocess.run(base + ["token", "create", "--role", "SESSION_ADMIN", "--db", self.db],
+        self.publish_to = publish_to or self.events
+        self.extra = (["--events-connect", events_connect] if events_connect else []) + (
+            ["--replay", replay] if replay else [])
+        self.token = subprocess.run(BASE_CMD + ["token", "create", "--role", "SESSION_ADMIN", "--db", self.db],
                                     check=True, capture_output=True, text=True).stdout.strip()
-        self.log = open(Path(folder) / "serve.log", "w")  # noqa: SIM115 - closed in stop()
+        self.start()
+
+    def start(self) -> None:
+        """Start ``serve`` (again, on the same database after a ``kill``) and wait for Ping."""
+        self.api = f"tcp://127.0.0.1:{_port()}"
+        self.log = open(Path(self.folder) / f"{self.name}-serve.log", "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            base + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
-                    "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
-                    "--webhook-allow", "127.0.0.0/8"], stdout=self.log, stderr=self.log)
+            BASE_CMD + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
+                        "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
+                        "--webhook-allow", "127.0.0.0/8", *self.extra], stdout=self.log, stderr=self.log)
         self.client = ApiClient(self.api, self.token, timeout_ms=30_000)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -112,8 +125,16 @@ class EngineUnderTest:
                 ApiClient(self.api, timeout_ms=500).call("Ping")
                 return
             except TimeoutError:
-                continue
-        raise RuntimeError("the engine did not answer Ping within 30 s")
+                if self.proc.poll() is not None:
+                    break
+        raise RuntimeError(f"the engine did not answer Ping within 30 s (see {self.log.name})")
+
+    def kill(self) -> None:
+        """``kill -9``: no clean stop, nothing flushed."""
+        self.client.close()
+        self.proc.kill()
+        self.proc.wait(15)
+        self.log.close()
 
     def stats(self) -> dict[str, Any]:
         return self.client.call("MngGetStats")
@@ -123,8 +144,10 @@ class EngineUnderTest:
         while time.monotonic() < deadline:
             stats = self.stats()
             busy = any(a["mailbox"] or a.get("pending") for a in stats["actors"])
-            logged = stats["runs"]["logged"]
-            done = stats["bus"]["received"] >= expect_received and not busy and logged == last_logged
+            logged, bus = stats["runs"]["logged"], stats["bus"]
+            # With --replay, events dropped live come back as ``replayed``; an open gap is work left.
+            taken = bus["received"] + bus.get("replayed", 0)
+            done = taken >= expect_received and not bus.get("gaps_open") and not busy and logged == last_logged
             quiet = quiet + 1 if done else 0
             if quiet >= 3:
                 return stats
@@ -191,7 +214,7 @@ def _last_run_id(engine: EngineUnderTest) -> int:
 def measure_max_rate(engine: EngineUnderTest, count: int, folder: str) -> dict[str, Any]:
     before = engine.stats()
     first_id = _last_run_id(engine)
-    proc, stamps_path = _spawn_publisher(engine.events, count, 0, "bench-max", "m", folder)
+    proc, stamps_path = _spawn_publisher(engine.publish_to, count, 0, "bench-max", "m", folder)
     proc.join(600)
     stats = engine.wait_idle(before["bus"]["received"] + count)
     stamps = json.loads(Path(stamps_path).read_text())
@@ -297,6 +320,14 @@ def _table(result: dict[str, Any]) -> str:
     for wm in result["workflow"]:
         lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
                      f"  p99 {wm['p99_ms']} ms")
+    replay = result.get("replay")
+    if replay:
+        for side in ("without", "with"):
+            r = replay[side]
+            lines.append(f"engine via relay, {side + ' --replay':<15}{r['events_per_s']:>9,} events/s  "
+                         f"(lost {r['lost']}; {r['runs']} runs; replayed {r['replayed']}; "
+                         f"peak RSS {r['peak_rss_mb']} MB)")
+        lines.append(f"checkpointing costs          {replay['cost']:>9.1%} of the max rate via the relay")
     soak = result.get("soak")
     if soak:
         lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "
@@ -313,7 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="RSS soak (600 for the 10-minute check)")
     parser.add_argument("--soak-rate", type=int, default=5000)
     parser.add_argument("--no-relay", action="store_true", help="skip the relay's events/s")
+    parser.add_argument("--no-replay", action="store_true",
+                        help="skip the max rate through a relay with serve --replay against without")
+    parser.add_argument("--crash", action="store_true",
+                        help="only the kill -9 run: events through a relay into serve --replay; lost, doubled")
+    parser.add_argument("--crash-rate", type=float, default=5000, help="the crash run's events/s (0: flat out)")
+    parser.add_argument("--crash-down-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
+    if args.crash:
+        return _crash(args)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -343,7 +382,23 @@ def main(argv: list[str] | None = None) -> int:
             result["peak_rss_mb"] = engine.peak_rss_mb()
         finally:
             result["stop_exit_code"] = engine.stop()
+        try:
+            if not args.no_replay:
+                from brokerflow.app.benchreplay import measure_replay_cost
+
+                result["replay"] = measure_replay_cost(args.events, folder, webhook_url)
+        finally:
             receiver.shutdown()
     print(_table(result))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _crash(args: argparse.Namespace) -> int:
+    from brokerflow.app.benchcrash import measure_crash, table
+
+    with tempfile.TemporaryDirectory(prefix="brokerflow-crash-") as folder:
+        result = measure_crash(args.events, folder, rate=args.crash_rate, down_s=args.crash_down_seconds)
+    print(table(result))
     print(json.dumps(result, sort_keys=True))
     return 0
