@@ -178,6 +178,18 @@ class EngineUnderTest:
             pass
         return 0.0
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the serve process used so far, from /proc (0.0 where there is none).
+
+        On a machine shared with other work this moves far less than events/s, so a cost shows in it
+        even when the throughput's spread hides it.
+        """
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
     def peak_rss_mb(self) -> float:
         return self._status_mb("VmHWM")
 
@@ -326,8 +338,10 @@ def _table(result: dict[str, Any]) -> str:
             r = replay[side]
             lines.append(f"engine via relay, {side + ' --replay':<15}{r['events_per_s']:>9,} events/s  "
                          f"(lost {r['lost']}; {r['runs']} runs; replayed {r['replayed']}; "
+                         f"{r['cpu_us_per_event']} µs CPU/event; "
                          f"peak RSS {r['peak_rss_mb']} MB)")
-        lines.append(f"checkpointing costs          {replay['cost']:>9.1%} of the max rate via the relay")
+        lines.append(f"checkpointing costs          {replay['cost']:>9.1%} of the max rate via the relay "
+                     f"({replay['cpu_cost']:+.1%} engine CPU per event)")
     soak = result.get("soak")
     if soak:
         lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "

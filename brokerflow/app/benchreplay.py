@@ -5,7 +5,9 @@ Both engines take their events the same way, so the only difference is the repla
 ``brokerflow serve`` (fresh SQLite file, the bench's world) that ``--events-connect``s to the
 relay's PUB. One engine also gets ``--replay`` to the relay's replay endpoint: it asks
 ``SOURCES``, keeps per-source cursors, counts each event's outstanding work and stores a
-checkpoint with the run-log batches. The cost is ``1 − with ÷ without`` (target ≤ 10 %).
+checkpoint with the run-log batches. The cost is ``1 − with ÷ without`` (target ≤ 10 %), and
+beside it the engine's CPU per event (``/proc``), with ÷ without − 1, which a shared machine's
+load moves far less than events/s.
 
 Each engine runs ``bench.measure_max_rate`` on its own relay, one after the other (without, then
 with), so each has the machine to itself.
@@ -40,7 +42,9 @@ def measure_via_relay(count: int, folder: str, world: World, replay: bool) -> di
         engine = EngineUnderTest(folder, f"engine-{mode}", events_connect=publish,
                                  replay=replay_endpoint if replay else None, publish_to=upstream)
         world(engine)
+        cpu_before = engine.cpu_s()
         figures = measure_max_rate(engine, count, folder)
+        figures["cpu_us_per_event"] = round((engine.cpu_s() - cpu_before) * 1e6 / max(1, count), 1)
         bus = engine.stats()["bus"]
         figures.update({"mode": mode, "peak_rss_mb": engine.peak_rss_mb(),
                         **{name: bus.get(name, 0) for name in ("replayed", "gaps_filled", "gaps_open", "gaps")}})
@@ -59,4 +63,5 @@ def measure_replay_cost(count: int, folder: str, webhook_url: str, world: World 
     without = measure_via_relay(count, folder, world, replay=False)
     with_replay = measure_via_relay(count, folder, world, replay=True)
     cost = 1 - with_replay["events_per_s"] / max(1, without["events_per_s"])
-    return {"without": without, "with": with_replay, "cost": round(cost, 3)}
+    cpu_cost = with_replay["cpu_us_per_event"] / max(0.1, without["cpu_us_per_event"]) - 1
+    return {"without": without, "with": with_replay, "cost": round(cost, 3), "cpu_cost": round(cpu_cost, 3)}
