@@ -43,7 +43,9 @@ def _publish_deposits(endpoint: str, count: int, rate: float, sent: Any) -> None
     from brokerflow.bus.publisher import Publisher
 
     pack = msgpack.Packer(use_bin_type=True).pack
-    with Publisher(endpoint, source="unused", bind=True, hwm=2_000_000) as publisher:
+    # A long linger: flat out, the queue still holds tens of thousands of events when the loop ends,
+    # and closing the socket must not drop them (that would be this benchmark's loss, not the relay's).
+    with Publisher(endpoint, source="unused", bind=True, hwm=2_000_000, linger_ms=120_000) as publisher:
         publisher.wait_subscribed(timeout_s=30)
         started = time.perf_counter()
         for index in range(count):
