@@ -28,7 +28,7 @@ from typing import Any
 
 import msgpack
 
-from brokerflow.app.bench import EngineUnderTest
+from brokerflow.app.benchengine import EngineUnderTest
 from brokerflow.app.benchrelay import start_relay, stop_relay
 from brokerflow.app.benchwire import free_port
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from brokerflow.app.bench import EngineUnderTest, load_world, measure_max_rate
+from brokerflow.app.benchengine import EngineUnderTest, load_world, measure_max_rate
 from brokerflow.app.benchrelay import start_relay, stop_relay
 from brokerflow.app.benchwire import free_port
 
