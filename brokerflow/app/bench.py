@@ -10,6 +10,10 @@ Every figure is measured in the same run, so machine noise cancels out of the ra
 - Workflow Machine: EVENT commands/s over REQ/REP with 1 and 8 clients;
 - ``--shards N``: the max rate again, of ``serve --shards N`` on its own fresh SQLite file, and
   its ratio to the one-process figure of the same run (docs/scaling.md).
+- engine via a relay, without and with ``serve --replay``: what checkpointing costs
+  (``benchreplay``; ``--no-replay`` skips it).
+
+``--crash`` runs only the ``kill -9`` run instead (``benchcrash``): lost and doubled runs.
 
 It never asserts; it prints a table and one JSON line.
 """
@@ -21,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,11 +37,10 @@ import msgpack
 import zmq
 
 from brokerflow.api.client import ApiClient
-from brokerflow.app import benchdata
+from brokerflow.app.benchengine import EngineUnderTest, follow, last_run_id, load_world, measure_max_rate, percentile
 from brokerflow.app.benchprogress import Progress, Silent
 from brokerflow.app.benchreport import plot, require_matplotlib, table
 from brokerflow.app.benchwire import bare_sub as _bare_sub
-from brokerflow.app.benchwire import free_port as _port
 from brokerflow.app.benchwire import receive_all
 from brokerflow.app.benchwire import spawn_publisher as _spawn_publisher
 from brokerflow.workflow.isotime import parse_iso_ms
@@ -68,8 +70,8 @@ def measure_transport_latency(rate: int, seconds: float, folder: str) -> dict[st
         latencies.append(int(time.time() * 1000) - msgpack.unpackb(payload, raw=False)["ts"])
     proc.join(30)
     sub.close(linger=0)
-    return {"rate": rate, "events": count, "received": len(latencies), "p50_ms": _percentile(latencies, 0.5),
-            "p99_ms": _percentile(latencies, 0.99), "max_ms": max(latencies, default=0)}
+    return {"rate": rate, "events": count, "received": len(latencies), "p50_ms": percentile(latencies, 0.5),
+            "p99_ms": percentile(latencies, 0.99), "max_ms": max(latencies, default=0)}
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -84,154 +86,6 @@ class _Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *_args: Any) -> None:
         pass
-
-
-class EngineUnderTest:
-    """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
-
-    def __init__(self, folder: str, retention_hours: float | None = None, shards: int = 1) -> None:
-        self.folder, self.shards = folder, shards
-        self.db = f"sqlite:///{Path(folder) / 'bench.db'}"
-        self.events = f"tcp://127.0.0.1:{_port()}"
-        self.api = f"tcp://127.0.0.1:{_port()}"
-        base = [sys.executable, "-m", "brokerflow"]
-        self.token = subprocess.run(base + ["token", "create", "--role", "SESSION_ADMIN", "--db", self.db],
-                                    check=True, capture_output=True, text=True).stdout.strip()
-        self.log = open(Path(folder) / "serve.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            base + ["--log-level", "WARNING", "serve", "--db", self.db, "--events-bind", self.events,
-                    "--api-bind", self.api, "--pub-bind", f"tcp://127.0.0.1:{_port()}", "--no-http",
-                    "--webhook-allow", "127.0.0.0/8", "--shards", str(shards),
-                    *([] if retention_hours is None else ["--event-retention-hours", str(retention_hours)])],
-            stdout=self.log, stderr=self.log)
-        self.client = ApiClient(self.api, self.token, timeout_ms=30_000)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                ApiClient(self.api, timeout_ms=500).call("Ping")
-                if shards == 1 or len(self.stats().get("shards", ())) == shards:
-                    return
-            except TimeoutError:
-                continue
-        raise RuntimeError("the engine did not answer Ping within 30 s")
-
-    def stats(self) -> dict[str, Any]:
-        return self.client.call("MngGetStats")
-
-    def wait_idle(self, expect_received: int, timeout_s: float = 240) -> dict[str, Any]:
-        """Every shard decodes every event (``received`` counts each), and a shard's figures are up
-        to a second old: with shards, quiet means 3 s without a new run (a loaded machine can stall
-        one shard's writes for over a second)."""
-        expect_received *= self.shards
-        needed = 3 if self.shards == 1 else 30
-        deadline, quiet, last_logged = time.monotonic() + timeout_s, 0, -1
-        while time.monotonic() < deadline:
-            stats = self.stats()
-            busy = any(a["mailbox"] or a.get("pending") for a in stats["actors"])
-            logged = stats["runs"]["logged"]
-            done = stats["bus"]["received"] >= expect_received and not busy and logged == last_logged
-            quiet = quiet + 1 if done else 0
-            if quiet >= needed:
-                return stats
-            last_logged = logged
-            time.sleep(0.1)
-        return self.stats()
-
-    def runs_since(self, min_id: int) -> list[dict[str, Any]]:
-        runs, before = [], None
-        while True:
-            params: dict[str, Any] = {"limit": 1000}
-            if before is not None:
-                params["before_id"] = before
-            page = self.client.call("MngGetWorkflowRunLog", params)["runs"]
-            fresh = [run for run in page if run["id"] > min_id]
-            runs.extend(fresh)
-            if len(fresh) < len(page) or not page:
-                return runs
-            before = page[-1]["id"]
-
-    def _status_mb(self, field: str) -> float:
-        """A memory figure of the serve process from /proc (0.0 where there is none)."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            pass
-        return 0.0
-
-    def peak_rss_mb(self) -> float:
-        return self._status_mb("VmHWM")
-
-    def rss_mb(self) -> float:
-        return self._status_mb("VmRSS")
-
-    def stop(self) -> int:
-        self.client.close()
-        self.proc.terminate()
-        try:
-            code = self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = -9
-        self.log.close()
-        return code
-
-
-def load_world(engine: EngineUnderTest, webhook_url: str) -> int:
-    for kind, records in benchdata.reference(webhook_url).items():
-        for record in records:
-            engine.client.call(f"MngUpsert{kind}", {"record": record})
-    rules = benchdata.rules(webhook_url)
-    for rule in rules:
-        engine.client.call("MngAddWorkflowRule", {"rule": rule})
-    return len(rules)
-
-
-def _last_run_id(engine: EngineUnderTest) -> int:
-    runs = engine.client.call("MngGetWorkflowRunLog", {"limit": 1})["runs"]
-    return runs[0]["id"] if runs else 0
-
-
-def _follow(engine: EngineUnderTest, proc: Any, received_before: int, count: int, progress: Progress) -> None:
-    """Wait for the publisher process, telling how many of its events the engine received so far."""
-    deadline = time.monotonic() + 600
-    while proc.is_alive() and time.monotonic() < deadline:
-        proc.join(1.0)
-        progress.tick(engine.stats()["bus"]["received"] - received_before, count, "events received")
-
-
-def measure_max_rate(engine: EngineUnderTest, count: int, folder: str,
-                     progress: Progress | None = None) -> dict[str, Any]:
-    progress = progress or Silent(0)
-    before = engine.stats()
-    first_id = _last_run_id(engine)
-    proc, stamps_path = _spawn_publisher(engine.events, count, 0, "bench-max", "m", folder)
-    _follow(engine, proc, before["bus"]["received"], count, progress)
-    stats = engine.wait_idle(before["bus"]["received"] + count)
-    stamps = json.loads(Path(stamps_path).read_text())
-    runs = engine.runs_since(first_id)
-    first_ts = min(stamps.values())
-    last_finished = max((parse_iso_ms(run["finished_at"]) for run in runs), default=first_ts)
-    elapsed_s = max(0.001, (last_finished - first_ts) / 1000)
-    received = (stats["bus"]["received"] - before["bus"]["received"]) // engine.shards
-    return {"events": count, "received": received, "lost": count - received, "runs": len(runs),
-            "runs_per_event": round(len(runs) / max(1, count), 2),
-            "failed_runs": sum(1 for run in runs if run["status"] == "failed"),
-            "events_per_s": round(count / elapsed_s), "elapsed_s": round(elapsed_s, 2),
-            "webhooks": webhook_figures(runs, before, stats)}
-
-
-def webhook_figures(runs: list[dict[str, Any]], before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """The max-rate run's webhooks: how many, how many delivered, their request time (the
-    action's ``ms``: connect, send, whole reply), and the attempts the engine counted."""
-    hooks = [action for run in runs for action in run["actions"] if action.get("type") == "webhook.send"]
-    ms = [float(action.get("ms") or 0.0) for action in hooks]
-    figures: dict[str, Any] = {"sent": len(hooks), "success": sum(1 for a in hooks if a.get("status") == "success"),
-                               "p50_ms": round(_percentile(ms, 0.5), 2), "p99_ms": round(_percentile(ms, 0.99), 2)}
-    if "webhooks" in after and "webhooks" in before:  # engines from before webhook retries have no such figures
-        figures["attempts"] = after["webhooks"]["attempts"] - before["webhooks"]["attempts"]
-    return figures
 
 
 def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: int = 2) -> dict[str, Any]:
@@ -282,27 +136,20 @@ def _cpu_seconds(parent: int) -> float:
     return round(total, 2)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def measure_fixed_rate(engine: EngineUnderTest, rate: int, seconds: float, folder: str,
                        progress: Progress | None = None) -> dict[str, Any]:
     count = int(rate * seconds)
     prefix = f"r{rate}-"
     before = engine.stats()
-    first_id = _last_run_id(engine)
+    first_id = last_run_id(engine)
     proc, stamps_path = _spawn_publisher(engine.events, count, rate, f"bench-{rate}", prefix, folder)
-    _follow(engine, proc, before["bus"]["received"], count, progress or Silent(0))
+    follow(engine, proc, before["bus"]["received"], count, progress or Silent(0))
     engine.wait_idle(before["bus"]["received"] + count)
     stamps = json.loads(Path(stamps_path).read_text())
     latencies = [parse_iso_ms(run["finished_at"]) - stamps[run["event_id"]]
                  for run in engine.runs_since(first_id) if run.get("event_id") in stamps]
     return {"rate": rate, "events": count, "runs": len(latencies),
-            "p50_ms": _percentile(latencies, 0.5), "p99_ms": _percentile(latencies, 0.99),
+            "p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99),
             "max_ms": max(latencies, default=0)}
 
 
@@ -337,7 +184,7 @@ def measure_workflow(engine: EngineUnderTest, clients: int, seconds: float) -> d
     elapsed = seconds
     allv = [v for s in samples for v in s]
     return {"clients": clients, "commands": len(allv), "per_s": round(len(allv) / elapsed),
-            "p50_ms": round(_percentile(allv, 0.5), 2), "p99_ms": round(_percentile(allv, 0.99), 2)}
+            "p50_ms": round(percentile(allv, 0.5), 2), "p99_ms": round(percentile(allv, 0.99), 2)}
 
 
 def measure_soak(engine: EngineUnderTest, rate: int, seconds: float, folder: str) -> dict[str, Any]:
@@ -370,17 +217,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--shards", type=int, default=1, help="also the max rate of serve --shards N")
     parser.add_argument("--max-only", action="store_true", help="only the ceiling and the max rates")
+    parser.add_argument("--no-replay", action="store_true",
+                        help="skip the max rate through a relay with serve --replay against without")
+    parser.add_argument("--crash", action="store_true",
+                        help="only the kill -9 run: events through a relay into serve --replay; lost, doubled")
+    parser.add_argument("--crash-rate", type=float, default=5000, help="the crash run's events/s (0: flat out)")
+    parser.add_argument("--crash-down-seconds", type=float, default=2.0,
+                        help="seconds the killed engine stays down while the publisher goes on")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.crash:
+        return _crash(args)
     if args.plot:
         require_matplotlib()
     rates = [] if args.max_only else [int(rate) for rate in args.rates.split(",") if rate]
     phases = (4 + 2 * len(rates) + (0 if args.max_only else 2) + (1 if args.soak_seconds > 0 else 0)
               + (0 if args.no_relay or args.max_only else 1) + (1 if args.retention_cost else 0)
-              + (1 if args.shards > 1 else 0))
+              + (1 if args.shards > 1 else 0) + (0 if args.no_replay or args.max_only else 1))
     progress = (Silent if args.quiet else Progress)(phases)
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
@@ -430,13 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.phase("stopping the engine")
             result["stop_exit_code"] = engine.stop()
         try:
-            if args.retention_cost:
-                progress.phase("event history cost: fresh engines alternating the history off and on")
-                result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
-            if args.shards > 1:
-                progress.phase(f"serve --shards {args.shards}: max rate on a fresh database")
-                result["sharded"] = measure_sharded(args.shards, args.events, folder, webhook_url,
-                                                    result["max_rate"]["events_per_s"])
+            _after_the_engine(args, folder, webhook_url, result, progress)
         finally:
             receiver.shutdown()
     print(table(result))
@@ -444,4 +294,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot(result, args.plot)
         print(f"chart written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _after_the_engine(args: argparse.Namespace, folder: str, webhook_url: str, result: dict[str, Any],
+                      progress: Progress) -> None:
+    """The phases that start engines of their own: history cost, shards, checkpointing's cost."""
+    if args.retention_cost:
+        progress.phase("event history cost: fresh engines alternating the history off and on")
+        result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
+    if args.shards > 1:
+        progress.phase(f"serve --shards {args.shards}: max rate on a fresh database")
+        result["sharded"] = measure_sharded(args.shards, args.events, folder, webhook_url,
+                                            result["max_rate"]["events_per_s"])
+    if not (args.no_replay or args.max_only):
+        from brokerflow.app.benchreplay import measure_replay_cost
+
+        progress.phase("engine through a relay, without and with serve --replay: checkpointing's cost")
+        result["replay"] = measure_replay_cost(args.events, folder, webhook_url)
+
+
+def _crash(args: argparse.Namespace) -> int:
+    from brokerflow.app.benchcrash import measure_crash, table
+
+    with tempfile.TemporaryDirectory(prefix="brokerflow-crash-") as folder:
+        result = measure_crash(args.events, folder, rate=args.crash_rate, down_s=args.crash_down_seconds)
+    print(table(result))
+    print(json.dumps(result, sort_keys=True))
     return 0

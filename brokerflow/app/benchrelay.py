@@ -30,7 +30,7 @@ from brokerflow.app.benchwire import free_port as _port
 from brokerflow.app.benchwire import receive_all
 from brokerflow.app.benchwire import spawn_publisher as _spawn_publisher
 
-__all__ = ["measure_relay"]
+__all__ = ["measure_relay", "start_relay", "stop_relay"]
 
 PROBE_SOURCE = "bench-probe"
 
@@ -49,14 +49,35 @@ def _publish_plain(endpoint: str, count: int, prefix: str) -> None:
         time.sleep(0.5)  # let the last frames leave before the socket closes
 
 
-def _start_relay(folder: str, name: str, sub_endpoint: str) -> tuple[subprocess.Popen, str, str]:
-    from_endpoint, replay = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
-    log = open(Path(folder) / f"relay-{name}.log", "w")  # noqa: SIM115 - the process writes it until it ends
+def start_relay(folder: str, name: str, upstream: list[str], downstream: list[str],
+                source: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A ``brokerflow relay`` subprocess on a fresh journal ``<name>.db``; returns it and its replay endpoint.
+
+    ``upstream``/``downstream`` are its ``--from``/``--from-bind`` and ``--publish-*`` options.
+    """
+    replay = f"tcp://127.0.0.1:{_port()}"
+    log = open(Path(folder) / f"relay-{name}.log", "a")  # noqa: SIM115 - the process writes it until it ends
     proc = subprocess.Popen(
-        [sys.executable, "-m", "brokerflow", "--log-level", "WARNING", "relay", "--from-bind", from_endpoint,
-         "--publish-connect", sub_endpoint, "--replay-bind", replay, "--journal", str(Path(folder) / f"{name}.db"),
-         "--source", f"bench-{name}"], stdout=log, stderr=log)
+        [sys.executable, "-m", "brokerflow", "--log-level", "WARNING", "relay", *upstream, *downstream,
+         "--replay-bind", replay, "--journal", str(Path(folder) / f"{name}.db"),
+         *(["--source", source] if source else [])], stdout=log, stderr=log)
     log.close()
+    return proc, replay
+
+
+def stop_relay(proc: subprocess.Popen) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return -9
+
+
+def _start_relay(folder: str, name: str, sub_endpoint: str) -> tuple[subprocess.Popen, str, str]:
+    from_endpoint = f"tcp://127.0.0.1:{_port()}"
+    proc, replay = start_relay(folder, name, ["--from-bind", from_endpoint], ["--publish-connect", sub_endpoint],
+                               source=f"bench-{name}")
     return proc, from_endpoint, replay
 
 
@@ -92,12 +113,7 @@ def measure_relay(count: int, folder: str, stamping: bool) -> dict[str, Any]:
         received, rate = receive_all(sub, count)
         publisher.join(60)
     finally:
-        proc.terminate()
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = -9
+        code = stop_relay(proc)
         sub.close(linger=0)
     return {"mode": name, "events": count, "received": received, "lost": count - received,
             "events_per_s": round(rate), "stop_exit_code": code}

@@ -40,6 +40,16 @@ def table(result: dict[str, Any]) -> str:
     for wm in result["workflow"]:
         lines.append(f"Workflow Machine {wm['clients']} client(s)   {wm['per_s']:>9,} EVENT/s  p50 {wm['p50_ms']} ms"
                      f"  p99 {wm['p99_ms']} ms")
+    replay = result.get("replay")
+    if replay:
+        for side in ("without", "with"):
+            r = replay[side]
+            lines.append(f"engine via relay, {side + ' --replay':<15}{r['events_per_s']:>9,} events/s  "
+                         f"(lost {r['lost']}; {r['runs']} runs; replayed {r['replayed']}; "
+                         f"{r['cpu_us_per_event']} µs CPU/event; "
+                         f"peak RSS {r['peak_rss_mb']} MB)")
+        lines.append(f"checkpointing costs          {replay['cost']:>9.1%} of the max rate via the relay "
+                     f"({replay['cpu_cost']:+.1%} engine CPU per event)")
     sharded = result.get("sharded")
     if sharded:
         sm = sharded["max_rate"]

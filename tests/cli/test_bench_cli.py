@@ -42,3 +42,37 @@ def test_the_relay_benchmark_passes_every_event_through_a_real_relay_that_stamps
     assert (figures["mode"], figures["received"], figures["lost"]) == ("stamping", 2000, 0)
     assert figures["stop_exit_code"] == 0
     assert figures["events_per_s"] > 0
+
+
+def test_the_replay_cost_measures_an_engine_with_and_without_replay_behind_a_real_relay(tmp_path):
+    from brokerflow.app.benchreplay import measure_replay_cost
+
+    def world(engine):  # one brand's broad deposit and trade rules: the bench's 2,200 records take 10 s a side
+        engine.client.call("MngUpsertGroup", {"record": {"group": "g", "brand": "alpha", "currency": "USD"}})
+        for trigger in ("deposit.created", "trade.opened", "trade.closed", "withdrawal.created"):
+            engine.client.call("MngAddWorkflowRule", {"rule": {
+                "name": f"every {trigger}", "brand": "alpha", "trigger": trigger,
+                "actions": [{"type": "customer.set_risk_level", "params": {"risk_level": "high"}}]}})
+
+    figures = measure_replay_cost(300, str(tmp_path), "http://127.0.0.1:9/unused", world=world)
+    without, with_replay = figures["without"], figures["with"]
+    assert (without["mode"], with_replay["mode"]) == ("without_replay", "with_replay")
+    for side in (without, with_replay):
+        assert (side["events"], side["lost"], side["failed_runs"], side["stop_exit_code"]) == (300, 0, 0, 0)
+        assert side["events_per_s"] > 0 and side["cpu_us_per_event"] > 0
+    assert figures["cost"] == round(1 - with_replay["events_per_s"] / without["events_per_s"], 3)
+
+
+def test_the_crash_run_kills_serve_mid_stream_and_counts_nothing_lost_nothing_doubled():
+    import json
+
+    result = subprocess.run([sys.executable, "-m", "brokerflow", "bench", "--crash", "--events", "400",
+                             "--crash-rate", "2000", "--crash-down-seconds", "0.3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "lost 0  doubled 0" in result.stdout
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["sent_at_kill"] < 400 and figures["runs_at_kill"] < 400  # killed mid-stream
+    assert (figures["lost"], figures["doubled"], figures["unknown"]) == (0, 0, 0)
+    assert figures["runs"] == 400 and figures["journaled"] == 400
+    assert figures["recovered_s"] is not None and figures["stop_exit_code"] == 0
