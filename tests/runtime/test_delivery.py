@@ -104,6 +104,20 @@ def live_subscribed(runtime, upstream) -> None:
     wait_until(arrived, timeout_s=10, interval_s=0.05)
 
 
+def wait_runs(runtime, rule, count: int, timeout_s: float = 20) -> Counter:
+    """Wait until ``rule`` has runs for ``count`` events; on timeout, say where delivery stands."""
+    try:
+        wait_until(lambda: len(orders(runtime, rule)) == count, timeout_s=timeout_s, interval_s=0.05)
+    except AssertionError:
+        got = orders(runtime, rule)
+        recovery = runtime.engine.ingress._recovery
+        missing = sorted(set(range(1, count + 1)) - {int(key.rsplit(":", 1)[1]) for key in got})[:20]
+        state = {"missing": missing, "cursors": recovery.cursors.by_source, "bus": runtime.stats()["bus"],
+                 "endpoints": [(e.address, e.asked, e.failures, e.answered) for e in recovery.client.endpoints]}
+        raise AssertionError(f"runs for {len(got)} of {count} events after {timeout_s}s: {state}") from None
+    return orders(runtime, rule)
+
+
 def orders(runtime, rule) -> Counter:
     """How many runs the rule logged per event id (the whole run log, page by page)."""
     found: Counter = Counter()
@@ -122,8 +136,7 @@ def test_events_lost_live_are_fetched_from_the_journal_and_each_runs_once(make_r
     for index in range(60):
         upstream.deposit(live=index % 7 not in (2, 3))  # two of every seven never arrive live
     last = upstream.deposit()
-    wait_until(lambda: len(orders(runtime, rule)) == last, timeout_s=20)
-    counts = orders(runtime, rule)
+    counts = wait_runs(runtime, rule, last)
     assert set(counts) == {f"mt5:{seq}" for seq in range(1, last + 1)} and set(counts.values()) == {1}
     bus = runtime.stats()["bus"]
     assert bus["replayed"] >= 17 and bus["gaps_filled"] >= 1 and bus["gaps_open"] == 0
