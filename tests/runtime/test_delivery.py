@@ -104,7 +104,7 @@ def live_subscribed(runtime, upstream) -> None:
     wait_until(arrived, timeout_s=10, interval_s=0.05)
 
 
-def wait_runs(runtime, rule, count: int, timeout_s: float = 20) -> Counter:
+def wait_runs(runtime, rule, count: int, timeout_s: float = 45) -> Counter:
     """Wait until ``rule`` has runs for ``count`` events; on timeout, say where delivery stands."""
     try:
         wait_until(lambda: len(orders(runtime, rule)) == count, timeout_s=timeout_s, interval_s=0.05)

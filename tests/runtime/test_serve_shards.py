@@ -25,7 +25,7 @@ from brokerflow.workflow.partitions import partition_of
 from tests.conftest import tcp_endpoint, wait_until
 
 CLI = [sys.executable, "-m", "brokerflow"]
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
 
 
 def shard_of(customer: int) -> int:
@@ -209,7 +209,7 @@ def test_kill_9_of_a_shard_behind_a_relay_restarts_it_and_loses_nothing(tmp_path
         wait_until(lambda: victim not in serve.shard_pids() and all(not s["stale"] for s in
                                                                      serve.client.call("MngGetStats")["shards"]),
                    timeout_s=30, interval_s=0.2)
-        wait_until(lambda: sum(serve.runs(rule["id"]).values()) >= total, timeout_s=60, interval_s=0.5)
+        wait_until(lambda: sum(serve.runs(rule["id"]).values()) >= total, timeout_s=120, interval_s=0.5)
         counts = serve.runs(rule["id"])
         assert set(counts) == {f"mt5:{seq}" for seq in range(1, total + 1)}
         assert set(counts.values()) == {1}
