@@ -15,12 +15,11 @@ import sys
 import time
 from collections import Counter
 
-import msgpack
 import pytest
-import zmq
 
 from brokerflow.api.client import ApiClient
 from tests.conftest import tcp_endpoint, wait_until
+from tests.relayed import RelayedUpstream
 
 CLI = [sys.executable, "-m", "brokerflow"]
 EVENTS = 2400
@@ -87,21 +86,11 @@ def event_ids(client: ApiClient, rule_id: int) -> Counter:
 
 
 def test_kill_9_mid_stream_with_the_publisher_going_on_loses_nothing_and_doubles_nothing(db_url, tmp_path):
-    context = zmq.Context()
-    upstream = context.socket(zmq.XPUB)
-    upstream.setsockopt(zmq.LINGER, 0)
-    upstream.setsockopt(zmq.SNDHWM, 100_000)
-    upstream.bind("tcp://127.0.0.1:0")
-    relay_pub, relay_replay = tcp_endpoint(), tcp_endpoint()
-    relay = subprocess.Popen([*CLI, "relay", "--from", upstream.getsockopt(zmq.LAST_ENDPOINT).decode(),
-                              "--publish-bind", relay_pub, "--replay-bind", relay_replay,
-                              "--journal", str(tmp_path / "journal.db"), "--source", "mt5"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relayed = RelayedUpstream(str(tmp_path / "journal.db"), sndhwm=100_000)
     token = run_cli("token", "create", "--role", "SESSION_ADMIN", "--db", db_url)
-    engine = Engine(db_url, relay_pub, relay_replay, tmp_path / "serve.log")
+    engine = Engine(db_url, relayed.publish_endpoint, relayed.replay_endpoint, tmp_path / "serve.log")
     try:
-        assert upstream.poll(20_000), "the relay never subscribed"
-        upstream.recv()
+        relayed.wait_subscribed()
         engine.start()
         client = engine.client(token)
         client.call("MngUpsertGroup", {"record": {"group": "g", "brand": "alpha", "currency": "USD"}})
@@ -110,13 +99,9 @@ def test_kill_9_mid_stream_with_the_publisher_going_on_loses_nothing_and_doubles
             "name": "every deposit", "brand": "alpha", "trigger": "deposit.created",
             "actions": [{"type": "customer.set_risk_level", "params": {"risk_level": "high"}}]}})["rule"]
 
-        def publish(order: int) -> None:
-            upstream.send_multipart([b"trade.push", msgpack.packb({"event": "EV_RECORD_ADD", "record": {
-                "order": order, "login": 1, "cmd": "OP_BALANCE_IN", "profit": 1.0}})])
-
         killed = False
         for order in range(1, EVENTS + 1):
-            publish(order)
+            relayed.deposit(order, login=1)
             time.sleep(0.001)  # a steady 1,000 events/s or less, as a trading engine publishes
             if not killed and order % 100 == 0 and sum(event_ids(client, rule["id"]).values()) >= KILL_AFTER_RUNS:
                 engine.kill()
@@ -133,7 +118,4 @@ def test_kill_9_mid_stream_with_the_publisher_going_on_loses_nothing_and_doubles
         client.close()
     finally:
         engine.stop()
-        relay.send_signal(signal.SIGTERM)
-        relay.wait(timeout=15)
-        upstream.close(linger=0)
-        context.term()
+        relayed.close()

@@ -15,14 +15,13 @@ import sys
 import time
 from collections import Counter
 
-import msgpack
 import pytest
-import zmq
 
 from brokerflow.api.client import ApiClient
 from brokerflow.bus.publisher import Publisher
 from brokerflow.workflow.partitions import partition_of
 from tests.conftest import tcp_endpoint, wait_until
+from tests.relayed import RelayedUpstream
 
 CLI = [sys.executable, "-m", "brokerflow"]
 pytestmark = pytest.mark.timeout(240)
@@ -172,20 +171,11 @@ def test_two_shards_run_each_event_once_share_rules_and_stats_and_stop_on_sigter
 
 
 def test_kill_9_of_a_shard_behind_a_relay_restarts_it_and_loses_nothing(tmp_path):
-    context = zmq.Context()
-    upstream = context.socket(zmq.XPUB)
-    upstream.setsockopt(zmq.LINGER, 0)
-    upstream.bind("tcp://127.0.0.1:0")
-    relay_pub, relay_replay = tcp_endpoint(), tcp_endpoint()
-    relay = subprocess.Popen([*CLI, "relay", "--from", upstream.getsockopt(zmq.LAST_ENDPOINT).decode(),
-                              "--publish-bind", relay_pub, "--replay-bind", relay_replay,
-                              "--journal", str(tmp_path / "journal.db"), "--source", "mt5"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relayed = RelayedUpstream(str(tmp_path / "journal.db"))
     serve = None
     try:
-        assert upstream.poll(20_000), "the relay never subscribed"
-        upstream.recv()
-        serve = Sharded(tmp_path, "--events-connect", relay_pub, "--replay", relay_replay)
+        relayed.wait_subscribed()
+        serve = Sharded(tmp_path, "--events-connect", relayed.publish_endpoint, "--replay", relayed.replay_endpoint)
         customers = customers_of_both(20)
         for customer in customers:
             serve.client.call("MngUpsertAccount", {"record": {"login": 100 + customer, "group": "g",
@@ -194,14 +184,9 @@ def test_kill_9_of_a_shard_behind_a_relay_restarts_it_and_loses_nothing(tmp_path
         wait_until(lambda: len({s["index"] for s in serve.client.call("MngGetStats")["shards"]}) == 2)
         time.sleep(0.5)  # the rule's control message to the other shard: a fixed margin, then the stream starts
 
-        def publish(order: int) -> None:
-            customer = customers[order % len(customers)]
-            upstream.send_multipart([b"trade.push", msgpack.packb({"event": "EV_RECORD_ADD", "record": {
-                "order": order, "login": 100 + customer, "cmd": "OP_BALANCE_IN", "profit": 1.0}})])
-
         total, victim = 1200, serve.shard_pids()[1]
         for order in range(1, total + 1):
-            publish(order)
+            relayed.deposit(order, login=100 + customers[order % len(customers)])
             time.sleep(0.001)  # a steady 1,000 events/s or less, as a trading engine publishes
             if order == 400:
                 wait_until(lambda: sum(serve.runs(rule["id"]).values()) >= 100, timeout_s=20, interval_s=0.1)
@@ -217,7 +202,4 @@ def test_kill_9_of_a_shard_behind_a_relay_restarts_it_and_loses_nothing(tmp_path
     finally:
         if serve is not None:
             assert serve.stop() == 0, serve.log()
-        relay.send_signal(signal.SIGTERM)
-        relay.wait(timeout=15)
-        upstream.close(linger=0)
-        context.term()
+        relayed.close()
