@@ -194,7 +194,14 @@ def test_kill_9_of_a_shard_behind_a_relay_restarts_it_and_loses_nothing(tmp_path
         wait_until(lambda: victim not in serve.shard_pids() and all(not s["stale"] for s in
                                                                      serve.client.call("MngGetStats")["shards"]),
                    timeout_s=30, interval_s=0.2)
-        wait_until(lambda: sum(serve.runs(rule["id"]).values()) >= total, timeout_s=120, interval_s=0.5)
+        try:
+            wait_until(lambda: sum(serve.runs(rule["id"]).values()) >= total, timeout_s=120, interval_s=0.5)
+        except AssertionError:
+            got = serve.runs(rule["id"])
+            missing = sorted(set(range(1, total + 1)) - {int(key.rsplit(":", 1)[1]) for key in got})
+            stats = serve.client.call("MngGetStats")
+            raise AssertionError(f"{len(got)} of {total} events ran; missing {missing[:30]} ({len(missing)}); "
+                                 f"bus {stats['bus']}; shards {stats.get('shards')}") from None
         counts = serve.runs(rule["id"])
         assert set(counts) == {f"mt5:{seq}" for seq in range(1, total + 1)}
         assert set(counts.values()) == {1}
