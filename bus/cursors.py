@@ -8,6 +8,9 @@ endpoint answers, the source then *catches up*: live events at or past ``next_se
 back (dropped here: the journal has them, and the replay brings them in order), and the
 ingress fetches pages from ``next_seq`` until the endpoint says nothing more is stored. So a
 source's events are taken in order and nothing is held in memory, whatever the backlog.
+The highest seq held back is remembered (``held_to``): a page that says "nothing more" may have
+been answered before those events were journaled, so catching up goes on until it passes them
+(and, should the journal still lack them, they become a hole, fetched or given up as below).
 
 While the endpoint does not answer, live processing must not stall: a live event past a hole
 is taken and the hole ``[first, last]`` is kept open, to be fetched (out of order) once the
@@ -37,6 +40,7 @@ class Cursor:
     source: str
     next_seq: int
     live: bool = False  # False: catching up from the replay endpoint
+    held_to: int = 0  # the highest live seq held back while catching up (the replay must reach it)
     holes: list[list[int]] = field(default_factory=list)  # open [first, last], ascending
 
     def first_open(self) -> int:
@@ -102,6 +106,7 @@ class Cursors:
             return "take"
         if endpoint_up:
             cursor.live = False  # the replay brings it, in order
+            cursor.held_to = max(cursor.held_to, seq)
             return "hold"
         if seq > cursor.next_seq:
             _open_hole(cursor, cursor.next_seq, seq - 1)
@@ -155,9 +160,14 @@ class Cursors:
             outcome.take.append(seq)
             expected = seq + 1
         cursor.next_seq = expected
-        if not more:
-            cursor.live = True
-            outcome.filled += 1  # caught up: the backlog or the live gap that started it is filled
+        if more:
+            return
+        if cursor.held_to >= expected:
+            if seqs:
+                return  # live events past this page were held back meanwhile: ask again from here
+            _hold_to_hole(cursor)  # the journal lacks what was held: fetch it as a hole, or give it up
+        cursor.live, cursor.held_to = True, 0
+        outcome.filled += 1  # caught up: the backlog or the live gap that started it is filled
 
     @staticmethod
     def _fill(cursor: Cursor, from_seq: int, to_seq: int, seqs: list[int], first_seq: int | None,
@@ -180,7 +190,8 @@ class Cursors:
         for source in sources:
             cursor = self.by_source.get(source)
             if cursor is not None and not cursor.live:
-                cursor.live = True
+                _hold_to_hole(cursor)  # what was held back is fetched once the endpoint answers
+                cursor.live, cursor.held_to = True, 0
 
     def open_gaps(self) -> int:
         """Holes still open plus sources catching up: what ``gaps_open`` reports."""
@@ -198,6 +209,13 @@ def _out_of_range(seqs: list[int], from_seq: int, to_seq: int | None) -> bool:
     if seqs[0] < from_seq or (to_seq is not None and seqs[-1] > to_seq):
         return True
     return any(later <= earlier for earlier, later in zip(seqs, seqs[1:], strict=False))
+
+
+def _hold_to_hole(cursor: Cursor) -> None:
+    """Live events held back (dropped for the replay to bring) that it did not bring: a hole."""
+    if cursor.held_to >= cursor.next_seq:
+        _open_hole(cursor, cursor.next_seq, cursor.held_to)
+        cursor.next_seq = cursor.held_to + 1
 
 
 def _open_hole(cursor: Cursor, first: int, last: int) -> None:

@@ -25,7 +25,7 @@ def test_a_new_source_starts_at_its_checkpoint_else_after_what_was_taken_live_el
 def test_catching_up_holds_live_events_and_takes_the_replayed_pages_in_order():
     cursors = served(start=1)
     assert cursors.wanted() == [("crm", 1, None)]
-    assert cursors.on_live("crm", 50, endpoint_up=True) == "hold"
+    assert cursors.on_live("crm", 5, endpoint_up=True) == "hold"
     page = cursors.on_page("crm", 1, None, [1, 2, 3], first_seq=1, more=True)
     assert page.take == [1, 2, 3] and page.lost == [] and page.lying is None
     assert cursors.wanted() == [("crm", 4, None)]
@@ -34,6 +34,28 @@ def test_catching_up_holds_live_events_and_takes_the_replayed_pages_in_order():
     assert cursors.on_live("crm", 5, endpoint_up=True) == "duplicate"
     assert cursors.on_live("crm", 6, endpoint_up=True) == "take"
     assert cursors.wanted() == []
+
+
+def test_events_held_back_past_a_last_page_answered_before_they_were_journaled_are_fetched_next():
+    cursors = served(start=1, last=3)
+    assert cursors.on_live("crm", 8, endpoint_up=True) == "hold"  # journaled after the page below
+    page = cursors.on_page("crm", 1, None, [1, 2, 3], first_seq=1, more=False)
+    assert page.take == [1, 2, 3] and not cursors.by_source["crm"].live
+    assert cursors.wanted() == [("crm", 4, None)]  # not live at 4: 4..8 would wait for a 9th event
+    assert cursors.on_page("crm", 4, None, [4, 5, 6, 7, 8], first_seq=1, more=False).take == [4, 5, 6, 7, 8]
+    assert cursors.by_source["crm"].live and cursors.positions() == {"crm": 9} and cursors.wanted() == []
+
+
+def test_events_held_back_that_the_journal_still_lacks_become_a_hole():
+    cursors = served(start=1, last=3)
+    assert cursors.on_live("crm", 8, endpoint_up=True) == "hold"
+    cursors.on_page("crm", 1, None, [1, 2, 3], first_seq=1, more=False)
+    empty = cursors.on_page("crm", 4, None, [], first_seq=1, more=False)
+    assert empty.take == [] and cursors.by_source["crm"].live
+    assert cursors.positions() == {"crm": 4} and cursors.wanted() == [("crm", 4, 8)]
+    assert cursors.on_live("crm", 9, endpoint_up=True) == "take"
+    given_up = cursors.on_page("crm", 4, 8, [4, 5], first_seq=1, more=False)
+    assert given_up.take == [4, 5] and given_up.lost == [(6, 8)] and cursors.positions() == {"crm": 10}
 
 
 def test_a_live_gap_with_the_endpoint_up_turns_into_a_catch_up():
@@ -103,3 +125,11 @@ def test_an_endpoint_that_stops_answering_lets_its_sources_go_live():
     cursors.endpoint_lost(["crm"])
     assert cursors.on_live("crm", 7, endpoint_up=False) == "take"
     assert cursors.wanted() == [("crm", 1, 6)]
+
+
+def test_events_held_back_when_the_endpoint_stops_answering_are_a_hole_to_fetch():
+    cursors = served(start=1)
+    assert cursors.on_live("crm", 5, endpoint_up=True) == "hold"
+    cursors.endpoint_lost(["crm"])
+    assert cursors.wanted() == [("crm", 1, 5)] and cursors.positions() == {"crm": 1}
+    assert cursors.on_live("crm", 6, endpoint_up=False) == "take"
