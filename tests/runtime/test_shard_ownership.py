@@ -169,6 +169,73 @@ def test_one_shard_and_two_give_the_same_runs_and_the_same_customer_and_kyc_stat
     assert kyc_one == kyc_two and len(kyc_two) == 16
 
 
+STATEFUL_RULES = [
+    {"name": "once per customer", "trigger": "deposit.created", "cooldown": {"key": "customer.id", "seconds": 3600},
+     "actions": [notify("first deposit of {{customer.id}}")]},
+    {"name": "third deposit", "trigger": "deposit.created",
+     "conditions": [{"agg": "count", "window_s": 3600, "by": "customer.id", "op": ">=", "value": 3}],
+     "actions": [notify("{{customer.id}} deposits often")]},
+    {"name": "sum by login", "trigger": "deposit.created",
+     "conditions": [{"agg": "sum", "field": "amount_usd", "window_s": 3600, "by": "trade.login", "op": ">=", "value": 25}],
+     "actions": [notify("{{trade.login}} deposited 25")]},
+]
+
+
+def _deposits(publisher: Publisher) -> int:
+    """Customers linked to accounts, then five rounds of deposits: cooldowns and windows per customer."""
+    sent = 0
+
+    def publish(topic: str, record: dict, id: str) -> None:  # noqa: A002
+        nonlocal sent
+        publisher.publish(topic, record, event="EV_RECORD_ADD", id=id)
+        sent += 1
+
+    publish("group.push", {"group": "real", "brand": "alpha", "currency": "USD"}, "g")
+    for c in range(1, 13):
+        publish("customer.push", {"id": c, "brand": "alpha"}, f"c-{c}")
+        publish("account.push", {"login": 100 + c, "group": "real", "customer_id": c}, f"a-{c}")
+    for round_ in range(5):
+        for c in range(1, 13):
+            publish("trade.push", {"order": round_ * 100 + c, "login": 100 + c, "cmd": "OP_BALANCE_IN",
+                                   "profit": float(c % 4 + 5)}, f"t-{c}-{round_}")
+    return sent
+
+
+def test_cooldowns_and_windowed_aggregates_per_customer_give_the_same_runs_on_one_shard_and_two(tmp_path):
+    """Rule state (cooldowns, aggregate windows) keyed by the customer or its login lives in the
+    customer's partition: split over two shards, every rule fires for the same events."""
+    outcomes = []
+    for name, shards in (("one", 1), ("two", 2)):
+        publisher = Publisher("tcp://127.0.0.1:0", source="mt5", bind=True, linger_ms=0)
+        engines = _engines(tmp_path, f"stateful-{name}", shards, publisher)
+        try:
+            assert publisher.wait_subscribed(timeout_s=5, subscribers=shards)
+            token, _ = engines[0].store.tokens.create("SESSION_ADMIN", name="equivalence")
+            with ApiClient(engines[0].api_endpoint, token, timeout_ms=10_000) as api:
+                names = {api.call("MngAddWorkflowRule", {"rule": {"brand": "alpha", **rule}})["rule"]["id"]: rule["name"]
+                         for rule in STATEFUL_RULES}
+            for engine in engines[1:]:
+                engine.reload_rules()
+            sent = _deposits(publisher)
+            for engine in engines:
+                wait_until(lambda engine=engine: engine.stats()["bus"]["received"] >= sent, timeout_s=20)
+                assert engine.drain(10)
+                engine.flush()
+            runs = engines[0].store.runs.list(limit=1000)
+            outcomes.append({(run["event_id"], names[run["rule_id"]]) for run in runs if run["rule_id"] in names})
+        finally:
+            for engine in engines:
+                engine.stop()
+            publisher.close()
+    one, two = outcomes
+    assert one == two
+    fired = Counter(rule for _event, rule in one)
+    assert fired["once per customer"] == 12  # the cooldown let one deposit per customer through
+    assert fired["third deposit"] == 12 * 3  # rounds 3, 4 and 5 of every customer
+    assert {event for event, rule in one if rule == "once per customer"} == {f"t-{c}-0" for c in range(1, 13)}
+    assert 0 < fired["sum by login"] < 12 * 5
+
+
 def test_a_shard_makes_only_pids_it_owns_and_refuses_another_shard_s(pair):
     _publisher, (first, second) = pair
     first.store.flows.save({"name": "counter", "initial": "counting", "states": {
