@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -107,16 +108,25 @@ def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: in
             "cost": round(1 - on / max(1, off), 3), "runs": rates}
 
 
-def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_rate: int) -> dict[str, Any]:
-    """The max rate of ``serve --shards N`` on a fresh database, beside one process's of the same run."""
+def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_rate: int,
+                    world: Callable[[EngineUnderTest], object] | None = None) -> dict[str, Any]:
+    """The max rate of ``serve --shards N`` on a fresh database, beside one process's of the same run.
+
+    ``world`` loads the rules and reference data (the bench's own by default); ``shard_processes``
+    is how many shards answered in ``MngGetStats``, so a figure can never come from one process.
+    """
     sub = Path(folder) / f"shards-{shards}"
     sub.mkdir()
-    engine = EngineUnderTest(str(sub), shards)
+    engine = EngineUnderTest(str(sub), name=f"shards-{shards}", shards=shards)
     try:
-        load_world(engine, webhook_url)
+        if world is None:
+            load_world(engine, webhook_url)
+        else:
+            world(engine)
         time.sleep(1.0)  # the rules reach the other shards over their control channel: well within this
         figures = measure_max_rate(engine, count, str(sub))
         figures["cpu_s"] = _cpu_seconds(engine.proc.pid)
+        figures["shard_processes"] = len(engine.stats().get("shards", ())) or 1
     finally:
         figures_code = engine.stop()
     return {"shards": shards, "max_rate": figures, "ratio_to_one": round(figures["events_per_s"] / max(1, one_rate), 2),

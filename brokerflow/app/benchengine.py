@@ -31,7 +31,7 @@ BASE_CMD = [sys.executable, "-m", "brokerflow"]
 class EngineUnderTest:
     """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
 
-    def __init__(self, folder: str, name: str = "bench", events_connect: str | None = None,
+    def __init__(self, folder: str, name: str = "bench", *, events_connect: str | None = None,
                  replay: str | None = None, publish_to: str | None = None, retention_hours: float | None = None,
                  shards: int = 1) -> None:
         """``events_connect``/``replay``: the engine takes its events from a relay's PUB and asks its

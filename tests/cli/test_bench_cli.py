@@ -76,3 +76,18 @@ def test_the_crash_run_kills_serve_mid_stream_and_counts_nothing_lost_nothing_do
     assert (figures["lost"], figures["doubled"], figures["unknown"]) == (0, 0, 0)
     assert figures["runs"] == 400 and figures["journaled"] == 400
     assert figures["recovered_s"] is not None and figures["stop_exit_code"] == 0
+
+
+def test_the_sharded_max_rate_runs_serve_with_that_many_shards_and_loses_nothing(tmp_path):
+    from brokerflow.app.bench import measure_sharded
+
+    def world(engine):
+        engine.client.call("MngUpsertGroup", {"record": {"group": "g", "brand": "alpha", "currency": "USD"}})
+        engine.client.call("MngAddWorkflowRule", {"rule": {
+            "name": "every deposit", "brand": "alpha", "trigger": "deposit.created",
+            "actions": [{"type": "customer.set_risk_level", "params": {"risk_level": "high"}}]}})
+
+    figures = measure_sharded(2, 300, str(tmp_path), "http://127.0.0.1:9/unused", one_rate=1000, world=world)
+    assert figures["shards"] == 2 and figures["max_rate"]["shard_processes"] == 2
+    assert (figures["max_rate"]["received"], figures["max_rate"]["lost"], figures["stop_exit_code"]) == (300, 0, 0)
+    assert figures["ratio_to_one"] == round(figures["max_rate"]["events_per_s"] / 1000, 2)
