@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Protocol
@@ -38,23 +39,38 @@ class RunIds:
     ``next()`` on a range iterator is one C call, atomic under the GIL. Only the thread that
     finds the block used up takes the lock, and reserves a new block unless another thread
     did so meanwhile.
+
+    With ``max_age_s`` (several processes on one database), a block older than that is dropped
+    for a fresh one: ids then grow with time across processes, to within one block or
+    ``max_age_s``, so the run log's newest-first order (by id) holds for the whole engine. The
+    ids left in a dropped block are never used.
     """
 
-    def __init__(self, runs_repo: RunIdSource, block: int = 1000) -> None:
+    def __init__(self, runs_repo: RunIdSource, block: int = 1000, max_age_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.runs_repo, self.block = runs_repo, block
         self._lock = threading.Lock()
         self._ids = iter(())
+        self._max_age_s, self._clock = max_age_s, clock
+        self._expires = float("inf")
 
     def next(self) -> int:
         run_id = next(self._ids, None)
-        return self._refill() if run_id is None else run_id
+        if run_id is None or (self._max_age_s is not None and self._clock() >= self._expires):
+            return self._refill(run_id)
+        return run_id
 
-    def _refill(self) -> int:
+    def _refill(self, taken: int | None = None) -> int:
         with self._lock:
-            run_id = next(self._ids, None)  # another thread may have reserved a block meanwhile
+            fresh = self._max_age_s is None or self._clock() < self._expires
+            if taken is not None and fresh:
+                return taken  # another thread reserved a new block meanwhile
+            run_id = next(self._ids, None) if fresh else None
             if run_id is not None:
                 return run_id
             self._ids = ids = iter(self.runs_repo.allocate_ids(self.block))
+            if self._max_age_s is not None:
+                self._expires = self._clock() + self._max_age_s
             return next(ids)
 
 

@@ -151,6 +151,12 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)
 
+    @property
+    def shares_the_database(self) -> bool:
+        """Do other engine processes write the same database (``--shards``)? Then run ids come in
+        small, short-lived blocks, so the run log's newest-first order holds across processes."""
+        return self.shard_count > 1
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``BROKERFLOW_*`` variables, then explicit ``overrides`` (CLI flags)."""

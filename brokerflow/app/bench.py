@@ -109,8 +109,11 @@ def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: in
 
 
 def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_rate: int,
-                    world: Callable[[EngineUnderTest], object] | None = None) -> dict[str, Any]:
-    """The max rate of ``serve --shards N`` on a fresh database, beside one process's of the same run.
+                    world: Callable[[EngineUnderTest], object] | None = None, rates: tuple[int, ...] = (),
+                    fixed_seconds: float = 10.0, wm_clients: tuple[int, ...] = (), wm_seconds: float = 5.0,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """``serve --shards N`` on a fresh database: its max rate beside one process's of the same run,
+    then the same fixed-rate latencies and Workflow Machine phases one process had.
 
     ``world`` loads the rules and reference data (the bench's own by default); ``shard_processes``
     is how many shards answered in ``MngGetStats``, so a figure can never come from one process.
@@ -127,10 +130,12 @@ def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_
         figures = measure_max_rate(engine, count, str(sub))
         figures["cpu_s"] = _cpu_seconds(engine.proc.pid)
         figures["shard_processes"] = len(engine.stats().get("shards", ())) or 1
+        fixed = [measure_fixed_rate(engine, rate, fixed_seconds, str(sub), progress) for rate in rates]
+        workflow = [measure_workflow(engine, clients, wm_seconds) for clients in wm_clients]
     finally:
         figures_code = engine.stop()
     return {"shards": shards, "max_rate": figures, "ratio_to_one": round(figures["events_per_s"] / max(1, one_rate), 2),
-            "stop_exit_code": figures_code}
+            "fixed_rates": fixed, "workflow": workflow, "stop_exit_code": figures_code}
 
 
 def _cpu_seconds(parent: int) -> float:
@@ -154,7 +159,7 @@ def measure_fixed_rate(engine: EngineUnderTest, rate: int, seconds: float, folde
     first_id = last_run_id(engine)
     proc, stamps_path = _spawn_publisher(engine.events, count, rate, f"bench-{rate}", prefix, folder)
     follow(engine, proc, before["bus"]["received"], count, progress or Silent(0))
-    engine.wait_idle(before["bus"]["received"] + count)
+    engine.wait_idle(before["bus"]["received"], count)
     stamps = json.loads(Path(stamps_path).read_text())
     latencies = [parse_iso_ms(run["finished_at"]) - stamps[run["event_id"]]
                  for run in engine.runs_since(first_id) if run.get("event_id") in stamps]
@@ -205,7 +210,7 @@ def measure_soak(engine: EngineUnderTest, rate: int, seconds: float, folder: str
         samples.append(engine.rss_mb())
         proc.join(10)
     backlog = engine.stats()
-    engine.wait_idle(0, timeout_s=600)
+    engine.wait_idle(0, 0, timeout_s=600)
     return {"rate": rate, "seconds": seconds, "rss_mb_first": samples[0] if samples else 0.0,
             "rss_mb_last": samples[-1] if samples else 0.0, "rss_mb_max": max(samples, default=0.0),
             "mailbox_at_end": sum(a["mailbox"] for a in backlog["actors"]), "samples": samples}
@@ -315,8 +320,11 @@ def _after_the_engine(args: argparse.Namespace, folder: str, webhook_url: str, r
         result["retention_cost"] = measure_retention_cost(args.events, folder, webhook_url)
     if args.shards > 1:
         progress.phase(f"serve --shards {args.shards}: max rate on a fresh database")
-        result["sharded"] = measure_sharded(args.shards, args.events, folder, webhook_url,
-                                            result["max_rate"]["events_per_s"])
+        result["sharded"] = measure_sharded(
+            args.shards, args.events, folder, webhook_url, result["max_rate"]["events_per_s"],
+            rates=tuple(fixed["rate"] for fixed in result["fixed_rates"]), fixed_seconds=args.fixed_seconds,
+            wm_clients=tuple(wm["clients"] for wm in result["workflow"]), wm_seconds=args.wm_seconds,
+            progress=progress)
     if not (args.no_replay or args.max_only):
         from brokerflow.app.benchreplay import measure_replay_cost
 

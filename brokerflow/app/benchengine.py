@@ -79,11 +79,12 @@ class EngineUnderTest:
     def stats(self) -> dict[str, Any]:
         return self.client.call("MngGetStats")
 
-    def wait_idle(self, expect_received: int, timeout_s: float = 240) -> dict[str, Any]:
-        """Every shard decodes every event (``received`` counts each), and a shard's figures are up
-        to a second old: with shards, quiet means 3 s without a new run (a loaded machine can stall
-        one shard's writes for over a second)."""
-        expect_received *= self.shards
+    def wait_idle(self, received_before: int, new_events: int, timeout_s: float = 240) -> dict[str, Any]:
+        """Until the ``new_events`` published after ``received_before`` (``bus.received`` then) are
+        done. Every shard decodes every event (``received`` counts each once per shard), and a
+        shard's figures are up to a second old: with shards, quiet means 3 s without a new run (a
+        loaded machine can stall one shard's writes for over a second)."""
+        expect_received = received_before + new_events * self.shards
         needed = 3 if self.shards == 1 else 30
         deadline, quiet, last_logged = time.monotonic() + timeout_s, 0, -1
         while time.monotonic() < deadline:
@@ -183,7 +184,7 @@ def measure_max_rate(engine: EngineUnderTest, count: int, folder: str,
     first_id = last_run_id(engine)
     proc, stamps_path = _spawn_publisher(engine.publish_to, count, 0, "bench-max", "m", folder)
     follow(engine, proc, before["bus"]["received"], count, progress)
-    stats = engine.wait_idle(before["bus"]["received"] + count)
+    stats = engine.wait_idle(before["bus"]["received"], count)
     stamps = json.loads(Path(stamps_path).read_text())
     runs = engine.runs_since(first_id)
     first_ts = min(stamps.values())

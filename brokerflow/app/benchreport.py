@@ -55,6 +55,12 @@ def table(result: dict[str, Any]) -> str:
         sm = sharded["max_rate"]
         lines.append(f"engine --shards {sharded['shards']} max rate    {sm['events_per_s']:>9,} events/s  "
                      f"({sharded['ratio_to_one']:.2f}x one process; lost {sm['lost']}; {sm['runs']} runs)")
+        for fixed in sharded.get("fixed_rates", []):
+            lines.append(f"  --shards {sharded['shards']} at {fixed['rate']:>5}/s      p50 {fixed['p50_ms']} ms"
+                         f"  p99 {fixed['p99_ms']} ms  max {fixed['max_ms']} ms  ({fixed['runs']} runs)")
+        for wm in sharded.get("workflow", []):
+            lines.append(f"  --shards {sharded['shards']} Workflow Machine {wm['clients']} client(s)  "
+                         f"{wm['per_s']:>7,} EVENT/s  p50 {wm['p50_ms']} ms  p99 {wm['p99_ms']} ms")
     soak = result.get("soak")
     if soak:
         lines.append(f"soak {soak['rate']}/s for {soak['seconds']:.0f}s      RSS {soak['rss_mb_first']} → "

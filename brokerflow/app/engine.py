@@ -65,6 +65,7 @@ log = logging.getLogger("brokerflow.engine")
 
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
 REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
+RUN_ID_BLOCK_AGE_S = 1.0  # several processes on one database: a run id block is used for at most this long
 CHECKPOINT_TICK_S = 0.5  # how often the run log is asked to store checkpoints that moved without runs
 
 
@@ -149,7 +150,8 @@ class Engine:
                                                         settings.webhook_workers, deliveries=self.deliveries))
         self.webhook_retries = WebhookRetries(store.webhooks, self.deliveries, pipeline, stats,
                                               max(1, settings.webhook_workers // 2), now_ms, on_exit=store.close)
-        run_ids = self.run_ids = RunIds(store.runs, block=10_000)
+        run_ids = self.run_ids = (RunIds(store.runs, block=1_000, max_age_s=RUN_ID_BLOCK_AGE_S)
+                                  if settings.shares_the_database else RunIds(store.runs, block=10_000))
         state_writer = RuleStateWriter.start(stats, store.rule_state, now_ms)
         pipeline.register("rulestate", state_writer)  # stopped with the action actors, after the drain
 

@@ -46,3 +46,26 @@ def test_run_ids_are_unique_across_threads_and_engines_sharing_a_database(store)
     assert len(ids) == len(set(ids)) == 400
     assert all(isinstance(run_id, int) for run_id in ids)
 
+
+
+def test_run_ids_of_processes_sharing_a_database_grow_with_time_across_them(store):
+    """Under --shards each process takes short-lived blocks: a run logged later by any process
+    has a higher id than one logged a block-age earlier, so newest first holds for the engine."""
+    from brokerflow.actors.rules import RunIds
+
+    now = [0.0]
+    first, second = (RunIds(store.runs, block=100, max_age_s=1.0, clock=lambda: now[0]) for _ in range(2))
+    early = [first.next(), second.next(), first.next()]
+    assert len(set(early)) == 3
+    now[0] = 1.5  # both blocks are too old now, though barely used
+    late = [first.next(), second.next()]
+    assert min(late) > max(early)
+    assert second.next() == late[1] + 1  # within its age a block is used as before
+
+
+def test_run_ids_of_a_single_process_use_up_each_block(store):
+    from brokerflow.actors.rules import RunIds
+
+    ids = RunIds(store.runs, block=100)
+    first = ids.next()
+    assert [ids.next() for _ in range(99)] == list(range(first + 1, first + 100))

@@ -176,7 +176,8 @@ STATEFUL_RULES = [
      "conditions": [{"agg": "count", "window_s": 3600, "by": "customer.id", "op": ">=", "value": 3}],
      "actions": [notify("{{customer.id}} deposits often")]},
     {"name": "sum by login", "trigger": "deposit.created",
-     "conditions": [{"agg": "sum", "field": "amount_usd", "window_s": 3600, "by": "trade.login", "op": ">=", "value": 25}],
+     "conditions": [{"agg": "sum", "field": "amount_usd", "window_s": 3600, "by": "trade.login", "op": ">=",
+                     "value": 25}],
      "actions": [notify("{{trade.login}} deposited 25")]},
 ]
 
@@ -212,13 +213,14 @@ def test_cooldowns_and_windowed_aggregates_per_customer_give_the_same_runs_on_on
             assert publisher.wait_subscribed(timeout_s=5, subscribers=shards)
             token, _ = engines[0].store.tokens.create("SESSION_ADMIN", name="equivalence")
             with ApiClient(engines[0].api_endpoint, token, timeout_ms=10_000) as api:
-                names = {api.call("MngAddWorkflowRule", {"rule": {"brand": "alpha", **rule}})["rule"]["id"]: rule["name"]
-                         for rule in STATEFUL_RULES}
+                added = [api.call("MngAddWorkflowRule", {"rule": {"brand": "alpha", **rule}})["rule"]
+                         for rule in STATEFUL_RULES]
+                names = {rule["id"]: rule["name"] for rule in added}
             for engine in engines[1:]:
                 engine.reload_rules()
             sent = _deposits(publisher)
             for engine in engines:
-                wait_until(lambda engine=engine: engine.stats()["bus"]["received"] >= sent, timeout_s=20)
+                wait_until(lambda engine=engine, sent=sent: engine.stats()["bus"]["received"] >= sent, timeout_s=20)
                 assert engine.drain(10)
                 engine.flush()
             runs = engines[0].store.runs.list(limit=1000)
