@@ -170,11 +170,13 @@ def last_run_id(engine: EngineUnderTest) -> int:
 
 
 def follow(engine: EngineUnderTest, proc: Any, received_before: int, count: int, progress: Progress) -> None:
-    """Wait for the publisher process, telling how many of its events the engine received so far."""
+    """Wait for the publisher process, telling how many of its events the engine received so far
+    (under ``--shards`` every shard receives every event: the count is per shard)."""
     deadline = time.monotonic() + 600
     while proc.is_alive() and time.monotonic() < deadline:
         proc.join(1.0)
-        progress.tick(engine.stats()["bus"]["received"] - received_before, count, "events received")
+        received = (engine.stats()["bus"]["received"] - received_before) // engine.shards
+        progress.tick(received, count, "events received")
 
 
 def measure_max_rate(engine: EngineUnderTest, count: int, folder: str,
