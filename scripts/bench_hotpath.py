@@ -43,7 +43,7 @@ from brokerflow.actors.notifier import NotifierActor
 from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
-from brokerflow.actors.runlog import RunCounters, RunLogActor
+from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
 from brokerflow.app import benchdata, gcpolicy
 from brokerflow.app.engine import REFERENCE_KINDS, now_ms
 from brokerflow.bus.codec import decode
@@ -108,7 +108,7 @@ class HotPath:
                                       self.echoes.extend),
             "kyc": KycActor(stats, self.pipeline, now_ms, refs, store.kyc, self.outbound),
         }
-        self.runlog = RunLogActor(stats, store.runs, RunCounters(), now_ms)
+        self.runlog = RunLogActor(stats, store.runs, RunCounters(), now_ms, latency=RunLatency())  # as the engine's
         run_ids = RunIds(store.runs, block=10_000)
         rules_by_brand: dict[str, list[dict]] = defaultdict(list)
         for rule in benchdata.rules("http://127.0.0.1:9/hook"):
