@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             path.close()
     per_event = {stage: round(seconds / len(measured) * 1e6, 2) for stage, seconds in path.cpu.items()}
     total = round(sum(per_event.values()), 2)
-    result = {"events": len(measured), "runs_logged": runs, "gc_gen0": args.gc_gen0, "us_per_event": per_event, "total_us": total,
+    result = {"events": len(measured), "runs_logged": runs, "gc_gen0": args.gc_gen0,
+              "us_per_event": per_event, "total_us": total,
               "events_per_s_one_thread": round(1e6 / total) if total else 0}
     for stage in STAGES:
         print(f"{stage:10s} {per_event[stage]:7.2f} µs/event")
