@@ -76,7 +76,7 @@ class _PlainPayload(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     values: str keys, scalars, ints in msgpack's range (the range checks follow in
     ``plain_event``), no timestamps or extension types, nothing skipped unread. msgspec builds
     the fields in C without an intermediate dict: about half of msgpack's decode plus its key
-    checks per event (docs/benchmarks.md, "The hot path, session 6").
+    checks per event (docs/benchmarks.md, "The hot path (issue 15)").
     """
 
     record: dict[str, str | int | float | bool | None]
