@@ -8,11 +8,17 @@ fresh SQLite file and a bound outbound PUB. The actors are constructed but never
 handlers are called directly and what they tell each other is collected and handed on by hand.
 Webhook jobs go straight to the run log (no HTTP here).
 
+The garbage collector runs under the engine's policy (``brokerflow/app/gcpolicy.py``: the
+startup heap frozen, a young pass every 50,000 allocations) unless ``--gc-gen0 0`` asks for
+CPython's defaults. Under the defaults a pass every 700 allocations lands in whichever stage
+happens to be allocating, so the stages' figures move with each other's allocations (fewer
+objects in one stage showed as less time in another).
+
 What it prints: microseconds of CPU (``time.thread_time``) per event for each stage, their
 sum, and that sum as events/s. Set beside ``brokerflow bench``'s engine CPU per event, the gap
 is what threads, hand-offs and the GIL add. It never asserts.
 
-    python scripts/bench_hotpath.py [--events 60000] [--batch 2000]
+    python scripts/bench_hotpath.py [--events 60000] [--batch 2000] [--gc-gen0 50000]
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ from brokerflow.actors.notifier import NotifierActor
 from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.router import RouterActor, RouterCounters
 from brokerflow.actors.rules import RuleActor, RunIds
-from brokerflow.actors.runlog import RunCounters, RunLogActor
-from brokerflow.app import benchdata
+from brokerflow.actors.runlog import RunCounters, RunLatency, RunLogActor
+from brokerflow.app import benchdata, gcpolicy
 from brokerflow.app.engine import REFERENCE_KINDS, now_ms
 from brokerflow.bus.codec import decode
 from brokerflow.bus.outbound import Outbound
@@ -102,7 +108,7 @@ class HotPath:
                                       self.echoes.extend),
             "kyc": KycActor(stats, self.pipeline, now_ms, refs, store.kyc, self.outbound),
         }
-        self.runlog = RunLogActor(stats, store.runs, RunCounters(), now_ms)
+        self.runlog = RunLogActor(stats, store.runs, RunCounters(), now_ms, latency=RunLatency())  # as the engine's
         run_ids = RunIds(store.runs, block=10_000)
         rules_by_brand: dict[str, list[dict]] = defaultdict(list)
         for rule in benchdata.rules("http://127.0.0.1:9/hook"):
@@ -172,12 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_hotpath")
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--batch", type=int, default=2000, help="events per ingress batch")
+    parser.add_argument("--gc-gen0", type=int, default=gcpolicy.DEFAULT_GEN0,
+                        help="the engine's collector policy (0: CPython's defaults)")
     args = parser.parse_args(argv)
     frames = _frames(args.events)
     with tempfile.TemporaryDirectory(prefix="brokerflow-hotpath-") as folder:
         path = HotPath(folder)
         try:
             path.run_batch(frames[: args.batch])  # warm the caches (templates, profiles, rule index)
+            gcpolicy.apply(args.gc_gen0)  # as `brokerflow serve` does once the engine is built
             path.cpu = dict.fromkeys(STAGES, 0.0)
             measured = frames[args.batch:]
             for start in range(0, len(measured), args.batch):
@@ -187,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             path.close()
     per_event = {stage: round(seconds / len(measured) * 1e6, 2) for stage, seconds in path.cpu.items()}
     total = round(sum(per_event.values()), 2)
-    result = {"events": len(measured), "runs_logged": runs, "us_per_event": per_event, "total_us": total,
+    result = {"events": len(measured), "runs_logged": runs, "gc_gen0": args.gc_gen0,
+              "us_per_event": per_event, "total_us": total,
               "events_per_s_one_thread": round(1e6 / total) if total else 0}
     for stage in STAGES:
         print(f"{stage:10s} {per_event[stage]:7.2f} µs/event")

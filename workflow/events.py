@@ -283,20 +283,35 @@ def parse_decoded(topic: str, payload: object, received_ms: int) -> Event:
 def _parse(topic: str, payload: object, received_ms: int, depth: int, copy: bool) -> Event:
     if type(payload) is dict and topic in _FAST:
         get = payload.get
-        event, record, event_id = get("event"), get("record"), get("id")
-        source, seq, ts = get("source"), get("seq"), get("ts")
-        if ((type(event) is str and event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED
-             else event is None or type(event) is str)
-                and type(record) is dict
-                and (event_id is None or type(event_id) is str and 0 < len(event_id) <= MAX_ID_CHARS)
-                and (source is None or type(source) is str and len(source) <= MAX_ID_CHARS)
-                # INT_MIN and INT_MAX as literals: constants, where the names would be global lookups.
-                and (seq is None or type(seq) is int and 0 <= seq <= 0x7FFF_FFFF_FFFF_FFFF)
-                and (ts is None or type(ts) is int and -0x8000_0000_0000_0000 <= ts <= 0x7FFF_FFFF_FFFF_FFFF)
-                and _record_is_plain(topic, record)):
-            return _new_event(topic, event, dict(record) if copy else record, source, seq, event_id, ts,
-                              received_ms, depth)
+        record = get("record")
+        made = plain_event(topic, get("event"), dict(record) if copy and type(record) is dict else record,
+                           get("source"), get("seq"), get("id"), get("ts"), received_ms, depth)
+        if made is not None:
+            return made
     return _parse_checked(topic, payload, received_ms, depth)
+
+
+def plain_event(topic: str, event: Any, record: Any, source: Any, seq: Any, event_id: Any, ts: Any,
+                received_ms: int, depth: int = 0) -> Event | None:
+    """The ``Event`` of a payload's fields when they have the usual shape, else None.
+
+    The fast path of ``parse_event``, for a decoder that has taken the payload's fields apart
+    itself (``bus.codec``): a few identity checks accept what every publisher sends. None means
+    "not the usual shape", never "malformed": the caller then hands the whole payload to
+    ``parse_event``, which decides and words the reason. ``record`` becomes the event's own.
+    """
+    if ((type(event) is str and event in _RECORD_EVENT_SET if topic in _EVENT_REQUIRED
+         else event is None or type(event) is str)
+            and type(record) is dict
+            and topic in _FAST
+            and (event_id is None or type(event_id) is str and 0 < len(event_id) <= MAX_ID_CHARS)
+            and (source is None or type(source) is str and len(source) <= MAX_ID_CHARS)
+            # INT_MIN and INT_MAX as literals: constants, where the names would be global lookups.
+            and (seq is None or type(seq) is int and 0 <= seq <= 0x7FFF_FFFF_FFFF_FFFF)
+            and (ts is None or type(ts) is int and -0x8000_0000_0000_0000 <= ts <= 0x7FFF_FFFF_FFFF_FFFF)
+            and _record_is_plain(topic, record)):
+        return _new_event(topic, event, record, source, seq, event_id, ts, received_ms, depth)
+    return None
 
 
 class _EventTwin:

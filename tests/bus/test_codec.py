@@ -124,3 +124,64 @@ def test_events_with_an_empty_id_are_told_apart_by_source_and_seq():
                 for seq in (1, 2, 3)]
     assert verdicts == ["new", "new", "new"]
     assert dedup.pending()[0] == []
+
+
+def _outcome(decoder, frames):
+    try:
+        event = decoder(frames)
+    except MalformedEvent as exc:
+        return ("malformed", exc.text)
+    return ("event", event.topic, event.event, repr(event.record), [type(v) for v in event.record.values()],
+            event.source, event.seq, event.id, event.ts_ms)
+
+
+def test_the_typed_fast_path_decides_as_the_msgpack_path_does():
+    # The codec decodes the usual payload with msgspec and everything else with msgpack: over
+    # hostile variations (odd keys and values at every level, mutated bytes, duplicate keys, a
+    # float32, bad UTF-8) the result is what the msgpack path alone gives, event or reason.
+    import random
+    import struct
+
+    from brokerflow.bus.codec import _unpack
+    from brokerflow.workflow.events import parse_decoded
+
+    def msgpack_path(frames):
+        topic = frames[0].decode()
+        return parse_decoded(topic, _unpack(topic, frames[1]), 0)
+
+    base = pack(TRADE)
+    order = pack("order") + pack(1) + pack("login") + pack(2) + pack("cmd") + pack("OP_BUY")
+    head = pack("event") + pack("EV_RECORD_ADD") + pack("record")
+    cases = [
+        base, base + b"\x00", base[:-1], b"\x80", b"\xc0",
+        b"\x87" + b"".join(pack(k) + pack(v) for k, v in TRADE.items()) + pack("seq") + pack(9),  # seq twice
+        b"\x82" + head + b"\x84" + order + pack("order") + pack(5),  # record.order twice
+        b"\x82" + head + b"\x84" + order + pack("profit") + b"\xca" + struct.pack(">f", 1.1),  # float32
+        b"\x82" + head + b"\x84" + order + pack("comment") + b"\xa2\xff\xfe",  # a value not UTF-8
+        b"\x83" + head + pack(TRADE["record"]) + b"\xa2\xff\xfe" + pack(1),  # a key not UTF-8
+    ]
+    values = [None, True, 0, -1, 1 << 63, (1 << 64) - 1, -(1 << 63), 1.5, float("nan"), "", "x", "i" * 300,
+              b"bin", [1], {"a": 1}, {b"k": 1}, msgpack.ExtType(5, b"x"), msgpack.Timestamp(1, 2), "OP_BUY"]
+    keys = ["event", "record", "id", "ts", "source", "seq", "extra", b"record"]
+    rng = random.Random(15)
+    for _ in range(3000):
+        payload = {**TRADE, "record": dict(TRADE["record"])}
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.5:
+                payload[rng.choice(keys)] = rng.choice(values)
+            elif isinstance(payload.get("record"), dict):
+                name = rng.choice(["order", "login", "cmd", "profit", "symbol", "custom", b"k"])
+                payload["record"][name] = rng.choice(values)
+        cases.append(pack(payload))
+    for _ in range(3000):
+        mutated = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        cases.append(bytes(mutated))
+    kinds = set()
+    for raw in cases:
+        for topic in (b"trade.push", b"rate.push"):
+            expected = _outcome(msgpack_path, [topic, raw])
+            assert _outcome(lambda frames: decode(frames, 0, 1 << 20), [topic, raw]) == expected
+            kinds.add(expected[0])
+    assert kinds == {"event", "malformed"}
