@@ -434,6 +434,17 @@ class ProcessManager:
                 log.exception("state actions of process %s could not be dispatched", item.message.pid,
                               extra={"pid": item.message.pid})
 
+    def forget_where(self, gone: Callable[[str], bool]) -> int:
+        """Drop the live states of the pids ``gone`` says another member now owns (``serve
+        --cluster`` gave their partitions away): should they come back, they load what is stored."""
+        dropped = 0
+        for shard in self.shards:
+            with shard.lock:
+                for pid in [pid for pid in shard.active if gone(pid)]:
+                    shard.forget(pid)
+                    dropped += 1
+        return dropped
+
     def sweep(self, now_ms: int) -> None:
         """Ask every worker to passivate what has been idle too long (one step of the sweeper)."""
         for worker in self.workers:

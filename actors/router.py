@@ -21,8 +21,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pykka
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
-from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
+from brokerflow.actors.messages import (
+    Candidate,
+    ChangeOwnership,
+    Evaluate,
+    EventBatch,
+    KycStepUpdate,
+    ReferenceUpdate,
+    ReloadRules,
+)
 from brokerflow.bus.completion import Completion
+from brokerflow.workflow.cluster import Skips
 from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
 from brokerflow.workflow.partitions import partition_key, partition_of
@@ -108,22 +117,53 @@ class Ownership:
 
     Shared reference data (groups, managers, rates: no customer) is stored by the owner of
     partition 0, so exactly one process writes each record.
+
+    Under ``serve --cluster`` the set changes at runtime (``set``): the owned set, whether it
+    is everything and the takeover ``Skips`` are one tuple swapped at once, so a reader on
+    another thread sees the old state or the new one, never a mix.
     """
 
-    def __init__(self, partitions: int, owned: tuple[int, ...]) -> None:
-        self.partitions, self.owned = partitions, frozenset(owned)
-        self.everything = self.owned == frozenset(range(partitions))
+    def __init__(self, partitions: int, owned: tuple[int, ...] | frozenset[int]) -> None:
+        self.partitions = partitions
+        self._state: tuple[frozenset[int], bool, Skips] = (frozenset(), False, Skips())
+        self.set(owned)
 
     @classmethod
     def all(cls, partitions: int = 1) -> Ownership:
         return cls(partitions, tuple(range(partitions)))
 
+    @property
+    def owned(self) -> frozenset[int]:
+        return self._state[0]
+
+    @property
+    def everything(self) -> bool:
+        return self._state[1]
+
+    @property
+    def skips(self) -> Skips:
+        return self._state[2]
+
+    def set(self, owned: Iterable[int], skips: Skips | None = None) -> None:
+        """From now on own ``owned`` (and skip what ``skips`` says a takeover's replay must)."""
+        owned = frozenset(owned)
+        self._state = (owned, owned == frozenset(range(self.partitions)),
+                       self._state[2] if skips is None else skips)
+
     def owns(self, event: Event, refs: ReferenceData) -> bool:
         """Does this process own ``event``? Asked after the batch's earlier pushes are applied."""
-        if self.everything:
+        owned, everything, skips = self._state
+        if everything and not skips:
             return True
         key = partition_key(event.topic, event.record, refs.accounts)
-        return (0 if key is None else partition_of(key, self.partitions)) in self.owned
+        partition = 0 if key is None else partition_of(key, self.partitions)
+        if partition not in owned:
+            return False
+        if skips:
+            source, seq = getattr(event, "source", None), getattr(event, "seq", None)
+            if source is not None and seq is not None and skips.skip(source, seq, partition):
+                return False  # done already: here before a rewind, or by the partition's last owner
+        return True
 
 
 class ReferenceRecords(Protocol):
@@ -155,7 +195,7 @@ class RouterActor(SafeActor):
         self.brand_actors: dict[str, pykka.ActorRef] = {}
         self.echoes = EchoMemory()
         self.handlers = {EventBatch: self.on_events, ReferenceUpdate: self.on_reference,
-                         ReloadRules: self.on_reload}
+                         ReloadRules: self.on_reload, ChangeOwnership: self.on_ownership}
 
     # -- rules -------------------------------------------------------------------------------
     def on_reload(self, message: ReloadRules) -> None:
@@ -167,6 +207,12 @@ class RouterActor(SafeActor):
             ref.tell(ReloadRules({brand: rules}))
         if message.reply is not None:
             message.reply.set_result(sorted(self.brand_actors))
+
+    def on_ownership(self, message: ChangeOwnership) -> None:
+        """``serve --cluster`` gained partitions: from this point of the mailbox on, they are ours."""
+        self.ownership.set(message.owned, message.skips)
+        if message.reply is not None and not message.reply.done():
+            message.reply.set_result(True)
 
     def on_stop(self) -> None:
         for ref in self.brand_actors.values():
