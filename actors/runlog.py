@@ -151,7 +151,7 @@ class RunRows(Protocol):
     """``store.runs`` of the storage package, as the run log writes it."""
 
     def write_rows(self, rows: Sequence[Sequence[object]], checkpoints: Sequence[tuple[str, int, int]] = (),
-                   replace: Sequence[Sequence[object]] = (), **fence: Any) -> int: ...
+                   replace: Sequence[Sequence[object]] = (), lease_owner: str | None = None) -> int: ...
 
 
 class Owned(Protocol):
@@ -179,7 +179,7 @@ class RunLogActor(SafeActor):
         # Under serve --cluster the owned partitions change at runtime (``ownership``), and a
         # checkpoint is stored only while this member holds the partition's lease (``lease_owner``).
         self.completion, self.partitions, self.ownership = completion, frozenset(partitions), ownership
-        self._fence = {} if lease_owner is None else {"lease_owner": lease_owner}
+        self.lease_owner = lease_owner
         self._stored_marks: dict[str, int] = {}
         self._marks_due_ms = 0
         self.pending: list[tuple[Row, RunJob]] = []
@@ -238,7 +238,7 @@ class RunLogActor(SafeActor):
         fresh, resumed = [], []
         for row, job in batch:
             (resumed if _resumed(job) else fresh).append(row)
-        self.runs_repo.write_rows(fresh, checkpoints or (), replace=resumed, **self._fence)
+        self.runs_repo.write_rows(fresh, checkpoints or (), replace=resumed, lease_owner=self.lease_owner)
 
     def _write_one_by_one(self, batch: list[tuple[Row, RunJob]]) -> list[tuple[Row, RunJob]]:
         """After a failed batch: write each run alone to tell a poison run from a storage outage.
@@ -303,7 +303,7 @@ class RunLogActor(SafeActor):
         if not marks:
             return
         try:
-            self.runs_repo.write_rows([], marks, **self._fence)
+            self.runs_repo.write_rows([], marks, lease_owner=self.lease_owner)
             self._checkpoints_stored(marks)
         except Exception:  # noqa: BLE001 - the next flush tries again; a stale checkpoint only replays more
             log.exception("runlog: could not store the checkpoints")

@@ -33,6 +33,7 @@ from brokerflow.app.changes import Change, ChangeFanout
 from brokerflow.app.clusterforward import Forwarder
 from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.app.partitioning import Partitioning
+from brokerflow.bus._throttle import LogThrottle, held_note
 from brokerflow.errors import BadRequest
 from brokerflow.settings import Settings
 from brokerflow.workflow.cluster import share_plan
@@ -104,6 +105,8 @@ class ClusterLink(Extension):
         self.handed_back = 0
         self.changes_applied = 0
         self._last_change = 0
+        self._leaving = False  # stopping: leases are still renewed (the drain runs) but nothing is taken
+        self._error_log = LogThrottle(10.0, 2)
 
     # -- hooks --------------------------------------------------------------------------------
     def after_actors_started(self, parts: EngineParts) -> None:
@@ -136,18 +139,24 @@ class ClusterLink(Extension):
             self._threads.append(thread)
 
     def before_stop_input(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        if hasattr(self, "forwarder"):
-            self.forwarder.close()
+        """Take nothing more; the leases are still renewed and fenced while the engine drains."""
+        self._leaving = True
 
     def after_drain(self) -> None:
         """Everything taken is stored and the run log flushed: hand every partition back at once."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=3)
+        if hasattr(self, "forwarder"):
+            self.forwarder.close()
         if not hasattr(self, "api"):
             return
         try:
-            leased = set(self.leased)
+            handover = self.handover
+            if handover is not None:  # handed back half-way: its own final checkpoints
+                self.store.cluster.release(self.member, handover.partitions, [
+                    (s, p, seq) for s, seq in handover.marks.items() if seq >= 0 for p in sorted(handover.partitions)])
+            leased = set(self.leased) - (handover.partitions if handover is not None else frozenset())
             owned = self.partitioning.owned
             marks = self.partitioning.completion.watermarks() if self.partitioning.completion is not None else {}
             checkpoints = [(s, p, seq) for s, seq in marks.items() if seq >= 0 for p in sorted(owned & leased)]
@@ -179,8 +188,11 @@ class ClusterLink(Extension):
                 started = time.monotonic()
                 try:
                     self._lease_round()
-                except Exception:  # noqa: BLE001 - the database may be away; the fence watches the time
-                    log.exception("cluster: lease round failed")
+                except Exception as exc:  # noqa: BLE001 - the database may be away; the fence watches the time
+                    held = self._error_log.ready()
+                    if held is not None:
+                        log.error("cluster: lease round failed (%s: %s)%s", type(exc).__name__,
+                                  str(exc).strip()[:200], held_note(held))
                 self._stop.wait(max(0.05, RENEW_EVERY_S - (time.monotonic() - started)))
         finally:
             self.store.close()  # this thread's connection
@@ -199,6 +211,8 @@ class ClusterLink(Extension):
             lost = held - renewed
             if lost:
                 self._drop(lost, f"{len(lost)} lease(s) could not be renewed")
+        if self._leaving:
+            return
         self.view = Membership(cluster.members(self.ttl_ms), cluster.owners())
         self._finish_handover()
         if self.gaining is not None:
