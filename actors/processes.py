@@ -379,8 +379,9 @@ class ProcessManager:
             reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
             return reply
         if self.owns_pid is not None and cmd not in CREATING and not self.owns_pid(pid):
-            reply.set_exception(Conflict("this process lives in another shard of serve --shards: "
-                                         "send its commands through the management API, which routes them"))
+            reply.set_exception(Conflict("this process lives in another shard (serve --shards) or cluster member "
+                                         "(serve --cluster, or its partition is changing hands): send its "
+                                         "commands through the management API, which routes them"))
             return reply
         index = self._index(pid)
         worker = self.workers[index]
