@@ -186,6 +186,7 @@ class RouterActor(SafeActor):
                  ownership: Ownership | None = None) -> None:
         super().__init__("router", stats)
         self.history = history  # actors.history.EventHistory: handed every batch taken (backtests); None: off
+        self._owned_events: list[Event] = []  # of the batch being routed, those owned here (for the history)
         self.ownership = ownership or Ownership.all()
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
@@ -265,7 +266,11 @@ class RouterActor(SafeActor):
         if settled and self.completion is not None:
             self.completion.settle(settled)  # after the batch's reference records are stored
         if self.history is not None:
-            self.history.add(message.events)
+            # One process keeps every event; a shard or cluster member only those it owns, so the
+            # shared history holds each event once (and a takeover's replay adds nothing twice).
+            self.history.add(message.events if self.ownership.everything and not self.ownership.skips
+                             else self._owned_events)
+        self._owned_events = []
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:
@@ -321,6 +326,8 @@ class RouterActor(SafeActor):
         """Route one event; True when a rule actor now holds it (and settles it)."""
         if not self.ownership.owns(event, self.refs):
             return self._not_owned(event)
+        if self.history is not None:
+            self._owned_events.append(event)
         if event.topic in REFERENCE_TOPICS:
             self._apply_reference(event, persist)
         trigger = map_trigger(event)
