@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from brokerflow.api.services import Services
     from brokerflow.storage.store import Store
 
-__all__ = ["ClusterLink", "check_cluster_settings"]
+__all__ = ["ClusterLink", "check_cluster_settings", "check_cluster_store"]
 
 log = logging.getLogger("brokerflow.cluster")
 
@@ -51,7 +51,8 @@ FENCE_MARGIN_S = 1.5  # stop owning this long before the lease could expire in t
 FENCE_CHECK_S = 0.2
 CHANGES_EVERY_S = 0.5
 HANDOVER_WAIT_S = 5.0  # what was taken of a partition handed back has this long to finish
-CHANGES_KEPT_MS = 3_600_000  # changes older than an hour are trimmed (every member applied them long ago)
+CHANGES_KEPT_MS = 3_600_000
+PARTITIONS_KEY = "cluster:partitions"  # changes older than an hour are trimmed (every member applied them long ago)
 
 
 def check_cluster_settings(settings: Settings) -> None:
@@ -67,6 +68,16 @@ def check_cluster_settings(settings: Settings) -> None:
     if settings.lease_ttl_s < 3 * RENEW_EVERY_S:
         raise BadRequest(f"--lease-ttl-s must be at least {3 * RENEW_EVERY_S:.0f} s (leases are renewed every "
                          f"{RENEW_EVERY_S:.0f} s)", details=[{"path": "lease_ttl_s", "message": "too short"}])
+
+
+def check_cluster_store(settings: Settings, store: Store) -> None:
+    """Every member must cut the customers into the same partitions: the first one records its
+    ``--partitions``; a member started with another count is refused before anything starts."""
+    stored = store.meta.set_default(PARTITIONS_KEY, str(settings.partitions))
+    if stored != str(settings.partitions):
+        raise BadRequest(f"this cluster's database was set up with --partitions {stored}; this member was "
+                         f"started with {settings.partitions}: every member must use the same",
+                         details=[{"path": "partitions", "message": f"must be {stored}"}])
 
 
 @dataclass

@@ -129,6 +129,10 @@ class Engine:
 
             check_cluster_settings(settings)
         self.store = store = open_store(settings.db_url)
+        if settings.cluster:
+            from brokerflow.app.clusterlink import check_cluster_store
+
+            check_cluster_store(settings, store)
         for kind in REFERENCE_KINDS:
             self.refs.load(kind, store.reference.all(kind))
         self.outbound = Outbound(settings.pub_bind)

@@ -292,3 +292,23 @@ def test_a_member_joining_mid_stream_then_kill_9_of_the_other_loses_nothing_and_
         code = survivor.stop() if survivor is not None else 0
         relayed.close()
     assert code == 0, survivor.log()
+
+
+def test_serve_cluster_refuses_sqlite_shards_and_another_partition_count_with_one_line(tmp_path, pg_url):
+    def serve(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, "serve", "--cluster", "--no-http", "--events-bind", tcp_endpoint(),
+                               "--api-bind", tcp_endpoint(), "--pub-bind", tcp_endpoint(), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    sqlite = serve("--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert sqlite.returncode == 2 and "needs a PostgreSQL --db" in sqlite.stderr
+    shards = serve("--db", pg_url, "--shards", "2")
+    assert shards.returncode == 2 and "cannot be combined" in shards.stderr
+    relayed = RelayedUpstream(str(tmp_path / "journal.db"))
+    try:
+        first = Member("a", pg_url, make_token(pg_url), relayed, tmp_path)  # records --partitions 64
+        assert first.stop() == 0
+    finally:
+        relayed.close()
+    other = serve("--db", pg_url, "--partitions", "32")
+    assert other.returncode == 2 and "--partitions 64" in other.stderr, other.stderr
