@@ -204,6 +204,7 @@ class ClusterLink(Extension):
                     if held is not None:
                         log.error("cluster: lease round failed (%s: %s)%s", type(exc).__name__,
                                   str(exc).strip()[:200], held_note(held))
+                    self._reconnect()
                 self._stop.wait(max(0.05, RENEW_EVERY_S - (time.monotonic() - started)))
         finally:
             self.store.close()  # this thread's connection
@@ -225,7 +226,8 @@ class ClusterLink(Extension):
         if self._leaving:
             return
         self.view = Membership(cluster.members(self.ttl_ms), cluster.owners())
-        self._finish_handover()
+        if self._finish_handover():
+            return  # the view above still shows those leases as ours: plan again next round
         if self.gaining is not None:
             if not self.gaining[1].done():
                 return  # the takeover is not in the router yet: one change at a time
@@ -270,14 +272,15 @@ class ClusterLink(Extension):
         log.info("cluster: member %s hands back %d partition(s) %s (another member joined)", self.member,
                  len(partitions), _ranges(partitions))
 
-    def _finish_handover(self) -> None:
+    def _finish_handover(self) -> bool:
+        """Free the leases of a hand-over whose events are stored (or whose wait is over); True if it did."""
         handover = self.handover
         if handover is None:
-            return
+            return False
         completion = self.partitioning.completion
         done = completion is None or completion.done_below(handover.positions)
         if not done and time.monotonic() < handover.deadline:
-            return
+            return False
         if not done:
             log.warning("cluster: events of the partitions handed back still in flight after %.0f s; the next "
                         "owner replays from before them", HANDOVER_WAIT_S)
@@ -289,6 +292,7 @@ class ClusterLink(Extension):
             self.leased -= handover.partitions
         self.handover = None
         self.handed_back += len(freed)
+        return True
 
     def _drop(self, partitions: set[int], why: str) -> None:
         """Stop owning ``partitions`` at once (hold ``_lock``): their leases are, or may be, gone."""
@@ -301,6 +305,13 @@ class ClusterLink(Extension):
         self.fenced += len(partitions)
         log.error("cluster: member %s stops owning %d partition(s) %s: %s", self.member, len(partitions),
                   _ranges(partitions), why)
+
+    def _reconnect(self) -> None:
+        """After a failure, this thread's connection may be broken: the next use opens a new one."""
+        try:
+            self.store.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
     # -- fencing ------------------------------------------------------------------------------
     def _fence_loop(self) -> None:
@@ -327,8 +338,12 @@ class ClusterLink(Extension):
                     if time.monotonic() > next_trim:
                         next_trim = time.monotonic() + 600
                         self.store.cluster.trim_changes(CHANGES_KEPT_MS)
-                except Exception:  # noqa: BLE001 - the next round asks again
-                    log.exception("cluster: reading the other members' changes failed")
+                except Exception as exc:  # noqa: BLE001 - the next round asks again
+                    held = self._error_log.ready()
+                    if held is not None:
+                        log.error("cluster: reading the other members' changes failed (%s: %s)%s",
+                                  type(exc).__name__, str(exc).strip()[:200], held_note(held))
+                    self._reconnect()
         finally:
             self.store.close()
 

@@ -9,18 +9,22 @@ other takes its partitions over from their checkpoints and nothing is lost or ru
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from brokerflow.api.client import ApiClient
+from brokerflow.errors import BrokerflowError
 from brokerflow.workflow.partitions import partition_of
 from tests.conftest import PG_ENV, tcp_endpoint, wait_until
 from tests.relayed import RelayedUpstream
@@ -65,6 +69,8 @@ class Member:
             return True
         except TimeoutError:
             self.reconnect()
+            return False
+        except BrokerflowError:  # storage not answering yet (the first use after an outage fails once)
             return False
 
     def reconnect(self) -> None:
@@ -312,3 +318,104 @@ def test_serve_cluster_refuses_sqlite_shards_and_another_partition_count_with_on
         relayed.close()
     other = serve("--db", pg_url, "--partitions", "32")
     assert other.returncode == 2 and "--partitions 64" in other.stderr, other.stderr
+
+
+class CuttableLink:
+    """A TCP relay to PostgreSQL that the test can cut: a member behind it loses the database."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.cut_off = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def restore(self) -> None:
+        """Accept connections again, on the same port."""
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.cut_off.clear()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, pg_url: str) -> str:
+        parts = urlsplit(pg_url)
+        return urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@127.0.0.1:{self.port}"))
+
+    def _accept(self) -> None:
+        while not self.cut_off.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        self.cut_off.set()
+        self.listener.close()
+        for sock in self.open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+def logged_at(log_text: str, needle: str) -> datetime.datetime:
+    """When the last line holding ``needle`` was logged (the text format's timestamp)."""
+    line = [line for line in log_text.splitlines() if needle in line][-1]
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def test_a_member_cut_off_from_the_database_stops_owning_before_the_other_takes_over_and_comes_back(
+        tmp_path, pg_url, receiver):
+    relayed = RelayedUpstream(str(tmp_path / "journal.db"))
+    parts = urlsplit(pg_url)
+    link = CuttableLink((parts.hostname or "127.0.0.1", parts.port or 5432))
+    token = make_token(pg_url)
+    members: list[Member] = []
+    try:
+        relayed.wait_subscribed()
+        cut = Member("a", link.url(pg_url), token, relayed, tmp_path)
+        members.append(cut)
+        wait_until(lambda: len(cut.owned()) == 64, timeout_s=30, interval_s=0.2)
+        other = Member("b", pg_url, token, relayed, tmp_path)
+        members.append(other)
+        split_between(cut, other)
+        link.cut()
+        wait_until(lambda: len(other.owned()) == 64, timeout_s=60, interval_s=0.1)
+        # Its API cannot authenticate without the database: its log says what it did.
+        fenced = logged_at(cut.log_path.read_text(), "stops owning 32 partition(s)")
+        taken = logged_at(other.log_path.read_text(), "takes over 32")  # the second time: a's half
+        print(f"a fenced {(taken - fenced).total_seconds():.2f} s before b took its partitions over")
+        assert fenced < taken, (fenced, taken)
+
+        link.restore()  # a reconnects, joins again and gets its share back from b
+        cut.reconnect()
+        wait_until(lambda: cut._answers() and len(cut.owned()) == 32 and len(other.owned()) == 32, timeout_s=60,
+                   interval_s=0.5)
+        customers = customers_of(cut.owned(), 5) + customers_of(other.owned(), 5)
+        rule, _ = setup_rule(cut, other, customers, receiver.url("/hook"))
+        total = 200
+        for order in range(1, total + 1):
+            relayed.deposit(order, login=100 + customers[order % len(customers)])
+            time.sleep(0.002)
+        wait_until(lambda: len(webhook_keys(receiver)) >= total, timeout_s=60, interval_s=0.3)
+        time.sleep(0.5)
+        assert set(webhook_keys(receiver).values()) == {1}
+        assert set(runs_by_event(other, rule["id"])) == {f"mt5:{seq}" for seq in range(1, total + 1)}
+    finally:
+        for member in members:
+            if member.proc.poll() is None:
+                member.proc.kill()
+        relayed.close()
