@@ -70,14 +70,19 @@ def check_cluster_settings(settings: Settings) -> None:
                          f"{RENEW_EVERY_S:.0f} s)", details=[{"path": "lease_ttl_s", "message": "too short"}])
 
 
-def check_cluster_store(settings: Settings, store: Store) -> None:
+def check_cluster_store(settings: Settings, store: Store) -> int:
     """Every member must cut the customers into the same partitions: the first one records its
-    ``--partitions``; a member started with another count is refused before anything starts."""
+    ``--partitions``; a member started with another count is refused before anything starts.
+
+    Returns the newest change's id, read before the engine loads rules and reference data:
+    the member applies every change after it (one made while it loads is applied again).
+    """
     stored = store.meta.set_default(PARTITIONS_KEY, str(settings.partitions))
     if stored != str(settings.partitions):
         raise BadRequest(f"this cluster's database was set up with --partitions {stored}; this member was "
                          f"started with {settings.partitions}: every member must use the same",
                          details=[{"path": "partitions", "message": f"must be {stored}"}])
+    return store.cluster.last_change()
 
 
 @dataclass
@@ -127,6 +132,7 @@ class ClusterLink(Extension):
         self.store: Store = parts.store
         self.partitioning: Partitioning = parts.partitioning
         self.member: str = parts.partitioning.member
+        self._last_change = parts.partitioning.changes_from  # what was stored before it was loaded at start
         self.ttl_ms = int(self.settings.lease_ttl_s * 1000)
         self.count = self.settings.partitions
 
@@ -135,7 +141,6 @@ class ClusterLink(Extension):
         self.forwarder = Forwarder(lambda p: p in self.partitioning.owned, self._owner_api,
                                    self.partitioning.pid_partition)
         services.api_forward = self.forwarder.forward
-        self._last_change = self.store.cluster.last_change()  # what is stored now was loaded at start
 
     def after_started(self, api_endpoint: str) -> None:
         """The API is bound (its endpoint is what the others forward to): join and start the threads."""

@@ -132,7 +132,7 @@ class Engine:
         if settings.cluster:
             from brokerflow.app.clusterlink import check_cluster_store
 
-            check_cluster_store(settings, store)
+            changes_from = check_cluster_store(settings, store)
         for kind in REFERENCE_KINDS:
             self.refs.load(kind, store.reference.all(kind))
         self.outbound = Outbound(settings.pub_bind)
@@ -142,6 +142,8 @@ class Engine:
         self.partitioning = Partitioning(self.ownership, self.completion, lambda: self.recovery, self._tell_in_order,
                                          store.runs.ran_since, self.processes.forget_where, self.flush,
                                          self._pid_partition, self.member)
+        if settings.cluster:
+            self.partitioning.changes_from = changes_from
         parts = EngineParts(settings, store, self.stats_registry, self.pipeline, self.refs, self.run_ids, now_ms,
                             self.submit, self.secret, self.partitioning)
         for extension in self.extensions:

@@ -41,6 +41,7 @@ class Partitioning:
                  forget_processes: Callable[[Callable[[str], bool]], int], flush_runlog: Callable[[float], None],
                  pid_partition: Callable[[str], int], member: str | None = None) -> None:
         self.member = member  # this engine's id in the cluster (None outside serve --cluster)
+        self.changes_from = 0  # serve --cluster: the last change stored before this engine loaded its state
         self.ownership, self.completion, self._recovery = ownership, completion, recovery
         self._tell_router, self._ran_since = tell_router, ran_since
         self._forget_processes, self._flush_runlog, self.pid_partition = forget_processes, flush_runlog, pid_partition
