@@ -250,11 +250,13 @@ class ClusterLink(Extension):
         if not won:
             return
         gained = frozenset(won)
-        with self._lock:
-            if generation != self.generation:
-                self.store.cluster.release(self.member, gained)
-                return
-            self.leased |= gained
+        with self._lock:  # never a database call under the lock: the fence thread must never wait on one
+            void = generation != self.generation
+            if not void:
+                self.leased |= gained
+        if void:  # fenced while asking: give them back untouched
+            self.store.cluster.release(self.member, gained)
+            return
         checkpoints = self.store.runs.checkpoints(gained)
         applied = self.partitioning.gain(gained, checkpoints)
         applied.add_done_callback(lambda _fut: self._check_gained(gained))

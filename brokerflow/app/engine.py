@@ -9,6 +9,8 @@ and in-flight action finished (bounded by ``stop_timeout_s``), the run log flush
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -68,10 +70,8 @@ log = logging.getLogger("brokerflow.engine")
 
 def default_member() -> str:
     """A cluster member id unique across machines and restarts: host, pid, a random tail."""
-    import os
-    import socket
-
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
 
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
 REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
@@ -129,6 +129,7 @@ class Engine:
 
             check_cluster_settings(settings)
         self.store = store = open_store(settings.db_url)
+        changes_from = 0
         if settings.cluster:
             from brokerflow.app.clusterlink import check_cluster_store
 
@@ -142,8 +143,7 @@ class Engine:
         self.partitioning = Partitioning(self.ownership, self.completion, lambda: self.recovery, self._tell_in_order,
                                          store.runs.ran_since, self.processes.forget_where, self.flush,
                                          self._pid_partition, self.member)
-        if settings.cluster:
-            self.partitioning.changes_from = changes_from
+        self.partitioning.changes_from = changes_from
         parts = EngineParts(settings, store, self.stats_registry, self.pipeline, self.refs, self.run_ids, now_ms,
                             self.submit, self.secret, self.partitioning)
         for extension in self.extensions:
