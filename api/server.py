@@ -135,7 +135,11 @@ class ApiServer:
         if len(body) == 2 and body[0] == FORWARDED:
             body = body[1:]  # from another member: served here, whoever owns it now
         elif self._forward is not None and len(body) == 1 and not dropped:
-            forwarded = self._forward(body[0])
+            try:
+                forwarded = self._forward(body[0])
+            except Exception:  # noqa: BLE001 - a forwarding fault must cost the request its forwarding only
+                log.exception("management API: forwarding a request failed; serving it here")
+                forwarded = None
             if forwarded is not None:
                 as_json = wants_json(body[0])
                 self.pending += 1
