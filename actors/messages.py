@@ -42,6 +42,16 @@ class ReloadRules:
     reply: Future | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeOwnership:
+    """``serve --cluster``: the partitions this member owns from here on in the router's mailbox,
+    and what a takeover's replay skips (``workflow.cluster.Skips``); ``reply`` once applied."""
+
+    owned: frozenset
+    skips: Any
+    reply: Future | None = None
+
+
 @dataclass(slots=True)
 class Candidate:
     """One event that mapped to a trigger, with its evaluation context, for one brand.

@@ -379,8 +379,9 @@ class ProcessManager:
             reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
             return reply
         if self.owns_pid is not None and cmd not in CREATING and not self.owns_pid(pid):
-            reply.set_exception(Conflict("this process lives in another shard of serve --shards: "
-                                         "send its commands through the management API, which routes them"))
+            reply.set_exception(Conflict("this process lives in another shard (serve --shards) or cluster member "
+                                         "(serve --cluster, or its partition is changing hands): send its "
+                                         "commands through the management API, which routes them"))
             return reply
         index = self._index(pid)
         worker = self.workers[index]
@@ -433,6 +434,17 @@ class ProcessManager:
             except Exception:
                 log.exception("state actions of process %s could not be dispatched", item.message.pid,
                               extra={"pid": item.message.pid})
+
+    def forget_where(self, gone: Callable[[str], bool]) -> int:
+        """Drop the live states of the pids ``gone`` says another member now owns (``serve
+        --cluster`` gave their partitions away): should they come back, they load what is stored."""
+        dropped = 0
+        for shard in self.shards:
+            with shard.lock:
+                for pid in [pid for pid in shard.active if gone(pid)]:
+                    shard.forget(pid)
+                    dropped += 1
+        return dropped
 
     def sweep(self, now_ms: int) -> None:
         """Ask every worker to passivate what has been idle too long (one step of the sweeper)."""

@@ -21,8 +21,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pykka
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
-from brokerflow.actors.messages import Candidate, Evaluate, EventBatch, KycStepUpdate, ReferenceUpdate, ReloadRules
+from brokerflow.actors.messages import (
+    Candidate,
+    ChangeOwnership,
+    Evaluate,
+    EventBatch,
+    KycStepUpdate,
+    ReferenceUpdate,
+    ReloadRules,
+)
 from brokerflow.bus.completion import Completion
+from brokerflow.workflow.cluster import Skips
 from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
 from brokerflow.workflow.partitions import partition_key, partition_of
@@ -108,22 +117,53 @@ class Ownership:
 
     Shared reference data (groups, managers, rates: no customer) is stored by the owner of
     partition 0, so exactly one process writes each record.
+
+    Under ``serve --cluster`` the set changes at runtime (``set``): the owned set, whether it
+    is everything and the takeover ``Skips`` are one tuple swapped at once, so a reader on
+    another thread sees the old state or the new one, never a mix.
     """
 
-    def __init__(self, partitions: int, owned: tuple[int, ...]) -> None:
-        self.partitions, self.owned = partitions, frozenset(owned)
-        self.everything = self.owned == frozenset(range(partitions))
+    def __init__(self, partitions: int, owned: tuple[int, ...] | frozenset[int]) -> None:
+        self.partitions = partitions
+        self._state: tuple[frozenset[int], bool, Skips] = (frozenset(), False, Skips())
+        self.set(owned)
 
     @classmethod
     def all(cls, partitions: int = 1) -> Ownership:
         return cls(partitions, tuple(range(partitions)))
 
+    @property
+    def owned(self) -> frozenset[int]:
+        return self._state[0]
+
+    @property
+    def everything(self) -> bool:
+        return self._state[1]
+
+    @property
+    def skips(self) -> Skips:
+        return self._state[2]
+
+    def set(self, owned: Iterable[int], skips: Skips | None = None) -> None:
+        """From now on own ``owned`` (and skip what ``skips`` says a takeover's replay must)."""
+        owned = frozenset(owned)
+        self._state = (owned, owned == frozenset(range(self.partitions)),
+                       self._state[2] if skips is None else skips)
+
     def owns(self, event: Event, refs: ReferenceData) -> bool:
         """Does this process own ``event``? Asked after the batch's earlier pushes are applied."""
-        if self.everything:
+        owned, everything, skips = self._state
+        if everything and not skips:
             return True
         key = partition_key(event.topic, event.record, refs.accounts)
-        return (0 if key is None else partition_of(key, self.partitions)) in self.owned
+        partition = 0 if key is None else partition_of(key, self.partitions)
+        if partition not in owned:
+            return False
+        if skips:
+            source, seq = getattr(event, "source", None), getattr(event, "seq", None)
+            if source is not None and seq is not None and skips.skip(source, seq, partition):
+                return False  # done already: here before a rewind, or by the partition's last owner
+        return True
 
 
 class ReferenceRecords(Protocol):
@@ -146,6 +186,7 @@ class RouterActor(SafeActor):
                  ownership: Ownership | None = None) -> None:
         super().__init__("router", stats)
         self.history = history  # actors.history.EventHistory: handed every batch taken (backtests); None: off
+        self._owned_events: list[Event] = []  # of the batch being routed, those owned here (for the history)
         self.ownership = ownership or Ownership.all()
         self.handoff = handoff  # bus.ingress.Handoff: told what this mailbox gave up (the ingress's ceiling)
         self.refs, self.reference_repo = refs, reference_repo
@@ -155,7 +196,7 @@ class RouterActor(SafeActor):
         self.brand_actors: dict[str, pykka.ActorRef] = {}
         self.echoes = EchoMemory()
         self.handlers = {EventBatch: self.on_events, ReferenceUpdate: self.on_reference,
-                         ReloadRules: self.on_reload}
+                         ReloadRules: self.on_reload, ChangeOwnership: self.on_ownership}
 
     # -- rules -------------------------------------------------------------------------------
     def on_reload(self, message: ReloadRules) -> None:
@@ -167,6 +208,12 @@ class RouterActor(SafeActor):
             ref.tell(ReloadRules({brand: rules}))
         if message.reply is not None:
             message.reply.set_result(sorted(self.brand_actors))
+
+    def on_ownership(self, message: ChangeOwnership) -> None:
+        """``serve --cluster`` gained partitions: from this point of the mailbox on, they are ours."""
+        self.ownership.set(message.owned, message.skips)
+        if message.reply is not None and not message.reply.done():
+            message.reply.set_result(True)
 
     def on_stop(self) -> None:
         for ref in self.brand_actors.values():
@@ -219,7 +266,11 @@ class RouterActor(SafeActor):
         if settled and self.completion is not None:
             self.completion.settle(settled)  # after the batch's reference records are stored
         if self.history is not None:
-            self.history.add(message.events)
+            # One process keeps every event; a shard or cluster member only those it owns, so the
+            # shared history holds each event once (and a takeover's replay adds nothing twice).
+            self.history.add(message.events if self.ownership.everything and not self.ownership.skips
+                             else self._owned_events)
+        self._owned_events = []
         for brand, items in per_brand.items():
             ref = self.brand_actors.get(brand)
             if ref is not None:
@@ -275,6 +326,8 @@ class RouterActor(SafeActor):
         """Route one event; True when a rule actor now holds it (and settles it)."""
         if not self.ownership.owns(event, self.refs):
             return self._not_owned(event)
+        if self.history is not None:
+            self._owned_events.append(event)
         if event.topic in REFERENCE_TOPICS:
             self._apply_reference(event, persist)
         trigger = map_trigger(event)

@@ -148,7 +148,14 @@ class RunRows(Protocol):
     """``store.runs`` of the storage package, as the run log writes it."""
 
     def write_rows(self, rows: Sequence[Sequence[object]], checkpoints: Sequence[tuple[str, int, int]] = (),
-                   replace: Sequence[Sequence[object]] = ()) -> int: ...
+                   replace: Sequence[Sequence[object]] = (), lease_owner: str | None = None) -> int: ...
+
+
+class Owned(Protocol):
+    """``actors.router.Ownership`` as the run log reads it: the partitions owned now."""
+
+    @property
+    def owned(self) -> frozenset[int]: ...
 
 
 class RunLogActor(SafeActor):
@@ -158,14 +165,18 @@ class RunLogActor(SafeActor):
                  now_ms: Callable[[], int], batch_rows: int = 1000,
                  on_logged: Callable[[list[dict[str, Any]]], None] | None = None,
                  latency: RunLatency | None = None,
-                 completion: Completion | None = None, partitions: tuple[int, ...] = ()) -> None:
+                 completion: Completion | None = None, partitions: tuple[int, ...] = (),
+                 ownership: Owned | None = None, lease_owner: str | None = None) -> None:
         super().__init__("runlog", stats)
         self.runs_repo, self.counters, self.now_ms = runs_repo, counters, now_ms
         self.latency = latency
         self.batch_rows = batch_rows
         self.on_logged = on_logged
         # Replay-served sources: the checkpoint of each owned partition is stored with a run batch.
-        self.completion, self.partitions = completion, partitions
+        # Under serve --cluster the owned partitions change at runtime (``ownership``), and a
+        # checkpoint is stored only while this member holds the partition's lease (``lease_owner``).
+        self.completion, self.partitions, self.ownership = completion, frozenset(partitions), ownership
+        self.lease_owner = lease_owner
         self._stored_marks: dict[str, int] = {}
         self._marks_due_ms = 0
         self.pending: list[tuple[Row, RunJob]] = []
@@ -225,7 +236,7 @@ class RunLogActor(SafeActor):
         for row, job in batch:
             extra = job.extra  # _resumed, inline: once per run
             (resumed if extra and extra.get(RESUMED) else fresh).append(row)
-        self.runs_repo.write_rows(fresh, checkpoints or (), replace=resumed)
+        self.runs_repo.write_rows(fresh, checkpoints or (), replace=resumed, lease_owner=self.lease_owner)
 
     def _write_one_by_one(self, batch: list[tuple[Row, RunJob]]) -> list[tuple[Row, RunJob]]:
         """After a failed batch: write each run alone to tell a poison run from a storage outage.
@@ -259,8 +270,14 @@ class RunLogActor(SafeActor):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _due_checkpoints(self, force: bool = False) -> list[tuple[str, int, int]]:
-        """``(source, partition, seq)`` rows of the watermarks that moved, when it is time."""
-        if self.completion is None or not self.partitions:
+        """``(source, partition, seq)`` rows of the watermarks that moved, when it is time.
+
+        The owned set is read before and after the watermarks and only partitions owned both
+        times are written: a partition given up meanwhile (its events now settled here without
+        running) never gets a watermark that passed them.
+        """
+        owned = self._owned()
+        if self.completion is None or not owned:
             return []
         now = self.now_ms()
         if not force and now < self._marks_due_ms:
@@ -268,7 +285,11 @@ class RunLogActor(SafeActor):
         self._marks_due_ms = now + CHECKPOINT_EVERY_MS
         moved = {source: seq for source, seq in self.completion.watermarks().items()
                  if seq >= 0 and self._stored_marks.get(source) != seq}
-        return [(source, partition, seq) for source, seq in moved.items() for partition in self.partitions]
+        owned = sorted(owned & self._owned())
+        return [(source, partition, seq) for source, seq in moved.items() for partition in owned]
+
+    def _owned(self) -> frozenset[int]:
+        return self.partitions if self.ownership is None else self.ownership.owned
 
     def _checkpoints_stored(self, marks: list[tuple[str, int, int]]) -> None:
         for source, _, seq in marks:
@@ -280,7 +301,7 @@ class RunLogActor(SafeActor):
         if not marks:
             return
         try:
-            self.runs_repo.write_rows([], marks)
+            self.runs_repo.write_rows([], marks, lease_owner=self.lease_owner)
             self._checkpoints_stored(marks)
         except Exception:  # noqa: BLE001 - the next flush tries again; a stale checkpoint only replays more
             log.exception("runlog: could not store the checkpoints")

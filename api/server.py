@@ -23,6 +23,7 @@ import collections
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -37,6 +38,7 @@ from brokerflow.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
+FORWARDED = b"brokerflow-forwarded"  # a frame before the request: another member sent it; never forward it again
 READ_BATCH = 256  # requests read per poll_once before completed replies get their turn
 HARD_CAP_FACTOR = 4  # frames above this many times the cap drop the peer instead of a reply
 _MORE, _LAST = int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.NOBLOCK)  # plain ints: enum flags cost per frame
@@ -44,8 +46,10 @@ _MORE, _LAST = int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.NOBLOCK)  # plain ints: e
 
 class ApiServer:
     def __init__(self, bind_endpoint: str, dispatcher: Dispatcher, max_frame_bytes: int,
-                 context: zmq.Context | None = None, hold_gil: bool = True) -> None:
+                 context: zmq.Context | None = None, hold_gil: bool = True,
+                 forward: Callable[[bytes], Future | None] | None = None) -> None:
         self._dispatcher = dispatcher
+        self._forward = forward  # serve --cluster: requests for processes another member owns go there
         self._max_frame_bytes = max_frame_bytes
         self._own_context = context is None
         self._context = context or zmq.Context()
@@ -128,6 +132,19 @@ class ApiServer:
         routing, body = _split(frames)
         if not routing:
             return 0  # ROUTER always prefixes the peer identity; nothing to answer to
+        if len(body) == 2 and body[0] == FORWARDED:
+            body = body[1:]  # from another member: served here, whoever owns it now
+        elif self._forward is not None and len(body) == 1 and not dropped:
+            try:
+                forwarded = self._forward(body[0])
+            except Exception:  # noqa: BLE001 - a forwarding fault must cost the request its forwarding only
+                log.exception("management API: forwarding a request failed; serving it here")
+                forwarded = None
+            if forwarded is not None:
+                as_json = wants_json(body[0])
+                self.pending += 1
+                forwarded.add_done_callback(lambda fut: self._complete(routing, as_json, fut))
+                return 0
         frame = body[0] if body else b""
         as_json = wants_json(frame)  # a refused request is answered in its first frame's encoding
         try:
@@ -173,9 +190,9 @@ class ApiServer:
             sent += self._send(routing, as_json, reply)
         return sent
 
-    def _send(self, routing: list[bytes], as_json: bool, reply: dict[str, Any]) -> int:
+    def _send(self, routing: list[bytes], as_json: bool, reply: dict[str, Any] | bytes) -> int:
         try:
-            data = encode_reply(reply, as_json)
+            data = reply if isinstance(reply, bytes) else encode_reply(reply, as_json)
         except Exception as exc:  # e.g. an int too big for msgpack in a handler's body
             data = encode_reply(envelope.failure(exc), as_json)
         try:

@@ -92,6 +92,10 @@ class Services:
         self.exec_handler: ExecHandler | None = None
         self.sink_handler: SinkHandler | None = None
         self.dead_letter_handler: DeadLetterHandler | None = None
+        # serve --cluster: a management request frame for a process another member owns goes
+        # there; returns a Future of the owner's reply (its raw bytes, or an envelope), or None
+        # to serve the request here.
+        self.api_forward: Callable[[bytes], Future | None] | None = None
 
     # -- change notifications -------------------------------------------------------------
 

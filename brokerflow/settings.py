@@ -34,6 +34,8 @@ TUNING_ENV = (
     ("ingress_max_inflight", "BROKERFLOW_INGRESS_MAX_INFLIGHT", int, False),
     ("event_retention_hours", "BROKERFLOW_EVENT_RETENTION_HOURS", float, True),
     ("runs_retain_days", "BROKERFLOW_RUNS_RETAIN_DAYS", float, True),
+    ("partitions", "BROKERFLOW_PARTITIONS", int, False),
+    ("lease_ttl_s", "BROKERFLOW_LEASE_TTL_S", float, False),
 )
 
 
@@ -132,6 +134,10 @@ class Settings:
     shard_index: int = 0  # this process's place among shard_count: it owns p % shard_count == shard_index
     shard_count: int = 1
     run_dir: str | None = None  # a shard's ipc endpoints (control, stats) live here; set by the parent
+    cluster: bool = False  # serve --cluster: partitions shared with every member on this PostgreSQL database
+    member: str | None = None  # this member's id in the cluster (default: host-pid-random)
+    advertise: str | None = None  # where other members reach this API (default: the bound --api-bind)
+    lease_ttl_s: float = 6.0  # a partition lease lives this long without renewal (renewed every second)
     # Engine tuning; defaults are what the benchmark was measured with.
     max_frame_bytes: int = 1_048_576
     events_hwm: int = 1_000_000
@@ -153,9 +159,9 @@ class Settings:
 
     @property
     def shares_the_database(self) -> bool:
-        """Do other engine processes write the same database (``--shards``)? Then run ids come in
-        small, short-lived blocks, so the run log's newest-first order holds across processes."""
-        return self.shard_count > 1
+        """Do other engine processes write the same database (``--shards``, ``--cluster``)? Then run
+        ids come in small, short-lived blocks, so the run log's newest-first order holds across them."""
+        return self.shard_count > 1 or self.cluster
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -172,7 +178,8 @@ class Settings:
                 values[name] = tuple(p.strip() for p in env[key].split(",") if p.strip())
         for name, key in (("api_bind", "BROKERFLOW_API_BIND"), ("pub_bind", "BROKERFLOW_PUB_BIND"),
                           ("secret", "BROKERFLOW_SECRET"), ("smtp_relay", "BROKERFLOW_SMTP"),
-                          ("smtp_listen", "BROKERFLOW_SMTP_LISTEN"), ("webhook_ca", "BROKERFLOW_WEBHOOK_CA")):
+                          ("smtp_listen", "BROKERFLOW_SMTP_LISTEN"), ("webhook_ca", "BROKERFLOW_WEBHOOK_CA"),
+                          ("member", "BROKERFLOW_MEMBER"), ("advertise", "BROKERFLOW_ADVERTISE")):
             if key in env:
                 values[name] = env[key]
         values.update(_special_env(env))
@@ -195,6 +202,8 @@ def _special_env(env: Mapping[str, str]) -> dict[str, object]:
         values["http"] = None
     if "BROKERFLOW_SHARDS" in env:
         values["shards"] = shards_value(env["BROKERFLOW_SHARDS"])
+    if "BROKERFLOW_CLUSTER" in env:
+        values["cluster"] = env["BROKERFLOW_CLUSTER"].strip().lower() in ("1", "true", "yes")
     if "EVENTBUS_SCHEDULER_INTERVAL" in env:
         values["scheduler_interval_s"] = float(env["EVENTBUS_SCHEDULER_INTERVAL"])
     return values

@@ -40,10 +40,12 @@ class Completion:
         self._ran_upto: dict[str, int] = {}
 
     def remember_runs(self, source: str, runs: set[tuple[int, int | None]]) -> None:
-        """``(seq, rule_id)`` of ``source``'s runs already logged past its checkpoint (at start)."""
+        """``(seq, rule_id)`` of ``source``'s runs already logged past its checkpoint (at start,
+        and at a ``serve --cluster`` takeover: added to what is remembered). The set is replaced
+        whole, so the rule actors reading it never see it half-changed."""
         if runs:
-            self._ran[source] = set(runs)
-            self._ran_upto[source] = max(seq for seq, _ in runs)
+            self._ran[source] = self._ran.get(source, set()) | set(runs)
+            self._ran_upto[source] = max(self._ran_upto.get(source, -1), max(seq for seq, _ in runs))
 
     def may_have_run(self, ticket: Ticket) -> bool:
         """Could a rule have run for this event before the restart? (Cheap: one dict lookup.)"""
@@ -96,6 +98,17 @@ class Completion:
                 low = min(position, min(counts)) if counts else position
                 marks[source] = low - 1
             return marks
+
+    def positions(self) -> dict[str, int]:
+        """Per served source, the lowest seq the ingress has not accounted for (a copy)."""
+        with self._lock:
+            return dict(self._positions)
+
+    def done_below(self, positions: dict[str, int]) -> bool:
+        """Is every event below ``positions`` (per source) done? (A member handing partitions
+        over waits for this, so what it took before it let go is stored before the next owner reads.)"""
+        marks = self.watermarks()
+        return all(marks.get(source, position - 1) >= position - 1 for source, position in positions.items())
 
     def outstanding(self) -> int:
         """Events accepted and not yet done (a gauge for stats and tests)."""

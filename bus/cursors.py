@@ -88,6 +88,28 @@ class Cursors:
                 cursor.holes = [[first, last] for first, last in sorted(live_gaps) if last < start][-MAX_HOLES:]
         return cursor
 
+    def rewind(self, source: str, seq: int) -> tuple[int, tuple[tuple[int, int], ...]] | None:
+        """Read ``source`` again from ``seq`` (``serve --cluster`` took over partitions whose
+        checkpoint is below where this engine is): the cursor catches up from there.
+
+        Returns ``(high, holes)``: seqs ``[seq, high)`` were taken before, except ``holes``
+        (never taken); None when nothing at or past ``seq`` was taken yet. A source not served
+        yet starts from ``seq`` at the latest once it is.
+        """
+        cursor = self.by_source.get(source)
+        if cursor is None:
+            if source not in self._resume or self._resume[source] > seq:
+                self._resume[source] = seq
+            return None
+        high = cursor.next_seq
+        if seq >= high:
+            return None
+        inside = tuple((max(first, seq), last) for first, last in cursor.holes if last >= seq)
+        cursor.holes = [[first, min(last, seq - 1)] for first, last in cursor.holes if first < seq]
+        cursor.next_seq, cursor.live = seq, False
+        cursor.held_to = max(cursor.held_to, high - 1)  # the catch-up goes at least as far as before
+        return high, inside
+
     def resume_sources(self) -> list[str]:
         """Sources with a checkpoint: served from the start, whether or not an endpoint answers."""
         return list(self._resume)

@@ -13,8 +13,9 @@ store the checkpoint.
 from __future__ import annotations
 
 import logging
+import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import zmq
 
@@ -36,6 +37,10 @@ from brokerflow.workflow.events import Event
 __all__ = ["Recovery", "RECOVERY_COUNTERS"]
 
 log = logging.getLogger("brokerflow.bus")
+
+# ``serve --cluster`` takeovers: per rewound source ``(low, high, holes)``, then the positions.
+Rewound = dict[str, tuple[int, int, tuple[tuple[int, int], ...]]]
+TakeoverApply = Callable[[Rewound, dict[str, int]], None]
 
 REFRESH_S = 10.0
 NEW_SOURCE_REFRESH_S = 1.0  # a live event of a source no endpoint listed asks again, at most this often
@@ -65,6 +70,31 @@ class Recovery:
         # A source first seen live before any endpoint listed it: (its first live seq, the seq
         # the engine had taken from it before), so what was missed before that is fetched too.
         self._first_seen: dict[str, tuple[int, int | None]] = {}
+        self._takeovers: queue.SimpleQueue[tuple[dict[str, int], TakeoverApply]] = queue.SimpleQueue()
+
+    # -- serve --cluster ----------------------------------------------------------------------------
+    def request_takeover(self, resume: Mapping[str, int], apply: TakeoverApply) -> None:
+        """From any thread: rewind each source of ``resume`` to its seq on the ingress thread,
+        then call ``apply(rewound, positions)`` there, before any event read after the rewind
+        is handed on (so the router learns the new ownership in the events' order)."""
+        self._takeovers.put((dict(resume), apply))
+
+    def _take_over(self) -> None:
+        while True:
+            try:
+                resume, apply = self._takeovers.get_nowait()
+            except queue.Empty:
+                return
+            rewound: Rewound = {}
+            for source, seq in resume.items():
+                got = self.cursors.rewind(source, seq)
+                if got is not None:
+                    rewound[source] = (seq, *got)
+                    log.info("cluster: source %.64r read again from seq %d (was at %d) for the partitions taken over",
+                             source, seq, got[0])
+            positions = self.cursors.positions()
+            self.completion.accept((), positions)  # the checkpoint falls back with the cursor at once
+            apply(rewound, positions)
 
     # -- sources ----------------------------------------------------------------------------------
     def discover(self, last_live: Callable[[str], int | None],
@@ -137,6 +167,7 @@ class Recovery:
 
     def step(self, readable: set[zmq.Socket], has_room: bool) -> list[Event]:
         """Handle replies, time out, ask for more when there is room; the events to take."""
+        self._take_over()
         taken: list[Event] = []
         for sock in list(readable):
             taken.extend(self._handle(sock))

@@ -128,7 +128,25 @@ def write_block(db: peewee.Database) -> Any:
     """
     if isinstance(db, peewee.SqliteDatabase):
         return _serialized(db)
+    replace_broken(db)
     return db.atomic()
+
+
+def replace_broken(db: peewee.Database) -> None:
+    """PostgreSQL: replace this thread's connection if the server or the network dropped it.
+
+    peewee opens a connection only when the thread has none, so one the server closed (a
+    restart, a failover, a network cut) would fail every later transaction of that thread for
+    good. Checked before each transaction: psycopg2 marks a lost connection ``closed``, and the
+    next transaction then starts on a new one.
+    """
+    if db.is_closed() or db.in_transaction():
+        return
+    if getattr(db.connection(), "closed", 0):
+        try:
+            db.close()
+        except Exception:  # noqa: BLE001 - nothing to close cleanly; start afresh
+            db._state.reset()
 
 
 def checkpoint(db: peewee.Database) -> tuple[int, int] | None:
@@ -148,4 +166,6 @@ def checkpoint(db: peewee.Database) -> tuple[int, int] | None:
 
 def read_block(db: peewee.Database):
     """``atomic()`` for a read-only operation: one consistent snapshot, no write lock."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        replace_broken(db)
     return db.atomic()

@@ -72,9 +72,14 @@ def _webhook_tables(db: peewee.Database, models: Models) -> None:
     db.create_tables([models.WebhookRetry, models.WebhookDeadLetter], safe=True)
 
 
+def _cluster_tables(db: peewee.Database, models: Models) -> None:
+    """7: ``serve --cluster``: its members, the partition leases, the changes for the other members."""
+    db.create_tables([models.ClusterMember, models.PartitionLease, models.ClusterChange], safe=True)
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
     _create_tables, _runs_run_as, _source_seqs_seen_at, _runs_event_key_and_checkpoints, _rule_language_state,
-    _webhook_tables,
+    _webhook_tables, _cluster_tables,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

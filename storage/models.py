@@ -362,10 +362,51 @@ class WebhookDeadLetter(_Template):
         indexes = ((("run_id", "action_index"), True),)
 
 
+class ClusterMember(_Template):
+    """A ``serve --cluster`` member: where its API answers, and its last heartbeat (the
+    database's clock, unix ms); since schema 7."""
+
+    member = TextField(primary_key=True)
+    api_endpoint = TextField()
+    pid = IntegerField(default=0)
+    host = TextField(default="")
+    heartbeat_ms = BigIntegerField()
+    started_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "cluster_members"
+
+
+class PartitionLease(_Template):
+    """Who owns a partition until when (the database's clock); ``epoch`` grows with every new
+    owner. A free lease has no owner; since schema 7."""
+
+    partition = IntegerField(primary_key=True)
+    owner = TextField(null=True)
+    expires_at_ms = BigIntegerField(default=0)
+    epoch = BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "partition_leases"
+
+
+class ClusterChange(_Template):
+    """A rule, flow or reference change made through one member, for the others to apply; since schema 7."""
+
+    id = BigAutoField()
+    member = TextField()
+    change = TextField()  # JSON: {"change": "rules" | "reference" | "flows", ...}
+    created_ms = BigIntegerField()
+
+    class Meta:
+        table_name = "cluster_changes"
+
+
 TEMPLATES = (
     Rule, Run, IdBlock, Group, Account, Customer, Manager, Rate, KycStepTemplate, KycProfile,
     ApiToken, ProcessedEvent, SourceSeq, Notification, Flow, Process, MetaEntry, ScheduleClaim, Checkpoint,
-    RuleCooldown, WindowEntry, EventHistory, WebhookRetry, WebhookDeadLetter,
+    RuleCooldown, WindowEntry, EventHistory, WebhookRetry, WebhookDeadLetter, ClusterMember, PartitionLease,
+    ClusterChange,
 )
 
 

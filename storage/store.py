@@ -24,6 +24,7 @@ from brokerflow.storage.repositories import (
     WebhookRepository,
 )
 from brokerflow.storage.repositories.base import Clock, wall_clock_ms
+from brokerflow.storage.repositories.cluster import ClusterRepository
 
 
 class Store:
@@ -53,6 +54,7 @@ class Store:
         self.webhooks = WebhookRepository(*parts)
         self.rule_state = RuleStateRepository(*parts)
         self.history = HistoryRepository(*parts)
+        self.cluster = ClusterRepository(*parts)  # serve --cluster; PostgreSQL only
 
     def ping(self) -> None:
         """One read of a real table; raises when the database does not answer (``/ready``)."""

@@ -68,6 +68,18 @@ def _add_serve(sub: Any) -> None:
     serve.add_argument("--shards", type=_shards, metavar="N",
                        help="engine processes on this machine, each owning a share of the customers "
                             "(a number or 'auto' for the cores; default 1; docs/scaling.md)")
+    serve.add_argument("--cluster", action="store_true", default=None,
+                       help="join every other serve --cluster on the same PostgreSQL --db: the partitions are "
+                            "shared out through leases there (env BROKERFLOW_CLUSTER=1; docs/scaling.md)")
+    serve.add_argument("--partitions", type=_positive(int), metavar="N",
+                       help="customer partitions (default 64; every member of a cluster must use the same)")
+    serve.add_argument("--member", metavar="NAME",
+                       help="this member's id in the cluster (default host-pid-random; env BROKERFLOW_MEMBER)")
+    serve.add_argument("--advertise", metavar="EP",
+                       help="where the other members reach this engine's --api-bind (default: the bound "
+                            "endpoint; needed when it binds 0.0.0.0 or *; env BROKERFLOW_ADVERTISE)")
+    serve.add_argument("--lease-ttl-s", type=_positive(float), metavar="S",
+                       help="seconds a partition lease lives without renewal (default 6; renewed every second)")
     serve.add_argument("--shard-index", type=int, help=argparse.SUPPRESS)  # set by the --shards parent
     serve.add_argument("--shard-count", type=int, help=argparse.SUPPRESS)
     tuning = serve.add_argument_group("tuning (defaults are what the benchmarks ran with)")
@@ -162,7 +174,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("db_url", "api_bind", "pub_bind", "http", "secret", "smtp_relay", "smtp_listen",
                  "webhook_workers", "process_workers", "process_live_cap", "process_idle_s",
-                 "ingress_max_inflight", "event_retention_hours", "runs_retain_days", "shards"):
+                 "ingress_max_inflight", "event_retention_hours", "runs_retain_days", "shards", "cluster",
+                 "partitions", "member", "advertise", "lease_ttl_s"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     for name in ("events_bind", "events_connect", "webhook_allow", "replay"):
@@ -196,6 +209,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         engine = _shard_engine()
     else:
         settings = settings_from(args)
+        if settings.cluster:
+            from brokerflow.app.clusterlink import check_cluster_settings
+
+            check_cluster_settings(settings)
         if settings.shards > 1:
             from brokerflow.app.shards import serve_shards
 

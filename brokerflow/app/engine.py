@@ -9,6 +9,8 @@ and in-flight action finished (bounded by ``stop_timeout_s``), the run log flush
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -39,6 +41,7 @@ from brokerflow.actors.webhook_delivery import Deliveries, WebhookMetrics
 from brokerflow.actors.webhook_retries import WebhookRetries
 from brokerflow.app.automation import Automation
 from brokerflow.app.extension import EngineParts, Extension
+from brokerflow.app.partitioning import Partitioning
 from brokerflow.app.retention import Retention
 from brokerflow.app.secret import server_secret
 from brokerflow.bus.completion import Completion
@@ -48,6 +51,7 @@ from brokerflow.bus.outbound import Outbound
 from brokerflow.bus.recovery import Recovery
 from brokerflow.bus.webhook_sender import WebhookSender
 from brokerflow.clock import now_ms
+from brokerflow.errors import Conflict
 from brokerflow.settings import Settings
 from brokerflow.storage.db import checkpoint
 from brokerflow.storage.repositories.history import HistoryReader
@@ -63,6 +67,12 @@ if TYPE_CHECKING:  # imported when the API starts: a process without it never lo
 
 log = logging.getLogger("brokerflow.engine")
 
+
+def default_member() -> str:
+    """A cluster member id unique across machines and restarts: host, pid, a random tail."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 REFERENCE_KINDS = ("group", "account", "customer", "manager", "rate", "kyc_step_template")
 REFERENCE_APPLY_WAIT_S = 5.0  # a management upsert waits this long for the replica to hold it
 RUN_ID_BLOCK_AGE_S = 1.0  # several processes on one database: a run id block is used for at most this long
@@ -75,7 +85,7 @@ class Engine:
     def __init__(self, settings: Settings, extensions: list[Extension] | None = None) -> None:
         self.settings = settings
         self.stats_registry = StatsRegistry()
-        self.router_counters = RouterCounters(sharded=settings.shard_count > 1)
+        self.router_counters = RouterCounters(sharded=settings.shard_count > 1 or settings.cluster)
         self.run_counters = RunCounters()  # replaced by the stored totals in start(); SIGUSR1 may come first
         self.suppressed = Suppressed()  # matches cooldowns kept from running, since start
         self.run_latency = RunLatency()
@@ -85,9 +95,14 @@ class Engine:
         self.pipeline = Pipeline()
         # Replay-served sources (--replay): what each taken event still has to finish.
         self.completion: Completion | None = Completion() if settings.replay else None
-        # Owned partitions: all of them in one process; every shard_count-th under serve --shards.
-        self.partitions = owned_partitions(settings.partitions, settings.shard_index, settings.shard_count)
+        # Owned partitions: all of them in one process; every shard_count-th under serve --shards;
+        # under serve --cluster none at first: the cluster link takes its share through the leases.
+        self.member = (settings.member or default_member()) if settings.cluster else None
+        self.partitions = () if settings.cluster else owned_partitions(settings.partitions, settings.shard_index,
+                                                                       settings.shard_count)
         self.ownership = Ownership(settings.partitions, self.partitions)
+        self.recovery: Recovery | None = None
+        self.partitioning: Partitioning | None = None
         self.handoff = Handoff()  # every EventBatch for the router: the ingress's ceiling
         self._threads: list[threading.Thread] = []
         self._stop_input = threading.Event()
@@ -102,19 +117,36 @@ class Engine:
         # Retention trims the run log and notifications (brokerflow/app/retention.py).
         self.extensions: list[Extension] = ([Automation(), Retention(settings.runs_retain_days)]
                                             if extensions is None else list(extensions))
+        if settings.cluster and extensions is None:
+            from brokerflow.app.clusterlink import ClusterLink
+
+            self.extensions.append(ClusterLink())
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> Engine:
         settings = self.settings
+        if settings.cluster:
+            from brokerflow.app.clusterlink import check_cluster_settings
+
+            check_cluster_settings(settings)
         self.store = store = open_store(settings.db_url)
+        changes_from = 0
+        if settings.cluster:
+            from brokerflow.app.clusterlink import check_cluster_store
+
+            changes_from = check_cluster_store(settings, store)
         for kind in REFERENCE_KINDS:
             self.refs.load(kind, store.reference.all(kind))
         self.outbound = Outbound(settings.pub_bind)
         self.secret = server_secret(settings, store.meta)
         resume = self._resume_points(store)
         self._start_actors(store)
+        self.partitioning = Partitioning(self.ownership, self.completion, lambda: self.recovery, self._tell_in_order,
+                                         store.runs.ran_since, self.processes.forget_where, self.flush,
+                                         self._pid_partition, self.member)
+        self.partitioning.changes_from = changes_from
         parts = EngineParts(settings, store, self.stats_registry, self.pipeline, self.refs, self.run_ids, now_ms,
-                            self.submit, self.secret)
+                            self.submit, self.secret, self.partitioning)
         for extension in self.extensions:
             extension.after_actors_started(parts)
         self.reload_rules()
@@ -125,6 +157,8 @@ class Engine:
         self._start_ingress(store, resume)
         if self.completion is not None:
             self._spawn("checkpoints", self._store_checkpoints)
+        for extension in self.extensions:
+            extension.after_started(self.api_endpoint)
         log.info("brokerflow engine started: db=%s events=%s api=%s http=%s", store.backend,
                  ",".join(self.ingress.bound_endpoints()), self.api_endpoint, self.http.url if self.http else "off")
         return self
@@ -134,7 +168,8 @@ class Engine:
         self.run_counters = RunCounters(store.runs.counts())
         self.runlog = RunLogActor.start(stats, store.runs, self.run_counters, now_ms,
                                         settings.runlog_batch_rows, latency=self.run_latency,
-                                        completion=self.completion, partitions=self.partitions)
+                                        completion=self.completion, partitions=self.partitions,
+                                        ownership=self.ownership, lease_owner=self.member)
         pipeline.register("runlog", self.runlog)
         pipeline.register("notifier", NotifierActor.start(stats, pipeline, now_ms, self.refs,
                                                           store.notifications, self.outbound))
@@ -163,7 +198,7 @@ class Engine:
         self.processes = start_process_pool(settings.process_workers, stats, self.flows, store.processes,
                                             pipeline, run_ids, now_ms, settings.process_live_cap,
                                             settings.process_idle_s)
-        if not self.ownership.everything:
+        if not self.ownership.everything or settings.cluster:
             self.processes.new_pid = self._owned_pid
             self.processes.owns_pid = self._owns_pid
         self._spawn("process-sweeper", self.processes.run_sweeper)  # idle passivation without traffic
@@ -195,7 +230,8 @@ class Engine:
         for extension in self.extensions:
             extension.after_services_built(services)
         self.dispatcher = Dispatcher(services)
-        self.api_server = ApiServer(self.settings.api_bind, self.dispatcher, self.settings.max_frame_bytes)
+        self.api_server = ApiServer(self.settings.api_bind, self.dispatcher, self.settings.max_frame_bytes,
+                                    forward=services.api_forward)
         self.api_endpoint = self.api_server.endpoint
         self._spawn("api", self.api_server.run)
         if self.settings.http:
@@ -219,6 +255,9 @@ class Engine:
         partitions, plus one; the runs logged past it are remembered so a replay skips them."""
         if self.completion is None:
             return {}
+        if self.settings.cluster:  # nothing owned yet: start where the whole cluster is done; takeovers rewind
+            return {source: min(by_partition.values()) + 1
+                    for source, by_partition in store.runs.checkpoints(range(self.settings.partitions)).items()}
         resume = {source: min(by_partition.values()) + 1
                   for source, by_partition in store.runs.checkpoints(self.partitions).items()}
         for source, seq in resume.items():
@@ -230,8 +269,8 @@ class Engine:
     def _start_ingress(self, store: Store, resume: dict[str, int]) -> None:
         recovery = None
         if self.completion is not None:
-            recovery = Recovery(list(self.settings.replay), self.completion, resume, zmq.Context.instance(),
-                                self.settings.max_frame_bytes)
+            recovery = self.recovery = Recovery(list(self.settings.replay), self.completion, resume,
+                                                zmq.Context.instance(), self.settings.max_frame_bytes)
         self.ingress = Ingress(self.settings, self._tell_router, event_store=store.events, handoff=self.handoff,
                                recovery=recovery)
         self._spawn("ingress", self.ingress.run)
@@ -250,6 +289,9 @@ class Engine:
     def _owned_pid(self) -> str:
         """A new Workflow Machine pid whose partition this shard owns: the API broker routes by it."""
         owned, count = self.ownership.owned, self.settings.partitions
+        if not owned:
+            raise Conflict("this cluster member owns no partitions yet: start the process through another member, "
+                           "or again in a few seconds")
         while True:  # shard_count tries on average
             pid = uuid.uuid4().hex
             if partition_of(pid_key(pid), count) in owned:
@@ -257,6 +299,13 @@ class Engine:
 
     def _owns_pid(self, pid: str) -> bool:
         return partition_of(pid_key(pid), self.settings.partitions) in self.ownership.owned
+
+    def _pid_partition(self, pid: str) -> int:
+        return partition_of(pid_key(pid), self.settings.partitions)
+
+    def _tell_in_order(self, message: object) -> None:
+        """A message into the router's mailbox behind every batch handed so far (the handoff's lock)."""
+        self.handoff.hand(lambda _events: self.router.tell(message), [])
 
     # -- hooks -------------------------------------------------------------------------------
     def submit(self, events: list[Event]) -> None:

@@ -23,6 +23,7 @@ from brokerflow.workflow.reference import ReferenceData
 
 if TYPE_CHECKING:
     from brokerflow.api.services import Services
+    from brokerflow.app.partitioning import Partitioning
     from brokerflow.storage.store import Store
 
 __all__ = ["EngineParts", "Extension"]
@@ -41,6 +42,7 @@ class EngineParts:
     now_ms: Callable[[], int]
     echo: Callable[[list[Event]], None]  # events of our own changes, back through the router
     server_secret: str  # signs sink URLs (``--secret``, else generated once and stored)
+    partitioning: Partitioning | None = None  # the owned partitions, as serve --cluster changes them
 
 
 class Extension:
@@ -51,6 +53,9 @@ class Extension:
 
     def after_services_built(self, services: Services) -> None:
         """The API's services exist: plug in handlers (before, exec, sink) and change listeners."""
+
+    def after_started(self, api_endpoint: str) -> None:
+        """Everything runs, the ingress included, and the management API answers at ``api_endpoint``."""
 
     def before_stop_input(self) -> None:
         """The engine stops taking input: stop this extension's own sources (tickers, listeners)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import zmq
 
+from brokerflow.app.changes import ChangeFanout
 from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.clock import now_ms
 
@@ -70,9 +71,7 @@ class ShardLink(Extension):
         for other in range(self.count):
             if other != self.index:
                 self.sub.connect(control_endpoint(self.run_dir, other))
-        services.rules_listeners.append(self._send_rules)
-        services.reference_listeners.append(self._send_reference)
-        services.flow_listeners.append(self._send_flows)
+        self.fanout = ChangeFanout(services, self._send)
         self._thread = threading.Thread(target=self._run, name="brokerflow-shardlink", daemon=True)
         self._thread.start()
 
@@ -89,15 +88,6 @@ class ShardLink(Extension):
         with self._lock:  # the API thread and the HTTP gateway's threads both change things
             if not self.pub.closed:
                 self.pub.send(data)
-
-    def _send_rules(self) -> None:
-        self._send({"change": "rules"})
-
-    def _send_reference(self, kind: str, record: dict[str, Any]) -> None:
-        self._send({"change": "reference", "kind": kind, "record": record})
-
-    def _send_flows(self, name: str) -> None:
-        self._send({"change": "flows", "name": name})
 
     # -- changes in ----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -117,25 +107,15 @@ class ShardLink(Extension):
         try:
             message = msgpack.unpackb(data, raw=False)
             change = message["change"]
-            services = self.services
-            if change == "rules":
-                listeners, args = services.rules_listeners, ()
-            elif change == "reference":
-                listeners, args = services.reference_listeners, (message["kind"], message["record"])
-            elif change == "flows":
-                listeners, args = services.flow_listeners, (message["name"],)
-            else:
-                raise ValueError(f"unknown change {change!r}")
+            listeners, args = self.fanout.listeners(message)
         except Exception:  # noqa: BLE001 - a sibling's bad message must not stop this shard
             log.exception("shard %d: a control message from a sibling could not be read", self.index)
             return
-        own = (self._send_rules, self._send_reference, self._send_flows)
-        for listener in list(listeners):
-            if listener not in own:
-                try:
-                    listener(*args)
-                except Exception:  # noqa: BLE001 - the change is stored; the other listeners go on
-                    log.exception("shard %d: applying a sibling's %s change failed", self.index, change)
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:  # noqa: BLE001 - the change is stored; the other listeners go on
+                log.exception("shard %d: applying a sibling's %s change failed", self.index, change)
         self.applied += 1
 
     # -- stats -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from brokerflow.errors import ValidationFailed
 from brokerflow.storage.bulk import encode_documents, insert_rows
 from brokerflow.storage.migrations import RUN_IDS
 from brokerflow.storage.repositories.base import Repository, invalid, is_int
+from brokerflow.storage.repositories.cluster import fenced_checkpoints_sql
 
 COLUMNS = (
     "id", "rule_id", "rule_version", "brand", "trigger", "event_id", "status", "error",
@@ -89,7 +90,7 @@ class RunRepository(Repository):
             raise _bad_run(runs) from None
 
     def write_rows(self, rows: Sequence[Sequence[object]], checkpoints: Sequence[tuple[str, int, int]] = (),
-                   replace: Sequence[Sequence[object]] = ()) -> int:
+                   replace: Sequence[Sequence[object]] = (), lease_owner: str | None = None) -> int:
         """``write_many`` for runs already in ``COLUMNS`` order, ``actions`` a list of maps.
 
         The run log builds these straight from its jobs: no RUN map per run, each run's actions
@@ -102,6 +103,10 @@ class RunRepository(Repository):
         ``replace``: runs written before that have moved on (a webhook retried, then the rest
         of the run): their status, error, actions and ``finished_at`` replace the stored ones,
         in the same transaction; of two rows of one run the later wins.
+
+        ``lease_owner`` (``serve --cluster``, PostgreSQL): a checkpoint is written only for a
+        partition whose lease that member holds now, so a member never overwrites the
+        checkpoint of a partition another member took over.
         """
         try:
             encoded = encode_documents(rows, COLUMNS, JSON_COLUMNS)  # before the write lock is taken
@@ -112,13 +117,25 @@ class RunRepository(Repository):
         with self._write():
             insert_rows(self._db, "runs", COLUMNS, encoded, "ON CONFLICT DO NOTHING")
             insert_rows(self._db, "runs", COLUMNS, replacing, _REPLACE)
-            if checkpoints:
+            if checkpoints and lease_owner is not None:
+                self._fenced_checkpoints(checkpoints, lease_owner)
+            elif checkpoints:
                 now = self._clock()
                 insert_rows(self._db, "checkpoints", CHECKPOINT_COLUMNS,
                             [(source, partition, seq, now) for source, partition, seq in checkpoints],
                             'ON CONFLICT ("source", "partition") DO UPDATE SET "seq" = excluded."seq", '
                             '"updated_at" = excluded."updated_at"')
         return len(rows) + len(replace)
+
+    def _fenced_checkpoints(self, checkpoints: Sequence[tuple[str, int, int]], owner: str) -> None:
+        now = self._clock()
+        cursor = self._db.cursor()
+        for start in range(0, len(checkpoints), 500):
+            chunk = checkpoints[start:start + 500]
+            params: list[object] = []
+            for source, partition, seq in chunk:
+                params += [source, partition, seq, now]
+            cursor.execute(fenced_checkpoints_sql(len(chunk)), [*params, owner])
 
     def checkpoints(self, partitions: Collection[int]) -> dict[str, dict[int, int]]:
         """``{source: {partition: seq}}`` stored for ``partitions``."""

@@ -53,10 +53,11 @@ class Client:
 
 
 class RunningServer:
-    def __init__(self, dispatcher: Dispatcher, max_frame_bytes: int = MAX_FRAME_BYTES, hold_gil: bool = True) -> None:
+    def __init__(self, dispatcher: Dispatcher, max_frame_bytes: int = MAX_FRAME_BYTES, hold_gil: bool = True,
+                 forward: Any = None) -> None:
         self.context = zmq.Context()
         self.server = ApiServer("tcp://127.0.0.1:0", dispatcher, max_frame_bytes, context=self.context,
-                                hold_gil=hold_gil)
+                                hold_gil=hold_gil, forward=forward)
         self.endpoint = self.server.endpoint
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.server.run, args=(self._stop, 20), daemon=True)

@@ -315,3 +315,29 @@ def test_a_dealer_sending_thousands_of_frames_gets_bad_request_and_the_socket_li
         assert msgpack.unpackb(dealer.recv_multipart()[1])["success"] is True
     finally:
         dealer.close()
+
+
+def test_a_forward_hook_answers_for_another_member_and_a_forwarded_request_is_served_here(serve):
+    """``serve --cluster``: what the hook takes is answered with its bytes; what it leaves, or a
+    request marked as forwarded, or anything while the hook fails, is served here."""
+    from brokerflow.api.server import FORWARDED
+
+    seen: list[bytes] = []
+
+    def forward(frame: bytes) -> Future | None:
+        seen.append(frame)
+        if b"fail" in frame:
+            raise RuntimeError("the hook broke")
+        if b"elsewhere" not in frame:
+            return None
+        done: Future = Future()
+        threading.Timer(0.05, done.set_result, [msgpack.packb({"success": True, "body": {"from": "owner"}})]).start()
+        return done
+
+    client = serve(_dispatcher(), forward=forward).client()
+    assert client.call("EVENT", {"pid": "elsewhere"}) == {"success": True, "body": {"from": "owner"}}
+    assert _code(client.call("EVENT", {"pid": "here"})) == "UNAUTHENTICATED"  # served (and refused) here
+    assert _code(client.call("EVENT", {"pid": "fail"})) == "UNAUTHENTICATED"
+    marked = msgpack.packb({"cmd": "Ping", "params": {"pid": "elsewhere"}})
+    assert client.send_raw(FORWARDED, marked)["body"]["pong"] is True  # never forwarded twice
+    assert len(seen) == 3

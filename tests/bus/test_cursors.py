@@ -133,3 +133,25 @@ def test_events_held_back_when_the_endpoint_stops_answering_are_a_hole_to_fetch(
     cursors.endpoint_lost(["crm"])
     assert cursors.wanted() == [("crm", 1, 5)] and cursors.positions() == {"crm": 1}
     assert cursors.on_live("crm", 6, endpoint_up=False) == "take"
+
+
+def test_a_rewind_reads_the_source_again_from_a_seq_and_says_what_was_taken_before_except_the_holes():
+    cursors = served(start=101, last=100)  # live at 101
+    for seq in (101, 102, 106, 107):  # 103..105 missed while the endpoint was down: a hole
+        cursors.on_live("crm", seq, endpoint_up=False)
+    assert cursors.by_source["crm"].holes == [[103, 105]]
+    assert cursors.rewind("crm", 102) == (108, ((103, 105),))
+    cursor = cursors.by_source["crm"]
+    assert (cursor.next_seq, cursor.live, cursor.holes) == (102, False, [])  # the catch-up brings the hole too
+    assert cursors.wanted() == [("crm", 102, None)]
+    page = cursors.on_page("crm", 102, None, [102, 103, 104, 105, 106, 107], first_seq=1, more=False)
+    assert page.take == [102, 103, 104, 105, 106, 107] and cursor.live
+    assert cursors.rewind("crm", 200) is None  # nothing taken at or past it: nothing to read again
+
+
+def test_a_rewind_of_a_source_not_served_yet_lowers_where_it_will_start():
+    cursors = Cursors({"crm": 50})
+    assert cursors.rewind("crm", 20) is None and cursors.rewind("crm", 30) is None
+    assert cursors.rewind("other", 7) is None
+    assert cursors.serve("crm", 1, 100).next_seq == 20
+    assert cursors.serve("other", 1, 100).next_seq == 7

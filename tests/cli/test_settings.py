@@ -95,3 +95,21 @@ def test_a_webhook_ca_that_cannot_be_loaded_stops_serve_with_exit_2(tmp_path):
     env = subprocess.run(base, capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin", "BROKERFLOW_WEBHOOK_CA": str(junk)})
     assert env.returncode == 2 and "BROKERFLOW_WEBHOOK_CA" in env.stderr and "not a PEM" in env.stderr
+
+
+def test_the_cluster_options_come_from_flags_or_the_environment(monkeypatch):
+    settings = settings_from(build_parser().parse_args(
+        ["serve", "--cluster", "--partitions", "128", "--member", "eu-1", "--advertise", "tcp://eu-1:5557",
+         "--lease-ttl-s", "9"]))
+    assert (settings.cluster, settings.partitions, settings.member, settings.advertise, settings.lease_ttl_s) == (
+        True, 128, "eu-1", "tcp://eu-1:5557", 9.0)
+    assert not settings_from(build_parser().parse_args(["serve"])).cluster
+    for key, value in (("BROKERFLOW_CLUSTER", "1"), ("BROKERFLOW_PARTITIONS", "32"), ("BROKERFLOW_MEMBER", "us-2"),
+                       ("BROKERFLOW_ADVERTISE", "tcp://us-2:5557"), ("BROKERFLOW_LEASE_TTL_S", "4.5")):
+        monkeypatch.setenv(key, value)
+    settings = settings_from(build_parser().parse_args(["serve", "--partitions", "16"]))
+    assert (settings.cluster, settings.partitions, settings.member, settings.advertise, settings.lease_ttl_s) == (
+        True, 16, "us-2", "tcp://us-2:5557", 4.5)
+    monkeypatch.setenv("BROKERFLOW_PARTITIONS", "0")
+    with pytest.raises(ValidationFailed):
+        settings_from(build_parser().parse_args(["serve"]))

@@ -1,0 +1,25 @@
+"""What a cluster hand-over asks of ``Completion``: is everything taken below a point done, and
+runs remembered at a takeover added to those remembered at start."""
+
+from __future__ import annotations
+
+from brokerflow.bus.completion import Completion
+
+
+def test_done_below_waits_for_every_event_taken_before_the_point_and_not_for_later_ones():
+    completion = Completion()
+    completion.accept([("s", 1), ("s", 2)], {"s": 3})
+    point = completion.positions()
+    assert point == {"s": 3} and not completion.done_below(point)
+    completion.accept([("s", 3)], {"s": 4})  # taken after the point: not waited for
+    completion.settle([(("s", 1), -1), (("s", 2), -1)])
+    assert completion.done_below(point)
+    assert completion.done_below({"unknown": 5})  # a source never taken from has nothing in flight
+
+
+def test_runs_remembered_at_a_takeover_add_to_those_remembered_at_start():
+    completion = Completion()
+    completion.remember_runs("s", {(5, 1)})
+    completion.remember_runs("s", {(3, 2), (9, 1)})
+    assert completion.ran(("s", 5), 1) and completion.ran(("s", 3), 2) and completion.ran(("s", 9), 1)
+    assert completion.may_have_run(("s", 9)) and not completion.may_have_run(("s", 10))
