@@ -37,8 +37,10 @@ class RunIds:
 
     Several actors share one instance. Taking the next id of the current block needs no lock:
     ``next()`` on a range iterator is one C call, atomic under the GIL. Only the thread that
-    finds the block used up takes the lock, and reserves a new block unless another thread
-    did so meanwhile.
+    finds the block used up takes the lock and switches to the spare block, reserved ahead on a
+    short-lived thread of its own: reserving is a write, which waits for the database's write
+    lock (behind a run log batch), and the rule actors must not wait with it. Without a spare
+    (the first block, or storage failing) the block is reserved there and then.
 
     With ``max_age_s`` (several processes on one database), a block older than that is dropped
     for a fresh one: ids then grow with time across processes, to within one block or
@@ -47,12 +49,14 @@ class RunIds:
     """
 
     def __init__(self, runs_repo: RunIdSource, block: int = 1000, max_age_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, prefetch: bool = True) -> None:
         self.runs_repo, self.block = runs_repo, block
         self._lock = threading.Lock()
         self._ids = iter(())
-        self._max_age_s, self._clock = max_age_s, clock
+        self._max_age_s, self._clock, self._prefetch = max_age_s, clock, prefetch
         self._expires = float("inf")
+        self._spare: tuple[range, float] | None = None  # a reserved block and when it was reserved
+        self._reserving = False
 
     def next(self) -> int:
         run_id = next(self._ids, None)
@@ -68,10 +72,47 @@ class RunIds:
             run_id = next(self._ids, None) if fresh else None
             if run_id is not None:
                 return run_id
-            self._ids = ids = iter(self.runs_repo.allocate_ids(self.block))
+            spare = self._take_spare()
+            block, reserved_at = spare if spare is not None else (self.runs_repo.allocate_ids(self.block),
+                                                                   self._clock())
+            self._ids = ids = iter(block)
             if self._max_age_s is not None:
-                self._expires = self._clock() + self._max_age_s
+                self._expires = reserved_at + self._max_age_s
+            self._reserve_spare()
             return next(ids)
+
+    def _take_spare(self) -> tuple[range, float] | None:
+        spare, self._spare = self._spare, None
+        if spare is not None and self._max_age_s is not None and self._clock() - spare[1] >= self._max_age_s:
+            return None  # too old to keep ids growing with time across processes
+        return spare
+
+    def _reserve_spare(self) -> None:
+        """Under the lock: reserve the next block on a thread of its own, unless one is on its way."""
+        if self._prefetch and not self._reserving and self._spare is None:
+            self._reserving = True
+            threading.Thread(target=self._reserve, name="brokerflow-run-ids", daemon=True).start()
+
+    def _reserve(self) -> None:
+        try:
+            spare: tuple[range, float] | None = (self.runs_repo.allocate_ids(self.block), self._clock())
+        except Exception:  # noqa: BLE001 - the next refill reserves in place, and says why if it fails
+            log.exception("run ids: could not reserve the next block ahead")
+            spare = None
+        with self._lock:
+            self._reserving = False
+            if spare is not None and self._spare is None:
+                self._spare = spare
+
+    def wait_spare(self, timeout_s: float = 5.0) -> bool:
+        """Until the spare block is reserved (tests; the engine never waits for it)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._spare is not None:
+                    return True
+            time.sleep(0.005)
+        return False
 
 
 def start_job(rule: CompiledRule, candidate: Candidate, run_id: int, now_ms: int,

@@ -69,3 +69,29 @@ def test_run_ids_of_a_single_process_use_up_each_block(store):
     ids = RunIds(store.runs, block=100)
     first = ids.next()
     assert [ids.next() for _ in range(99)] == list(range(first + 1, first + 100))
+
+
+def test_the_next_run_id_block_is_reserved_ahead_so_no_rule_actor_waits_for_the_database(store):
+    """The spare block is reserved right after a block is taken: another engine reserving later
+    gets ids after it, and this one moves on to its spare, not to a block reserved on demand."""
+    from brokerflow.actors.rules import RunIds
+
+    ours, theirs = RunIds(store.runs, block=100), RunIds(store.runs, block=100, prefetch=False)
+    first = ours.next()
+    assert ours.wait_spare()
+    other = theirs.next()  # reserved after our spare
+    taken = [ours.next() for _ in range(100)]
+    assert taken[:99] == list(range(first + 1, first + 100))
+    assert first + 100 <= taken[99] < other  # the spare: reserved before the other engine's block
+
+
+def test_a_spare_block_older_than_the_block_age_is_not_used(store):
+    from brokerflow.actors.rules import RunIds
+
+    now = [0.0]
+    ids = RunIds(store.runs, block=100, max_age_s=1.0, clock=lambda: now[0])
+    early = ids.next()
+    assert ids.wait_spare()
+    other = RunIds(store.runs, block=100, prefetch=False).next()
+    now[0] = 2.0
+    assert ids.next() > other > early  # a fresh block, not the old spare
