@@ -4,7 +4,8 @@ Real ``brokerflow serve --shards 2`` (HTTP on shard 0 only) and real ``serve --c
 (PostgreSQL): a process another shard or member owns is driven to its end over real HTTP, with
 the same statuses and error shapes as a process the gateway's own engine owns; the caller's own
 token is what the owner checks (a wrong or brand-scoped token is refused there); ``START`` over
-HTTP draws a pid the gateway's engine owns.
+HTTP draws a pid the gateway's engine owns; a process whose partition moved to a member that
+joined later is still reached through the member it was started on.
 """
 
 from __future__ import annotations
@@ -97,22 +98,27 @@ def test_http_on_shard_0_drives_a_process_shard_1_owns_as_its_own(tmp_path):
     assert code == 0, serve.log()
 
 
-def test_http_on_one_cluster_member_drives_a_process_the_other_owns(tmp_path, pg_url):  # noqa: F811
+def test_http_on_one_cluster_member_drives_processes_the_other_owns_rebalance_included(tmp_path, pg_url):  # noqa: F811
     relayed = RelayedUpstream(str(tmp_path / "journal.db"))
     token = make_token(pg_url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    http = Door(Http(base, token))
     members: list[Member] = []
     try:
         relayed.wait_subscribed()
         a = Member("a", pg_url, token, relayed, tmp_path, "--http", f"127.0.0.1:{port}")
         members.append(a)
         wait_until(lambda: len(a.owned()) == 64, timeout_s=30, interval_s=0.2)
+        wait_until(lambda: http_up(base), timeout_s=30, interval_s=0.1)
+        a.call("MngAddFlow", {"flow": FLOW})
+        before = [http.ok("START", name="counter")["pid"] for _ in range(16)]  # all a's while it is alone
+
         b = Member("b", pg_url, token, relayed, tmp_path)
         members.append(b)
-        split_between(a, b)
-        a.call("MngAddFlow", {"flow": FLOW})
-        wait_until(lambda: b.cluster()["changes_applied"] >= 1, timeout_s=10)
+        split_between(a, b)  # b took half the partitions: processes started on a moved with them
+        moved = [pid for pid in before if partition_of(pid_key(pid), 64) in b.owned()]
+        assert moved, "none of 16 processes moved with 32 of 64 partitions"
 
         def started_on_b() -> str | None:
             try:
@@ -122,14 +128,23 @@ def test_http_on_one_cluster_member_drives_a_process_the_other_owns(tmp_path, pg
         pid = wait_until(started_on_b, timeout_s=10, interval_s=0.2)
         assert partition_of(pid_key(pid), 64) in b.owned()
 
-        wait_until(lambda: http_up(base), timeout_s=30, interval_s=0.1)
-        http = Door(Http(base, token))
+        # a learns who owns what once a lease round (1 s): until then the answer is CONFLICT "try again".
+        def reached(pid: str) -> bool:
+            status, reply = http.send("AVAILABLE_EVENTS", pid=pid)
+            if status == 200:
+                return True
+            assert reply["error"]["code"] == "CONFLICT" and "try again" in reply["error"]["text"], reply
+            return False
+        for owned_by_b in (pid, moved[0]):
+            wait_until(lambda p=owned_by_b: reached(p), timeout_s=15, interval_s=0.1)
+
         http.fail("EVENT", "UNAUTHENTICATED", 401, pid=pid, name="step", token="not-a-token")
         http.fail("EVENT", "EVENT_NOT_AVAILABLE", 409, pid=pid, name="fly")
         http.fail("EVENT", "ACCESS_DENIED", 403, pid=pid, name="step", token=scoped_token(pg_url, "beta"))
-        drive_to_the_end(http, pid)
-        assert b.call("AVAILABLE_EVENTS", {"pid": pid})["events"] == []
-        assert a.cluster()["forwarded"] >= 8  # every command above went to b
+        for owned_by_b in (pid, moved[0]):
+            drive_to_the_end(http, owned_by_b)
+            assert b.call("AVAILABLE_EVENTS", {"pid": owned_by_b})["events"] == []
+        assert a.cluster()["forwarded"] >= 13  # every command above for b's processes went to b
 
         started = http.ok("START", name="counter")["pid"]
         assert partition_of(pid_key(started), 64) in a.owned()  # START over HTTP stays on a
