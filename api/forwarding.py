@@ -19,6 +19,7 @@ and everything when no hook is set (one engine owns every process).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from typing import Any
@@ -30,6 +31,8 @@ from brokerflow.workflow.machine.commands import COMMANDS as MACHINE_COMMANDS
 from brokerflow.workflow.machine.scope import CREATING
 
 __all__ = ["ForwardHook", "forward_process_command"]
+
+log = logging.getLogger(__name__)
 
 # A request frame in; None to serve it here, else a Future of the owner's reply (its raw bytes, or
 # an envelope such as CONFLICT "try again" or the owner not answering in time).
@@ -46,7 +49,11 @@ def forward_process_command(forward: ForwardHook | None, request: dict[str, Any]
     # JSON, as the HTTP caller sent it (no value changes type); a lone surrogate passes through
     # to the owner, which refuses it with BAD_REQUEST as any door would.
     frame = json.dumps(request, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    sent = forward(frame.encode("utf-8", "surrogatepass"))
+    try:
+        sent = forward(frame.encode("utf-8", "surrogatepass"))
+    except Exception:  # noqa: BLE001 - as the management API does: the fault costs the forwarding only
+        log.exception("HTTP: forwarding a Workflow Machine command failed; serving it here")
+        return None
     if sent is None:
         return None
     reply: Future[dict[str, Any]] = Future()

@@ -36,7 +36,7 @@ FORWARD_TIMEOUT_S = 5.0
 
 
 class Forwarder:
-    """``Services.api_forward`` of a cluster member."""
+    """``Services.api_forward`` and ``http_forward`` of a cluster member; ``http_forward`` of shard 0."""
 
     def __init__(self, owns: Callable[[int], bool], owner_api: Callable[[int], str | None],
                  pid_partition: Callable[[str], int], workers: int = 4, owner: str = "cluster member",

@@ -62,6 +62,12 @@ def test_only_commands_on_an_existing_pid_are_offered_to_the_hook_as_the_managem
     assert hook.frames == []
     request = _request(input={"amount": 1.5, "note": "é", "deep": [1, {"x": None}]})
     assert forward_process_command(hook, request) is None  # the hook said: serve it here
+    assert forward_process_command(Hook(ZeroDivisionError()), request) is not None  # a Future failing: in it
+
+    def broken(_frame: bytes) -> Future | None:
+        raise RuntimeError("the hook broke")
+
+    assert forward_process_command(broken, request) is None  # a hook that raises: served here, logged
     (frame,) = hook.frames
     assert frame[:1] == b"{" and json.loads(frame) == request  # JSON (the owner answers JSON), the caller's token
 
