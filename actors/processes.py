@@ -352,9 +352,10 @@ class ProcessManager:
         self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
         # New pids; under ``serve --shards`` the engine sets one that picks pids this shard owns.
         self.new_pid: Callable[[], str] = lambda: uuid.uuid4().hex
-        # Under ``serve --shards``: does this shard own a pid? The API broker sends a pid's commands to
-        # its owner; another door (the HTTP gateway, shard 0 only) is refused rather than let two
-        # shards hold one process.
+        # Under ``serve --shards``/``--cluster``: does this engine own a pid? The API broker, the cluster
+        # forwarder and the HTTP doors' forwarder send a pid's commands to its owner; one that still
+        # arrives here (its partition changed hands meanwhile) is refused rather than let two engines
+        # hold one process.
         self.owns_pid: Callable[[str], bool] | None = None
 
     def worker_for(self, pid: str) -> pykka.ActorRef:
@@ -380,8 +381,8 @@ class ProcessManager:
             return reply
         if self.owns_pid is not None and cmd not in CREATING and not self.owns_pid(pid):
             reply.set_exception(Conflict("this process lives in another shard (serve --shards) or cluster member "
-                                         "(serve --cluster, or its partition is changing hands): send its "
-                                         "commands through the management API, which routes them"))
+                                         "(serve --cluster, or its partition is changing hands): try again; "
+                                         "the management API and the HTTP gateway route it to its owner"))
             return reply
         index = self._index(pid)
         worker = self.workers[index]

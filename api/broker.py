@@ -23,7 +23,7 @@ import zmq
 
 from brokerflow.api.framing import wants_json
 from brokerflow.api.server import HARD_CAP_FACTOR, READ_BATCH, _recv_request, _split
-from brokerflow.workflow.partitions import partition_of, pid_key
+from brokerflow.workflow.partitions import partition_of, pid_key, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class ApiBroker:
     def shard_for(self, body: list[bytes]) -> int:
         pid = request_pid(body[0]) if len(body) == 1 else None
         if pid is not None:
-            return partition_of(pid_key(pid), self.partitions) % len(self.backs)
+            return shard_of(partition_of(pid_key(pid), self.partitions), len(self.backs))
         self._next = (self._next + 1) % len(self.backs)
         return self._next
 

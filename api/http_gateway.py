@@ -4,7 +4,9 @@ and the web console (``api/console``).
 Flask routes and parses; waitress serves (a production, pure-Python, multithreaded WSGI
 server), so no HTTP is parsed by hand. Every route except sinks goes through the same
 ``Dispatcher`` as the ZeroMQ API and answers the same envelope as JSON: 200 on success, the
-error's HTTP status otherwise. A sink answers whatever its rule's ``sink.respond`` says.
+error's HTTP status otherwise — except a Workflow Machine command for a process another shard or
+cluster member owns, which ``api.forwarding`` carries to the owner's management API and whose
+reply is answered the same way. A sink answers whatever its rule's ``sink.respond`` says.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import brokerflow
 from brokerflow.api import envelope
 from brokerflow.api.console import make_console
 from brokerflow.api.dispatcher import Dispatcher
+from brokerflow.api.forwarding import forward_process_command
 from brokerflow.api.framing import check_token, encode_reply, finite, loads_json
 from brokerflow.api.ops_routes import add_ops_routes
 from brokerflow.api.services import Services
@@ -95,7 +98,11 @@ class _Routes:
         self.dispatcher, self.services, self.timeout_s = dispatcher, services, timeout_s
 
     def dispatch(self, cmd: str, params: dict[str, Any]) -> Response:
-        reply = self.dispatcher.handle({"cmd": cmd, "token": _bearer(), "params": params})
+        request = {"cmd": cmd, "token": _bearer(), "params": params}
+        # A process another shard or member owns: its owner answers, with the caller's own token.
+        reply = forward_process_command(self.services.http_forward, request)
+        if reply is None:
+            reply = self.dispatcher.handle(request)
         return _json_response(_wait(reply, self.timeout_s))
 
     def workflow(self) -> Response:

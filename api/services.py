@@ -96,6 +96,10 @@ class Services:
         # there; returns a Future of the owner's reply (its raw bytes, or an envelope), or None
         # to serve the request here.
         self.api_forward: Callable[[bytes], Future | None] | None = None
+        # serve --shards (shard 0) and serve --cluster: the same for a Workflow Machine command that
+        # came in over HTTP (the gateway, the console), as a management request frame built from
+        # it (``api.forwarding``); None: this engine owns every process.
+        self.http_forward: Callable[[bytes], Future | None] | None = None
 
     # -- change notifications -------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["partition_key", "partition_of", "pid_key", "owned_partitions"]
+__all__ = ["partition_key", "partition_of", "pid_key", "owned_partitions", "shard_of"]
 
 
 def _customer(customer_id: Any) -> str:
@@ -56,6 +56,12 @@ def partition_of(key: str, count: int) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % count
 
 
+def shard_of(partition: int, shard_count: int) -> int:
+    """The shard of ``shard_count`` (``serve --shards``) that owns ``partition``: every door that
+    routes by partition (the API broker, the HTTP gateway's forwarder) asks this one function."""
+    return partition % shard_count
+
+
 def owned_partitions(count: int, shard_index: int, shard_count: int) -> tuple[int, ...]:
     """The partitions shard ``shard_index`` of ``shard_count`` owns: every ``shard_count``-th one."""
-    return tuple(p for p in range(count) if p % shard_count == shard_index)
+    return tuple(p for p in range(count) if shard_of(p, shard_count) == shard_index)

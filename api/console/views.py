@@ -13,6 +13,7 @@ from flask import Blueprint, Response, make_response, redirect, render_template,
 from brokerflow import clock
 from brokerflow.api.console.masking import masked
 from brokerflow.api.console.sessions import ConsoleSession, Sessions, same
+from brokerflow.api.forwarding import forward_process_command
 
 COOKIE = "bf_console"
 SIGNIN_COOKIE = "bf_console_signin"  # the sign-in form's double-submit CSRF value
@@ -54,7 +55,11 @@ class Console:
 
     # -- plumbing --------------------------------------------------------------------------------
     def call(self, session: ConsoleSession, cmd: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        reply = self.dispatcher.handle({"cmd": cmd, "token": session.token, "params": params or {}})
+        command = {"cmd": cmd, "token": session.token, "params": params or {}}
+        # A process another shard or cluster member owns (AVAILABLE_EVENTS): its owner answers.
+        reply = forward_process_command(getattr(self.services, "http_forward", None), command)
+        if reply is None:
+            reply = self.dispatcher.handle(command)
         if isinstance(reply, Future):
             try:
                 reply = reply.result(timeout=self.timeout_s)

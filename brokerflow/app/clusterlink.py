@@ -15,7 +15,7 @@ Three threads, each with one job:
   engine's own ``Services`` call (``app.changes.ChangeFanout``); ours are written there.
 
 Workflow Machine commands for a process another member owns are forwarded to that member's API
-(``app.clusterforward``). ``MngGetStats`` gains ``cluster``.
+(``app.clusterforward``), from the management API and from the HTTP doors alike. ``MngGetStats`` gains ``cluster``.
 """
 
 from __future__ import annotations
@@ -141,6 +141,7 @@ class ClusterLink(Extension):
         self.forwarder = Forwarder(lambda p: p in self.partitioning.owned, self._owner_api,
                                    self.partitioning.pid_partition)
         services.api_forward = self.forwarder.forward
+        services.http_forward = self.forwarder.forward  # the HTTP doors reach the owner too (api.forwarding)
 
     def after_started(self, api_endpoint: str) -> None:
         """The API is bound (its endpoint is what the others forward to): join and start the threads."""

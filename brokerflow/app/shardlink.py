@@ -1,4 +1,5 @@
-"""One shard's link to its siblings under ``serve --shards`` (docs/scaling.md): changes and stats.
+"""One shard's link to its siblings under ``serve --shards`` (docs/scaling.md): changes, stats and
+the HTTP doors' forwarding.
 
 A management change (rules, flows, reference data) reaches the shard whose API took it; that
 shard's ``Services`` tells its own listeners. This extension adds one more listener that
@@ -11,6 +12,10 @@ Stats: every second the shard writes its own stats to storage (``meta``, ``stats
 ``MngGetStats`` on any shard sums its siblings' bus counters into its own, lists every shard's
 actors as ``shard<i>/<name>``, reads the run totals from the run log (one database for all) and
 adds ``shards``: each shard's pid and how fresh its figures are.
+
+HTTP: only shard 0 serves it. A Workflow Machine command over HTTP for a pid a sibling owns
+(``workflow.partitions.shard_of`` its partition, as the API broker routes) goes to that sibling's
+management API at ``ipc://<run_dir>/api-<i>`` (``app.clusterforward.Forwarder``, ``api.forwarding``).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ import msgpack
 import zmq
 
 from brokerflow.app.changes import ChangeFanout
+from brokerflow.app.clusterforward import Forwarder
 from brokerflow.app.extension import EngineParts, Extension
 from brokerflow.clock import now_ms
+from brokerflow.workflow.partitions import partition_of, pid_key, shard_of
 
 if TYPE_CHECKING:
     from brokerflow.api.services import Services
@@ -40,6 +47,11 @@ STALE_MS = 5_000  # a shard whose figures are older than this is reported ``stal
 
 def control_endpoint(run_dir: str, index: int) -> str:
     return f"ipc://{run_dir}/control-{index}"
+
+
+def api_endpoint(run_dir: str, index: int) -> str:
+    """Where shard ``index`` binds its management API: the API broker and shard 0's HTTP forwarder dial it."""
+    return f"ipc://{run_dir}/api-{index}"
 
 
 class ShardLink(Extension):
@@ -56,6 +68,8 @@ class ShardLink(Extension):
         self.index, self.count, self.run_dir = settings.shard_index, settings.shard_count, settings.run_dir or ""
         self.store = parts.store
         self.started_ms = now_ms()
+        self.http, self.partitions = settings.http, settings.partitions
+        self.forwarder: Forwarder | None = None
 
     def after_services_built(self, services: Services) -> None:
         self.services = services
@@ -72,6 +86,12 @@ class ShardLink(Extension):
             if other != self.index:
                 self.sub.connect(control_endpoint(self.run_dir, other))
         self.fanout = ChangeFanout(services, self._send)
+        if self.http:  # shard 0: its HTTP doors reach the processes its siblings own
+            self.forwarder = Forwarder(lambda p: shard_of(p, self.count) == self.index,
+                                       lambda p: api_endpoint(self.run_dir, shard_of(p, self.count)),
+                                       lambda pid: partition_of(pid_key(pid), self.partitions), workers=8,
+                                       owner="shard", retry_hint="a shard that stopped is started again within seconds")
+            services.http_forward = self.forwarder.forward
         self._thread = threading.Thread(target=self._run, name="brokerflow-shardlink", daemon=True)
         self._thread.start()
 
@@ -81,6 +101,10 @@ class ShardLink(Extension):
             self._thread.join(timeout=5)
         with self._lock:
             self.pub.close()
+
+    def after_drain(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.close()
 
     # -- changes out -------------------------------------------------------------------------
     def _send(self, message: dict[str, Any]) -> None:

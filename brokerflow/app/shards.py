@@ -10,7 +10,8 @@ every N-th customer partition (``workflow.partitions``, docs/scaling.md):
   to all → XPUB at the public ``pub_bind``) merges them.
 - management API: ``api.broker.ApiBroker`` (a thread here) forwards each request to one shard's
   API at ``ipc://<run_dir>/api-<i>``: by pid for the Workflow Machine, else round-robin.
-- HTTP gateway and SMTP listener: shard 0 only.
+- HTTP gateway and SMTP listener: shard 0 only; a Workflow Machine command over HTTP for a pid
+  another shard owns goes to that shard's API (``app.shardlink``).
 
 The public events endpoint opens only once every shard has subscribed, so nothing published
 after ``serve`` is ready misses a shard. A shard that exits is started again (counted in
@@ -37,6 +38,7 @@ from typing import Any
 import zmq
 
 from brokerflow.api.broker import ApiBroker
+from brokerflow.app.shardlink import api_endpoint
 from brokerflow.bus.ingress import FRAME_CAP_FACTOR
 from brokerflow.errors import BrokerflowError
 from brokerflow.settings import Settings, WebhookSecrets
@@ -74,7 +76,7 @@ def shard_settings(settings: Settings, index: int, run_dir: str) -> Settings:
     return settings.with_(
         shards=1, shard_index=index, shard_count=settings.shards, run_dir=run_dir,
         events_bind=(), events_connect=(f"ipc://{run_dir}/events",),
-        api_bind=f"ipc://{run_dir}/api-{index}", pub_bind=f"ipc://{run_dir}/pub-{index}",
+        api_bind=api_endpoint(run_dir, index), pub_bind=f"ipc://{run_dir}/pub-{index}",
         http=settings.http if index == 0 else None, smtp_listen=settings.smtp_listen if index == 0 else None)
 
 
@@ -169,7 +171,7 @@ class ShardParent:
         pub_out.setsockopt(zmq.LINGER, 500)
         pub_out.bind(self.settings.pub_bind)
         self.proxies.append(Proxy("outbound", pub_in, pub_out, self.context))
-        self.broker = ApiBroker(self.settings.api_bind, [f"ipc://{self.run_dir}/api-{i}" for i in range(self.count)],
+        self.broker = ApiBroker(self.settings.api_bind, [api_endpoint(self.run_dir, i) for i in range(self.count)],
                                 self.settings.partitions, self.settings.max_frame_bytes, self.context)
         self._broker_thread = threading.Thread(target=self.broker.run, args=(self._broker_stop,),
                                                name="brokerflow-api-broker", daemon=True)

@@ -48,7 +48,7 @@ def pg_url() -> Iterator[str]:
 class Member:
     """One ``serve --cluster`` process subscribed to ``relayed``; ``stop`` sends SIGTERM."""
 
-    def __init__(self, name: str, db: str, token: str, relayed: RelayedUpstream, tmp_path) -> None:
+    def __init__(self, name: str, db: str, token: str, relayed: RelayedUpstream, tmp_path, *extra: str) -> None:
         self.name, self.token = name, token
         self.api = tcp_endpoint()
         self.log_path = tmp_path / f"member-{name}.log"
@@ -57,7 +57,7 @@ class Member:
             self.proc = subprocess.Popen(
                 [*CLI, "serve", "--cluster", "--member", name, "--db", db, "--events-bind", tcp_endpoint(),
                  "--events-connect", relayed.publish_endpoint, "--replay", relayed.replay_endpoint,
-                 "--api-bind", self.api, "--pub-bind", tcp_endpoint(), "--webhook-allow", "127.0.0.0/8"],
+                 "--api-bind", self.api, "--pub-bind", tcp_endpoint(), "--webhook-allow", "127.0.0.0/8", *extra],
                 env=env, stdout=log, stderr=subprocess.STDOUT)
         self.client = ApiClient(self.api, token, timeout_ms=5000)
         wait_until(self._answers, timeout_s=60, interval_s=0.2)
