@@ -11,6 +11,9 @@ Partitions: state is keyed by rule and key value and lives where the event is ev
 the engine partitioned by customer, a cooldown or aggregate keyed by the customer's own id
 (``customer.id``, or ``trade.login``/``account.login`` of one customer's accounts) is exact;
 a key spanning customers (``trade.symbol``, ``account.group``...) is counted per partition.
+Under ``serve --cluster`` a customer's state follows its partition: the member handing it back
+flushes the writer before it frees the lease, and the member gaining it replaces the state of
+those keys with what storage holds (``take_over``) before it evaluates any of their events.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Flush, StateChanges
 from brokerflow.workflow.rules.cooldown import COOLDOWN_S_MAX, MAX_COOLDOWN_KEYS, Cooldowns
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
+from brokerflow.workflow.rules.statekeys import PARTITION_FIELDS, StateKeys
 from brokerflow.workflow.rules.windows import MAX_ENTRIES_PER_STREAM, Windows
 
 log = logging.getLogger("brokerflow.rules")
@@ -68,6 +72,26 @@ class RuleState:
         if fresh:
             self.cooldowns.load(self.repo.load_cooldowns(fresh, self.cooldowns.cap))
             self._loaded_rules.update(fresh)
+
+    def take_over(self, ruleset: RuleSet, keys: StateKeys) -> tuple[int, int]:
+        """Partitions gained from another process: the state of their keys becomes what storage
+        holds (the last owner's, flushed before it let go); the rest is kept. ``(cooldowns, entries)``
+        loaded. Only keys of a customer field can belong to a partition: without one, nothing is read.
+        Called between batches, so nothing of this actor's waits unsaved."""
+        fields = {rule.id: rule.cooldown.key for rule in ruleset if rule.cooldown is not None}
+        self._loaded_rules &= set(fields)  # a rule absent now is loaded whole if it comes back
+        cooldowns = entries = 0
+        owned_fields = {name for name in fields.values() if name in PARTITION_FIELDS}
+        if owned_fields:
+            rows = self.repo.load_cooldowns([rule_id for rule_id, name in fields.items() if name in owned_fields],
+                                            self.cooldowns.cap)
+            cooldowns = self.cooldowns.replace(
+                lambda rule_id, key: rule_id in fields and keys.selects(fields[rule_id], key), rows)
+        for plan in ruleset.stream_plans():
+            if plan.by in PARTITION_FIELDS:
+                rows = self.repo.load_window(self.brand, plan.name, self.stream_cap)
+                entries += self.windows.replace(plan.name, lambda key, by=plan.by: keys.selects(by, key), rows)
+        return cooldowns, entries
 
     def observe(self, ruleset: RuleSet, candidate: Candidate) -> None:
         """Feed the trigger's streams with the event; its aggregate values go into its context."""
@@ -132,8 +156,13 @@ class RuleStateWriter(SafeActor):
             raise TypeError(f"{bad} malformed state rows dropped")
 
     def on_flush(self, message: Flush) -> None:
-        self.flush()
-        if message.reply is not None:
+        try:
+            self.flush()
+        except Exception as exc:
+            if message.reply is not None and not message.reply.done():
+                message.reply.set_exception(exc)  # the waiter learns now rather than at its timeout
+            raise
+        if message.reply is not None and not message.reply.done():
             message.reply.set_result(True)
 
     def flush(self) -> None:
