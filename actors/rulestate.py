@@ -34,6 +34,8 @@ log = logging.getLogger("brokerflow.rules")
 MAX_UNSTORED = 200_000  # changes kept while storage is down; past it the oldest are given up
 # Cooldowns kept in storage for all brands together (each brand keeps MAX_COOLDOWN_KEYS in memory).
 STORED_COOLDOWNS_MAX = 10 * MAX_COOLDOWN_KEYS
+# A takeover reads a stream or cooldown table whole when it gains at least 1/LOAD_ALL_SHARE of its keys.
+LOAD_ALL_SHARE = 8
 
 
 class Suppressed:
@@ -82,14 +84,24 @@ class RuleState:
         self._loaded_rules &= set(fields)  # a rule absent now is loaded whole if it comes back
         cooldowns = entries = 0
         owned_fields = {name for name in fields.values() if name in PARTITION_FIELDS}
-        if owned_fields:
-            rows = self.repo.load_cooldowns([rule_id for rule_id, name in fields.items() if name in owned_fields],
-                                            self.cooldowns.cap)
-            cooldowns = self.cooldowns.replace(
-                lambda rule_id, key: rule_id in fields and keys.selects(fields[rule_id], key), rows)
+        # Storage is asked for its distinct keys first, then for the rows of the gained ones only
+        # when they are a small share (a partition of 64: a 64th of the rows); a large share is
+        # read whole, as at start: cheaper than long key lists (scripts/bench_rulestate_takeover.py).
+        for name in owned_fields:
+            rule_ids = [rule_id for rule_id, field in fields.items() if field == name]
+            stored = self.repo.cooldown_keys(rule_ids)
+            mine = [key for key in stored if keys.selects(name, key)]
+            rows = (() if not mine else self.repo.load_cooldowns(rule_ids, self.cooldowns.cap) if _large(mine, stored)
+                    else self.repo.load_cooldowns_of(rule_ids, mine, self.cooldowns.cap))
+            cooldowns += self.cooldowns.replace(
+                lambda rule_id, key, name=name: fields.get(rule_id) == name and keys.selects(name, key), rows)
         for plan in ruleset.stream_plans():
             if plan.by in PARTITION_FIELDS:
-                rows = self.repo.load_window(self.brand, plan.name, self.stream_cap)
+                stored = self.repo.window_keys(self.brand, plan.name)
+                mine = [key for key in stored if keys.selects(plan.by, key)]
+                rows = (() if not mine else self.repo.load_window(self.brand, plan.name, self.stream_cap)
+                        if _large(mine, stored) else self.repo.load_window_of(self.brand, plan.name, mine,
+                                                                               self.stream_cap))
                 entries += self.windows.replace(plan.name, lambda key, by=plan.by: keys.selects(by, key), rows)
         return cooldowns, entries
 
@@ -124,6 +136,11 @@ class RuleState:
         horizons = tuple((self.brand, name, ts - retention) for name, (ts, retention) in self._newest.items())
         self.writer.tell(StateChanges(tuple(self._cooldown_rows), tuple(self._entries), horizons))
         self._cooldown_rows, self._entries, self._newest = [], [], {}
+
+
+def _large(mine: list[str], stored: list[str]) -> bool:
+    """Are the gained keys enough of the stored ones that reading everything is cheaper?"""
+    return len(mine) * LOAD_ALL_SHARE >= len(stored)
 
 
 class RuleStateWriter(SafeActor):
