@@ -34,7 +34,7 @@ log = logging.getLogger("brokerflow.rules")
 MAX_UNSTORED = 200_000  # changes kept while storage is down; past it the oldest are given up
 # Cooldowns kept in storage for all brands together (each brand keeps MAX_COOLDOWN_KEYS in memory).
 STORED_COOLDOWNS_MAX = 10 * MAX_COOLDOWN_KEYS
-# A takeover reads a stream or cooldown table whole when it gains at least 1/LOAD_ALL_SHARE of its keys.
+# A takeover reads a stream or cooldowns whole when it gains at least 1/LOAD_ALL_SHARE of the partitions.
 LOAD_ALL_SHARE = 8
 
 
@@ -84,25 +84,29 @@ class RuleState:
         self._loaded_rules &= set(fields)  # a rule absent now is loaded whole if it comes back
         cooldowns = entries = 0
         owned_fields = {name for name in fields.values() if name in PARTITION_FIELDS}
-        # Storage is asked for its distinct keys first, then for the rows of the gained ones only
-        # when they are a small share (a partition of 64: a 64th of the rows); a large share is
-        # read whole, as at start: cheaper than long key lists (scripts/bench_rulestate_takeover.py).
+        # A few partitions of many: storage is asked for the distinct keys, then for the rows of
+        # the gained ones only (a partition of 64: a 64th of the rows). A large share (an eighth
+        # or more) is read whole, as at start: cheaper than long key lists
+        # (scripts/bench_rulestate_takeover.py). Either way only the gained keys are replaced.
+        whole = len(keys.gained) * LOAD_ALL_SHARE >= keys.partitions
         for name in owned_fields:
             rule_ids = [rule_id for rule_id, field in fields.items() if field == name]
-            stored = self.repo.cooldown_keys(rule_ids)
-            mine = [key for key in stored if keys.selects(name, key)]
-            rows = (() if not mine else self.repo.load_cooldowns(rule_ids, self.cooldowns.cap) if _large(mine, stored)
-                    else self.repo.load_cooldowns_of(rule_ids, mine, self.cooldowns.cap))
+            if whole:
+                rows = self.repo.load_cooldowns(rule_ids, self.cooldowns.cap)
+            else:
+                mine = [key for key in self.repo.cooldown_keys(rule_ids) if keys.selects(name, key)]
+                rows = self.repo.load_cooldowns_of(rule_ids, mine, self.cooldowns.cap) if mine else []
             cooldowns += self.cooldowns.replace(
                 lambda rule_id, key, name=name: fields.get(rule_id) == name and keys.selects(name, key), rows)
         for plan in ruleset.stream_plans():
-            if plan.by in PARTITION_FIELDS:
-                stored = self.repo.window_keys(self.brand, plan.name)
-                mine = [key for key in stored if keys.selects(plan.by, key)]
-                rows = (() if not mine else self.repo.load_window(self.brand, plan.name, self.stream_cap)
-                        if _large(mine, stored) else self.repo.load_window_of(self.brand, plan.name, mine,
-                                                                               self.stream_cap))
-                entries += self.windows.replace(plan.name, lambda key, by=plan.by: keys.selects(by, key), rows)
+            if plan.by not in PARTITION_FIELDS:
+                continue
+            if whole:
+                rows = self.repo.load_window(self.brand, plan.name, self.stream_cap)
+            else:
+                mine = [key for key in self.repo.window_keys(self.brand, plan.name) if keys.selects(plan.by, key)]
+                rows = self.repo.load_window_of(self.brand, plan.name, mine, self.stream_cap) if mine else []
+            entries += self.windows.replace(plan.name, lambda key, by=plan.by: keys.selects(by, key), rows)
         return cooldowns, entries
 
     def observe(self, ruleset: RuleSet, candidate: Candidate) -> None:
@@ -136,11 +140,6 @@ class RuleState:
         horizons = tuple((self.brand, name, ts - retention) for name, (ts, retention) in self._newest.items())
         self.writer.tell(StateChanges(tuple(self._cooldown_rows), tuple(self._entries), horizons))
         self._cooldown_rows, self._entries, self._newest = [], [], {}
-
-
-def _large(mine: list[str], stored: list[str]) -> bool:
-    """Are the gained keys enough of the stored ones that reading everything is cheaper?"""
-    return len(mine) * LOAD_ALL_SHARE >= len(stored)
 
 
 class RuleStateWriter(SafeActor):
