@@ -10,7 +10,7 @@ events under normal load, never more than one batch plus what waits in its mailb
 Partitions: state is keyed by rule and key value and lives where the event is evaluated. With
 the engine partitioned by customer, a cooldown or aggregate keyed by the customer's own id
 (``customer.id``, or ``trade.login``/``account.login`` of one customer's accounts) is exact;
-a key spanning customers (``trade.symbol``, ``account.group``...) is counted per partition.
+a key spanning customers (``trade.symbol``, ``account.group``...) is counted per process.
 Under ``serve --cluster`` a customer's state follows its partition: the member handing it back
 flushes the writer before it frees the lease, and the member gaining it replaces the state of
 those keys with what storage holds (``take_over``) before it evaluates any of their events.

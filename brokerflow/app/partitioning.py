@@ -11,7 +11,10 @@ One job: apply a change of ownership so that no event of a partition runs twice 
   into the router's mailbox there, in the events' order, with the ``Skips`` that keep the replay
   from running again what ran here (or at the last owner) before. The runs the last owner
   logged past its checkpoints are remembered, so a replayed event skips them before its actions.
-  Without ``--replay`` the partitions are simply owned from now on.
+  Without ``--replay`` the partitions are owned from that point of the router's mailbox on.
+  Either way the router has the rule actors reload the gained partitions' rule state there.
+- **Handing back** (``wait_done``): the rule state writer is flushed, then the run log, before
+  the caller frees the leases, so the next owner loads what was written here.
 """
 
 from __future__ import annotations
