@@ -187,6 +187,15 @@ class StateChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadState:
+    """``serve --cluster``: partitions gained from another member. Told by the router where the
+    ownership changed in its mailbox, so the rule actor reloads their cooldowns and window entries
+    from storage before it evaluates any of their events (``workflow.rules.statekeys.StateKeys``)."""
+
+    keys: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
     """Write everything buffered now; the reply completes once it is durable."""
 

@@ -29,6 +29,7 @@ from brokerflow.actors.messages import (
     KycStepUpdate,
     ReferenceUpdate,
     ReloadRules,
+    ReloadState,
 )
 from brokerflow.bus.completion import Completion
 from brokerflow.workflow.cluster import Skips
@@ -36,6 +37,7 @@ from brokerflow.workflow.context import routed_context
 from brokerflow.workflow.events import REFERENCE_TOPICS, Event
 from brokerflow.workflow.partitions import partition_key, partition_of
 from brokerflow.workflow.reference import ReferenceData
+from brokerflow.workflow.rules.statekeys import StateKeys
 from brokerflow.workflow.triggers import map_trigger
 
 if TYPE_CHECKING:
@@ -210,8 +212,20 @@ class RouterActor(SafeActor):
             message.reply.set_result(sorted(self.brand_actors))
 
     def on_ownership(self, message: ChangeOwnership) -> None:
-        """``serve --cluster`` gained partitions: from this point of the mailbox on, they are ours."""
+        """``serve --cluster`` gained partitions: from this point of the mailbox on, they are ours.
+
+        Each brand's rule actor is told to reload the gained partitions' rule state before the
+        ``Evaluate`` of any later batch (its mailbox is FIFO): their cooldowns and windows are the
+        last owner's, as stored, when their first event here is evaluated.
+        """
+        gained = frozenset(message.owned) - self.ownership.owned
         self.ownership.set(message.owned, message.skips)
+        if gained and self.brand_actors:
+            # One copy of the replica's login -> customer links, read by every rule actor: the
+            # replica itself is this thread's alone.
+            links = {login: account.get("customer_id") for login, account in self.refs.accounts.items()}
+            for ref in self.brand_actors.values():
+                ref.tell(ReloadState(StateKeys(gained, self.ownership.partitions, links)))
         if message.reply is not None and not message.reply.done():
             message.reply.set_result(True)
 

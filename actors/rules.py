@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from brokerflow.actors.base import SafeActor, StatsRegistry
-from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, RunJob
+from brokerflow.actors.messages import Candidate, Evaluate, ReloadRules, ReloadState, RunJob
 from brokerflow.actors.pipeline import Pipeline
 from brokerflow.actors.rulestate import RuleState
 from brokerflow.bus.completion import Completion, Ticket
@@ -135,13 +135,32 @@ class RuleActor(SafeActor):
         self.state = state  # cooldowns and aggregate windows (actors.rulestate); None: rules keep none
         self.completion = completion  # replay-served events: one count per run started, settled
         self.ruleset = RuleSet.from_rules([])
-        self.handlers = {Evaluate: self.on_evaluate, ReloadRules: self.on_reload}
+        self.handlers = {Evaluate: self.on_evaluate, ReloadRules: self.on_reload,
+                         ReloadState: self.on_reload_state}
 
     def on_reload(self, message: ReloadRules) -> None:
         self.ruleset = RuleSet.from_rules(list(message.rules_by_brand.get(self.brand, ())))
         if self.state is not None:
             self.state.reload(self.ruleset)
         log.info("brand %s: %d active rules loaded", self.brand, len(self.ruleset))
+
+    def on_reload_state(self, message: ReloadState) -> None:
+        """Partitions gained (``serve --cluster``): their keys' state as the last owner stored it,
+        before this mailbox's next ``Evaluate`` (the router tells this where the ownership changed)."""
+        if self.state is None:
+            return
+        started = time.monotonic()
+        try:
+            cooldowns, entries = self.state.take_over(self.ruleset, message.keys)
+        except Exception:  # noqa: BLE001 - the rules go on with what this process had
+            self.cell.failed += 1
+            log.exception("brand %s: the rule state of %d gained partition(s) could not be loaded; their "
+                          "cooldowns and windows go on from this process's memory", self.brand,
+                          len(message.keys.gained))
+            return
+        log.info("brand %s: rule state of %d gained partition(s) loaded: %d cooldowns, %d window entries "
+                 "(%.0f ms)", self.brand, len(message.keys.gained), cooldowns, entries,
+                 (time.monotonic() - started) * 1000)
 
     def on_evaluate(self, message: Evaluate) -> None:
         """Every candidate against its trigger's rules; the loop is the rule actor's hot path.

@@ -10,7 +10,10 @@ events under normal load, never more than one batch plus what waits in its mailb
 Partitions: state is keyed by rule and key value and lives where the event is evaluated. With
 the engine partitioned by customer, a cooldown or aggregate keyed by the customer's own id
 (``customer.id``, or ``trade.login``/``account.login`` of one customer's accounts) is exact;
-a key spanning customers (``trade.symbol``, ``account.group``...) is counted per partition.
+a key spanning customers (``trade.symbol``, ``account.group``...) is counted per process.
+Under ``serve --cluster`` a customer's state follows its partition: the member handing it back
+flushes the writer before it frees the lease, and the member gaining it replaces the state of
+those keys with what storage holds (``take_over``) before it evaluates any of their events.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from brokerflow.actors.base import SafeActor, StatsRegistry
 from brokerflow.actors.messages import Candidate, Flush, StateChanges
 from brokerflow.workflow.rules.cooldown import COOLDOWN_S_MAX, MAX_COOLDOWN_KEYS, Cooldowns
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
+from brokerflow.workflow.rules.statekeys import PARTITION_FIELDS, StateKeys
 from brokerflow.workflow.rules.windows import MAX_ENTRIES_PER_STREAM, Windows
 
 log = logging.getLogger("brokerflow.rules")
@@ -30,6 +34,8 @@ log = logging.getLogger("brokerflow.rules")
 MAX_UNSTORED = 200_000  # changes kept while storage is down; past it the oldest are given up
 # Cooldowns kept in storage for all brands together (each brand keeps MAX_COOLDOWN_KEYS in memory).
 STORED_COOLDOWNS_MAX = 10 * MAX_COOLDOWN_KEYS
+# A takeover reads a stream or cooldowns whole when it gains at least 1/LOAD_ALL_SHARE of the partitions.
+LOAD_ALL_SHARE = 8
 
 
 class Suppressed:
@@ -68,6 +74,40 @@ class RuleState:
         if fresh:
             self.cooldowns.load(self.repo.load_cooldowns(fresh, self.cooldowns.cap))
             self._loaded_rules.update(fresh)
+
+    def take_over(self, ruleset: RuleSet, keys: StateKeys) -> tuple[int, int]:
+        """Partitions gained from another process: the state of their keys becomes what storage
+        holds (the last owner's, flushed before it let go); the rest is kept. ``(cooldowns, entries)``
+        loaded. Only keys of a customer field can belong to a partition: without one, nothing is read.
+        Called between batches, so nothing of this actor's waits unsaved."""
+        fields = {rule.id: rule.cooldown.key for rule in ruleset if rule.cooldown is not None}
+        self._loaded_rules &= set(fields)  # a rule absent now is loaded whole if it comes back
+        cooldowns = entries = 0
+        owned_fields = {name for name in fields.values() if name in PARTITION_FIELDS}
+        # A few partitions of many: storage is asked for the distinct keys, then for the rows of
+        # the gained ones only (a partition of 64: a 64th of the rows). A large share (an eighth
+        # or more) is read whole, as at start: cheaper than long key lists
+        # (scripts/bench_rulestate_takeover.py). Either way only the gained keys are replaced.
+        whole = len(keys.gained) * LOAD_ALL_SHARE >= keys.partitions
+        for name in owned_fields:
+            rule_ids = [rule_id for rule_id, field in fields.items() if field == name]
+            if whole:
+                rows = self.repo.load_cooldowns(rule_ids, self.cooldowns.cap)
+            else:
+                mine = [key for key in self.repo.cooldown_keys(rule_ids) if keys.selects(name, key)]
+                rows = self.repo.load_cooldowns_of(rule_ids, mine, self.cooldowns.cap) if mine else []
+            cooldowns += self.cooldowns.replace(
+                lambda rule_id, key, name=name: fields.get(rule_id) == name and keys.selects(name, key), rows)
+        for plan in ruleset.stream_plans():
+            if plan.by not in PARTITION_FIELDS:
+                continue
+            if whole:
+                rows = self.repo.load_window(self.brand, plan.name, self.stream_cap)
+            else:
+                mine = [key for key in self.repo.window_keys(self.brand, plan.name) if keys.selects(plan.by, key)]
+                rows = self.repo.load_window_of(self.brand, plan.name, mine, self.stream_cap) if mine else []
+            entries += self.windows.replace(plan.name, lambda key, by=plan.by: keys.selects(by, key), rows)
+        return cooldowns, entries
 
     def observe(self, ruleset: RuleSet, candidate: Candidate) -> None:
         """Feed the trigger's streams with the event; its aggregate values go into its context."""
@@ -132,8 +172,13 @@ class RuleStateWriter(SafeActor):
             raise TypeError(f"{bad} malformed state rows dropped")
 
     def on_flush(self, message: Flush) -> None:
-        self.flush()
-        if message.reply is not None:
+        try:
+            self.flush()
+        except Exception as exc:
+            if message.reply is not None and not message.reply.done():
+                message.reply.set_exception(exc)  # the waiter learns now rather than at its timeout
+            raise
+        if message.reply is not None and not message.reply.done():
             message.reply.set_result(True)
 
     def flush(self) -> None:

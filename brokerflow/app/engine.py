@@ -143,7 +143,7 @@ class Engine:
         self._start_actors(store)
         self.partitioning = Partitioning(self.ownership, self.completion, lambda: self.recovery, self._tell_in_order,
                                          store.runs.ran_since, self.processes.forget_where, self.flush,
-                                         self._pid_partition, self.member)
+                                         self._pid_partition, self.member, flush_state=self.flush_rule_state)
         self.partitioning.changes_from = changes_from
         parts = EngineParts(settings, store, self.stats_registry, self.pipeline, self.refs, self.run_ids, now_ms,
                             self.submit, self.secret, self.partitioning)
@@ -187,7 +187,7 @@ class Engine:
                                               max(1, settings.webhook_workers // 2), now_ms, on_exit=store.close)
         run_ids = self.run_ids = (RunIds(store.runs, block=1_000, max_age_s=RUN_ID_BLOCK_AGE_S)
                                   if settings.shares_the_database else RunIds(store.runs, block=10_000))
-        state_writer = RuleStateWriter.start(stats, store.rule_state, now_ms)
+        state_writer = self.state_writer = RuleStateWriter.start(stats, store.rule_state, now_ms)
         pipeline.register("rulestate", state_writer)  # stopped with the action actors, after the drain
 
         def brand_actor(brand: str) -> pykka.ActorRef:
@@ -393,6 +393,13 @@ class Engine:
         self.runlog.tell(Flush(reply))
         reply.result(timeout=timeout_s)
 
+    def flush_rule_state(self, timeout_s: float = 10.0) -> None:
+        """Store the cooldowns and window entries the rule actors have handed the writer so far
+        (a partition handed over: before its lease is freed, so the next owner reads them)."""
+        reply: Future = Future()
+        self.state_writer.tell(Flush(reply))
+        reply.result(timeout=timeout_s)
+
     # -- stop --------------------------------------------------------------------------------
     def stop(self) -> None:
         if self._stopped:
@@ -429,11 +436,16 @@ class Engine:
         log.info("brokerflow engine stopped in %.2fs", time.monotonic() - started)
 
     def _final_writes(self) -> None:
-        """The run log and the event history written once the pipeline is drained."""
+        """The run log, the rule state and the event history written once the pipeline is drained
+        (before a cluster member frees its leases: the next owners read them)."""
         try:
             self.flush(timeout_s=2.0)
         except Exception:  # noqa: BLE001 - stopping goes on; the error is in the log
             log.exception("stop: final run log flush failed")
+        try:
+            self.flush_rule_state(timeout_s=2.0)
+        except Exception:  # noqa: BLE001 - stopping goes on; the writer tries again as it stops
+            log.exception("stop: final rule state flush failed")
         if self.history is not None:
             self._join("history")
             self.history.flush_logged()

@@ -11,7 +11,10 @@ One job: apply a change of ownership so that no event of a partition runs twice 
   into the router's mailbox there, in the events' order, with the ``Skips`` that keep the replay
   from running again what ran here (or at the last owner) before. The runs the last owner
   logged past its checkpoints are remembered, so a replayed event skips them before its actions.
-  Without ``--replay`` the partitions are simply owned from now on.
+  Without ``--replay`` the partitions are owned from that point of the router's mailbox on.
+  Either way the router has the rule actors reload the gained partitions' rule state there.
+- **Handing back** (``wait_done``): the rule state writer is flushed, then the run log, before
+  the caller frees the leases, so the next owner loads what was written here.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ class Partitioning:
     def __init__(self, ownership: Ownership, completion: Completion | None, recovery: Callable[[], Recovery | None],
                  tell_router: Callable[[Any], None], ran_since: Callable[[str, int], set[tuple[int, int | None]]],
                  forget_processes: Callable[[Callable[[str], bool]], int], flush_runlog: Callable[[float], None],
-                 pid_partition: Callable[[str], int], member: str | None = None) -> None:
+                 pid_partition: Callable[[str], int], member: str | None = None,
+                 flush_state: Callable[[float], None] | None = None) -> None:
         self.member = member  # this engine's id in the cluster (None outside serve --cluster)
         self.changes_from = 0  # serve --cluster: the last change stored before this engine loaded its state
         self.ownership, self.completion, self._recovery = ownership, completion, recovery
         self._tell_router, self._ran_since = tell_router, ran_since
         self._forget_processes, self._flush_runlog, self.pid_partition = forget_processes, flush_runlog, pid_partition
+        self._flush_state = flush_state  # the rule state writer: stored before a hand-over frees the leases
 
     @property
     def owned(self) -> frozenset[int]:
@@ -58,8 +63,9 @@ class Partitioning:
         done: Future = Future()
         recovery = self._recovery()
         if self.completion is None or recovery is None:
-            self.ownership.set(self.ownership.owned | gained)
-            done.set_result(True)
+            # Through the router's mailbox all the same: it tells the rule actors to load the
+            # gained partitions' rule state before the events that follow.
+            self._tell_router(ChangeOwnership(self.ownership.owned | gained, self.ownership.skips, done))
             return done
         resume: dict[str, int] = {}
         marks: dict[str, dict[int, int]] = {}
@@ -95,13 +101,24 @@ class Partitioning:
         return marks, positions
 
     def wait_done(self, positions: Mapping[str, int], timeout_s: float) -> bool:
-        """Until every event taken below ``positions`` is stored (bounded); then the run log is flushed."""
+        """Until every event taken below ``positions`` is stored (bounded); then the rule state
+        and the run log are flushed.
+
+        A rule actor hands its state changes to the writer before it settles the batch's events,
+        so once they are done the changes are in the writer's mailbox: the flush, behind them,
+        stores them before the caller frees the leases and the next owner loads them.
+        """
         deadline = time.monotonic() + timeout_s
         done = self.completion is None or not positions
         while not done and time.monotonic() < deadline:
             done = self.completion.done_below(dict(positions))
             if not done:
                 time.sleep(0.02)
+        if self._flush_state is not None:
+            try:
+                self._flush_state(max(2.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - the next owner reads the state as stored: a cooldown may let one through
+                log.exception("cluster: the rule state could not be stored before a hand-over")
         try:
             self._flush_runlog(max(1.0, deadline - time.monotonic()))
         except Exception:  # noqa: BLE001 - the checkpoints stored are only older: more is replayed

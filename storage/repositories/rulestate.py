@@ -14,6 +14,8 @@ from typing import Any
 from brokerflow.storage.bulk import insert_rows
 from brokerflow.storage.repositories.base import Repository
 
+_KEYS_PER_QUERY = 500  # keys in one IN list: SQLite's variable limit and PostgreSQL's plans both stay small
+
 
 class RuleStateRepository(Repository):
     def write(self, cooldowns: Sequence[tuple[Any, str, int]], entries: Sequence[tuple[str, str, str, int, Any]],
@@ -50,6 +52,50 @@ class RuleStateRepository(Repository):
                         .order_by(entry.ts.desc(), entry.id.desc()).limit(limit).tuples())
         rows.reverse()
         return rows
+
+    def window_keys(self, brand: str, stream: str) -> list[str]:
+        """The distinct keys of one stream: a member gaining partitions picks its own among them
+        and loads only their entries (``load_window_of``)."""
+        entry = self._m.WindowEntry
+        with self._read():
+            return [key for (key,) in entry.select(entry.key).distinct()
+                    .where((entry.brand == brand) & (entry.stream == stream)).tuples()]
+
+    def load_window_of(self, brand: str, stream: str, keys: Sequence[str], limit: int) -> list[tuple[str, int, Any]]:
+        """The newest ``limit`` entries ``(key, ts, value)`` of ``keys`` in one stream, oldest first."""
+        entry = self._m.WindowEntry
+        rows: list[tuple[str, int, Any, int]] = []
+        with self._read():
+            for first in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = list(keys[first:first + _KEYS_PER_QUERY])
+                rows.extend(entry.select(entry.key, entry.ts, entry.value, entry.id)
+                            .where((entry.brand == brand) & (entry.stream == stream) & entry.key.in_(chunk))
+                            .order_by(entry.ts.desc(), entry.id.desc()).limit(limit).tuples())
+        rows.sort(key=lambda row: (row[1], row[3]))
+        return [(key, ts, value) for key, ts, value, _ in rows[-limit:]] if limit > 0 else []
+
+    def cooldown_keys(self, rule_ids: Sequence[Any]) -> list[str]:
+        """The distinct keys stored for ``rule_ids``' cooldowns (see ``window_keys``)."""
+        if not rule_ids:
+            return []
+        row = self._m.RuleCooldown
+        with self._read():
+            return [key for (key,) in row.select(row.key).distinct().where(row.rule_id.in_(list(rule_ids))).tuples()]
+
+    def load_cooldowns_of(self, rule_ids: Sequence[Any], keys: Sequence[str], limit: int) -> list[tuple[Any, str, int]]:
+        """The newest ``limit`` cooldown rows of ``rule_ids`` and ``keys``, oldest first."""
+        if not rule_ids:
+            return []
+        row = self._m.RuleCooldown
+        rows: list[tuple[Any, str, int]] = []
+        with self._read():
+            for first in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = list(keys[first:first + _KEYS_PER_QUERY])
+                rows.extend(row.select(row.rule_id, row.key, row.fired_ms)
+                            .where(row.rule_id.in_(list(rule_ids)) & row.key.in_(chunk))
+                            .order_by(row.fired_ms.desc()).limit(limit).tuples())
+        rows.sort(key=lambda r: r[2])
+        return rows[-limit:] if limit > 0 else []
 
     def window_of(self, brand: str, stream: str, key: str, since_ts: int, until_ts: int) -> list[tuple[int, Any]]:
         """The stored entries ``(ts, value)`` of one key in ``[since_ts, until_ts]`` (dry runs)."""

@@ -99,3 +99,42 @@ def test_the_writer_counts_a_bad_change_and_stores_the_next(stats, store) -> Non
     writer.tell(StateChanges(cooldowns=((9, "n:1", NOW_MS),)))
     wait_until(lambda: store.rule_state.cooldown_of(9, "n:1") == NOW_MS)
     assert cell(stats, "rulestate")["failed"] >= 1
+
+
+def test_a_gained_partitions_state_is_reloaded_from_what_its_last_owner_stored(
+        stats, pipeline, run_ids, store) -> None:
+    """Two rule actors on one database, as two cluster members: customer 501 moves from a to b."""
+    from brokerflow.actors.messages import ReloadState
+    from brokerflow.workflow.partitions import partition_of
+    from brokerflow.workflow.rules.statekeys import StateKeys
+
+    clock = Clock()
+    b, b_writer, b_suppressed = start(stats, pipeline, run_ids, store, clock, [COOLING, SUMMING])
+    b.tell(Evaluate((deposit("b0", 501, 150),)))  # b owned 501 once: a stale cooldown and entry
+    logged(pipeline, store, 1)  # the cooldown rule ran (150 is far from the sum's 10,000)
+    flushed(b_writer)
+    a_suppressed = Suppressed()
+    a, a_writer, _ = start(stats, pipeline, run_ids, store, clock, [COOLING, SUMMING], a_suppressed)
+    clock.now += 7_200_000  # b's cooldown is over; a's starts now
+    a.tell(Evaluate((deposit("a1", 501, 6000), deposit("a2", 501, 3000), deposit("a3", 502, 150))))
+    wait_until(lambda: a_suppressed.total == 1)
+    flushed(a_writer)  # what a hand-over does before the lease is freed
+    a.stop()
+
+    gained = {partition_of("c:501", 64)}
+    assert partition_of("c:502", 64) not in gained
+    # Other customers' state in storage: the gained keys are a small share, read by their keys.
+    others = [c for c in range(600, 700) if partition_of(f"c:{c}", 64) not in gained]
+    store.rule_state.write([(7, f"n:{c}", NOW_MS) for c in others],
+                           [("alpha", "deposit.created|customer.id|amount_usd", f"n:{c}", NOW_MS, 1.0) for c in others])
+    b.tell(ReloadState(StateKeys(gained, 64, {})))
+    clock.now += 1000
+    b.tell(Evaluate((deposit("b1", 501, 1500), deposit("b2", 502, 150))))
+    wait_until(lambda: b_suppressed.total == 1)  # 501: a's run cools it down here too
+    runs = logged(pipeline, store, 5)
+    by_event = sorted((run["event_id"], run["rule_id"]) for run in runs)
+    # b1 is suppressed by a's run a1 (b's own b0 cooled down long ago), and its sum is the
+    # 150 + 6,000 + 3,000 stored + 1,500 >= 10,000: without the reload b would have run the
+    # cooldown rule and summed 1,650.
+    assert by_event == [("a1", 7), ("a3", 7), ("b0", 7), ("b1", 8), ("b2", 7)]
+    # 502 was not gained: b keeps its own memory of it (nothing), a's run of a3 is not loaded.

@@ -28,6 +28,25 @@ def test_window_entries_are_kept_per_stream_and_dropped_past_their_horizon(store
     assert state.load_window("alpha", "s", 100) == [("n:2", T + 9, None)]
 
 
+def test_a_takeover_reads_the_keys_of_a_stream_and_cooldowns_then_the_rows_of_some(store) -> None:
+    state = store.rule_state
+    state.write([(1, "n:1", T), (1, "n:2", T + 1), (2, "n:1", T + 2), (3, "n:3", T + 3)],
+                [("alpha", "s", f"n:{k}", T + 10 * k + i, float(i)) for k in range(1, 1200) for i in range(2)]
+                + [("alpha", "t", "n:1", T, None), ("beta", "s", "n:9", T, None)])
+    assert sorted(state.window_keys("alpha", "s")) == sorted(f"n:{k}" for k in range(1, 1200))
+    assert state.window_keys("gamma", "s") == []
+    keys = [f"n:{k}" for k in range(1, 1200, 2)]  # more than one IN list's worth
+    rows = state.load_window_of("alpha", "s", keys, 10_000)
+    assert len(rows) == 1200 and {key for key, _, _ in rows} == set(keys)
+    assert rows == sorted(rows, key=lambda row: row[1])  # oldest first
+    assert state.load_window_of("alpha", "s", ["n:5"], 1) == [("n:5", T + 51, 1.0)]  # the newest
+    assert state.load_window_of("alpha", "s", [], 10) == []
+    assert sorted(state.cooldown_keys([1, 2])) == ["n:1", "n:2"] and state.cooldown_keys([]) == []
+    assert state.load_cooldowns_of([1, 2], ["n:1"], 10) == [(1, "n:1", T), (2, "n:1", T + 2)]
+    assert state.load_cooldowns_of([1, 2], ["n:1", "n:2"], 1) == [(2, "n:1", T + 2)]
+    assert state.load_cooldowns_of([], ["n:1"], 10) == []
+
+
 def test_history_chunks_page_by_trigger_and_overlap_and_prune_by_their_newest_event(store) -> None:
     history = store.history
     body = b"\x91\xaatrade.push"

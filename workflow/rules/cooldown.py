@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from brokerflow.workflow.catalog import EVENT_TRIGGERS, field_spec
@@ -64,6 +64,19 @@ class Cooldowns:
         """Stored ``(rule_id, key, fired_ms)`` rows, oldest first."""
         for rule_id, key, fired_ms in rows:
             self._set((rule_id, key), fired_ms, fired_ms)
+
+    def replace(self, selected: Callable[[Any, str], bool], rows: Iterable[tuple[Any, str, int]]) -> int:
+        """The ``(rule_id, key)`` entries ``selected`` says become what the stored ``rows`` (oldest
+        first) hold for them: a partition gained from another process brings its cooldowns. Other
+        entries are kept. Returns the rows loaded."""
+        for entry in [entry for entry in self._last if selected(*entry)]:
+            del self._last[entry]
+        loaded = 0
+        for rule_id, key, fired_ms in rows:
+            if selected(rule_id, key):
+                self._set((rule_id, key), fired_ms, fired_ms)
+                loaded += 1
+        return loaded
 
     def last(self, rule_id: Any, key: str) -> int | None:
         return self._last.get((rule_id, key))

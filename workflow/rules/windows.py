@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right, insort
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from brokerflow.workflow.catalog import EVENT_TRIGGERS, field_spec
@@ -157,6 +157,22 @@ class Windows:
             return
         for key, ts, value in rows:
             self._insert(stream, key, ts, value)
+
+    def replace(self, name: str, selected: Callable[[str], bool], rows: Iterable[tuple[str, int, Any]]) -> int:
+        """The keys ``selected`` says of stream ``name`` become what ``rows`` (stored ``(key, ts, value)``,
+        oldest first) hold for them: a partition gained from another process brings its state.
+        Other keys are kept as they are. Returns the entries loaded."""
+        stream = self._streams.get(name)
+        if stream is None:
+            return 0
+        for key in [key for key in stream.keys if selected(key)]:
+            stream.size -= len(stream.keys.pop(key))
+        loaded = 0
+        for key, ts, value in rows:
+            if selected(key):
+                self._insert(stream, key, ts, value)
+                loaded += 1
+        return loaded
 
     def observe(self, plan: StreamPlan, ctx: dict[str, Any], ts: int) -> tuple[str, int, Any] | None:
         """Add the event to its stream, put each aggregate's value into ``ctx``; the stored row or None.
