@@ -72,14 +72,17 @@ class RunIds:
             run_id = next(self._ids, None) if fresh else None
             if run_id is not None:
                 return run_id
-            spare = self._take_spare()
-            block, reserved_at = spare if spare is not None else (self.runs_repo.allocate_ids(self.block),
-                                                                   self._clock())
-            self._ids = ids = iter(block)
-            if self._max_age_s is not None:
-                self._expires = reserved_at + self._max_age_s
-            self._reserve_spare()
-            return next(ids)
+            while True:  # other threads take ids of a new block without the lock: it may be gone already
+                spare = self._take_spare()
+                block, reserved_at = spare if spare is not None else (self.runs_repo.allocate_ids(self.block),
+                                                                       self._clock())
+                self._ids = ids = iter(block)
+                if self._max_age_s is not None:
+                    self._expires = reserved_at + self._max_age_s
+                self._reserve_spare()
+                run_id = next(ids, None)
+                if run_id is not None:
+                    return run_id
 
     def _take_spare(self) -> tuple[range, float] | None:
         spare, self._spare = self._spare, None
