@@ -1,12 +1,14 @@
 """The web console in a real browser: headless Chromium from the OS, driven by Selenium.
 
 The tests sign in as a person would, open every page, and check what is on the screen; they
-save a screenshot of each page under docs/console/ (the README shows one). Forms, cookies and
-headers a browser hides are checked with requests.
+save a screenshot of each page: in a temporary folder, or under ``BROKERFLOW_CONSOLE_SHOTS``
+(``BROKERFLOW_CONSOLE_SHOTS=docs/console`` refreshes the ones the README shows; an ordinary test
+run leaves the checkout clean). Forms, cookies and headers a browser hides are checked with requests.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -23,7 +25,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.runtime.conftest import make_runtime, notify, webhook  # noqa: F401 - fixtures
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+SHOTS = Path(os.environ.get("BROKERFLOW_CONSOLE_SHOTS") or tempfile.mkdtemp(prefix="brokerflow-console-shots-"))
 XSS = "<script>alert('x')</script> big deposit"
 SECRET = "Bearer sk_live_do_not_show"
 
