@@ -38,6 +38,7 @@ import msgpack
 import zmq
 
 from brokerflow.api.client import ApiClient
+from brokerflow.app.benchdb import BenchDatabases
 from brokerflow.app.benchengine import EngineUnderTest, follow, last_run_id, load_world, measure_max_rate, percentile
 from brokerflow.app.benchprogress import Progress, Silent
 from brokerflow.app.benchreport import plot, require_matplotlib, table
@@ -111,7 +112,7 @@ def measure_retention_cost(count: int, folder: str, webhook_url: str, rounds: in
 def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_rate: int,
                     world: Callable[[EngineUnderTest], object] | None = None, rates: tuple[int, ...] = (),
                     fixed_seconds: float = 10.0, wm_clients: tuple[int, ...] = (), wm_seconds: float = 5.0,
-                    progress: Progress | None = None) -> dict[str, Any]:
+                    progress: Progress | None = None, db: str | None = None) -> dict[str, Any]:
     """``serve --shards N`` on a fresh database: its max rate beside one process's of the same run,
     then the same fixed-rate latencies and Workflow Machine phases one process had.
 
@@ -120,7 +121,7 @@ def measure_sharded(shards: int, count: int, folder: str, webhook_url: str, one_
     """
     sub = Path(folder) / f"shards-{shards}"
     sub.mkdir()
-    engine = EngineUnderTest(str(sub), name=f"shards-{shards}", shards=shards)
+    engine = EngineUnderTest(str(sub), name=f"shards-{shards}", shards=shards, db=db)
     try:
         if world is None:
             load_world(engine, webhook_url)
@@ -231,6 +232,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(needs matplotlib: pip install 'brokerflow[plot]')")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--shards", type=int, default=1, help="also the max rate of serve --shards N")
+    parser.add_argument("--db", metavar="URL", help="run the engine (and --shards) on this PostgreSQL server, "
+                        "each in a fresh schema dropped at the end (default: a fresh SQLite file)")
     parser.add_argument("--max-only", action="store_true", help="only the ceiling and the max rates")
     parser.add_argument("--no-replay", action="store_true",
                         help="skip the max rate through a relay with serve --replay against without")
@@ -253,12 +256,24 @@ def main(argv: list[str] | None = None) -> int:
               + (0 if args.no_relay or args.max_only else 1) + (1 if args.retention_cost else 0)
               + (1 if args.shards > 1 else 0) + (0 if args.no_replay or args.max_only else 1))
     progress = (Silent if args.quiet else Progress)(phases)
+    try:
+        databases = BenchDatabases(args.db)
+    except ValueError as exc:
+        print(f"brokerflow bench: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, rates, progress, databases)
+    finally:
+        databases.close()
+
+
+def _run(args: argparse.Namespace, rates: list[int], progress: Progress, databases: BenchDatabases) -> int:
     with tempfile.TemporaryDirectory(prefix="brokerflow-bench-") as folder:
         receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
         threading.Thread(target=receiver.serve_forever, daemon=True).start()
         webhook_url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
         result: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-                                             f"Python {platform.python_version()}"}
+                                             f"Python {platform.python_version()}", "database": databases.backend}
         progress.phase(f"transport ceiling: {args.events:,} events PUB→SUB, no engine")
         result["ceiling"] = measure_ceiling(args.events, folder)
         progress.done(f"{result['ceiling']['events_per_s']:,} events/s")
@@ -270,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             for relay in result["relay"]:
                 relay["ratio_to_ceiling"] = round(relay["events_per_s"] / max(1, result["ceiling"]["events_per_s"]), 3)
         progress.phase("starting the engine (brokerflow serve) and loading rules and reference data")
-        engine = EngineUnderTest(folder)
+        engine = EngineUnderTest(folder, db=databases.url(folder, "bench"))
         try:
             result["rules"] = load_world(engine, webhook_url)
             progress.done(f"{result['rules']} rules")
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             progress.phase("stopping the engine")
             result["stop_exit_code"] = engine.stop()
         try:
-            _after_the_engine(args, folder, webhook_url, result, progress)
+            _after_the_engine(args, folder, webhook_url, result, progress, databases)
         finally:
             receiver.shutdown()
     print(table(result))
@@ -313,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _after_the_engine(args: argparse.Namespace, folder: str, webhook_url: str, result: dict[str, Any],
-                      progress: Progress) -> None:
+                      progress: Progress, databases: BenchDatabases) -> None:
     """The phases that start engines of their own: history cost, shards, checkpointing's cost."""
     if args.retention_cost:
         progress.phase("event history cost: fresh engines alternating the history off and on")
@@ -324,7 +339,7 @@ def _after_the_engine(args: argparse.Namespace, folder: str, webhook_url: str, r
             args.shards, args.events, folder, webhook_url, result["max_rate"]["events_per_s"],
             rates=tuple(fixed["rate"] for fixed in result["fixed_rates"]), fixed_seconds=args.fixed_seconds,
             wm_clients=tuple(wm["clients"] for wm in result["workflow"]), wm_seconds=args.wm_seconds,
-            progress=progress)
+            progress=progress, db=None if databases.server_url is None else databases.url(folder, "shards"))
     if not (args.no_replay or args.max_only):
         from brokerflow.app.benchreplay import measure_replay_cost
 

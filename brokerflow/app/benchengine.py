@@ -29,17 +29,18 @@ BASE_CMD = [sys.executable, "-m", "brokerflow"]
 
 
 class EngineUnderTest:
-    """A real ``brokerflow serve`` subprocess on a fresh SQLite file and free ports."""
+    """A real ``brokerflow serve`` subprocess on a fresh database (SQLite by default) and free ports."""
 
     def __init__(self, folder: str, name: str = "bench", *, events_connect: str | None = None,
                  replay: str | None = None, publish_to: str | None = None, retention_hours: float | None = None,
-                 shards: int = 1) -> None:
+                 shards: int = 1, db: str | None = None) -> None:
         """``events_connect``/``replay``: the engine takes its events from a relay's PUB and asks its
         replay endpoint (``serve --replay``); ``publish_to`` is then where publishers send (the
         relay's upstream side) instead of the engine's own ``--events-bind``. ``shards``: ``serve
-        --shards N``; ``retention_hours``: ``--event-retention-hours``."""
+        --shards N``; ``retention_hours``: ``--event-retention-hours``; ``db``: its database (a fresh
+        SQLite file in ``folder`` by default; ``benchdb.BenchDatabases`` makes PostgreSQL ones)."""
         self.folder, self.name, self.shards = folder, name, shards
-        self.db = f"sqlite:///{Path(folder) / f'{name}.db'}"
+        self.db = db or f"sqlite:///{Path(folder) / f'{name}.db'}"
         self.events = f"tcp://127.0.0.1:{_port()}"
         self.publish_to = publish_to or self.events
         self.extra = (["--events-connect", events_connect] if events_connect else []) + (

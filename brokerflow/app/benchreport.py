@@ -13,7 +13,7 @@ PLOT_EXTRA = "pip install 'brokerflow[plot]'"
 
 def table(result: dict[str, Any]) -> str:
     c, m = result["ceiling"], result["max_rate"]
-    lines = [f"machine: {result['machine']}",
+    lines = [f"machine: {result['machine']}; database: {result.get('database', 'sqlite')}",
              f"ceiling (PUB→SUB + decode)   {c['events_per_s']:>9,} events/s",
              *[f"relay, {r['mode']:<12}         {r['events_per_s']:>9,} events/s  ({r['ratio_to_ceiling']:.0%} of "
                f"ceiling; lost {r['lost']}; publisher → relay → SUB + decode)" for r in result.get("relay", [])],
