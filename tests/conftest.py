@@ -55,6 +55,18 @@ def _pg_url() -> str | None:
     return os.environ.get(PG_ENV) or None
 
 
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema of BROKERFLOW_TEST_PG (what the cluster needs); skipped when it names none."""
+    url = _pg_url()
+    if not url:
+        pytest.skip(f"{PG_ENV} is not set: this needs PostgreSQL")
+    from tests.pg import fresh_schema_url
+
+    with fresh_schema_url(url) as scoped:
+        yield scoped
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request, tmp_path) -> Iterator[str]:
     """A fresh database of each backend; PostgreSQL only when BROKERFLOW_TEST_PG names one."""

@@ -48,3 +48,18 @@ class RelayedUpstream:
         self.relay.wait(timeout=15)
         self.upstream.close(linger=0)
         self.context.term()
+
+
+def stop_serve(proc: subprocess.Popen, client: object) -> int:
+    """SIGTERM a ``serve`` subprocess and wait for its exit code; a stop that hangs is killed and
+    raised (the engine must stop within the protocol's 10 s)."""
+    client.close()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=12)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+            raise
+    return proc.returncode

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -26,23 +25,12 @@ import pytest
 from brokerflow.api.client import ApiClient
 from brokerflow.errors import BrokerflowError
 from brokerflow.workflow.partitions import partition_of
-from tests.conftest import PG_ENV, tcp_endpoint, wait_until
-from tests.relayed import RelayedUpstream
+from tests.conftest import tcp_endpoint, wait_until
+from tests.relayed import RelayedUpstream, stop_serve
 from tests.runtime.conftest import Receiver
 
 CLI = [sys.executable, "-m", "brokerflow"]
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set: serve --cluster needs PostgreSQL")
-    from tests.pg import fresh_schema_url
-
-    with fresh_schema_url(url) as schema_url:
-        yield schema_url
 
 
 class Member:
@@ -90,16 +78,7 @@ class Member:
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def stop(self) -> int:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=12)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-                raise
-        return self.proc.returncode
+        return stop_serve(self.proc, self.client)
 
 
 def runs_by_event(member: Member, rule_id: int) -> Counter:
@@ -117,6 +96,19 @@ def runs_by_event(member: Member, rule_id: int) -> Counter:
 def make_token(db: str) -> str:
     return subprocess.run([*CLI, "token", "create", "--role", "SESSION_ADMIN", "--db", db],
                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def two_members(db: str, token: str, relayed: RelayedUpstream, tmp_path,
+                members: list[Member]) -> tuple[Member, Member]:
+    """Member a owning all 64 partitions, then b joining: the partitions split between them.
+    Each is appended to ``members`` as soon as it runs, so the caller's cleanup stops it."""
+    a = Member("a", db, token, relayed, tmp_path)
+    members.append(a)
+    wait_until(lambda: len(a.owned()) == 64, timeout_s=30, interval_s=0.2)
+    b = Member("b", db, token, relayed, tmp_path)
+    members.append(b)
+    split_between(a, b)
+    return a, b
 
 
 def split_between(a: Member, b: Member) -> None:
@@ -170,12 +162,7 @@ def test_two_members_share_the_partitions_run_each_event_once_and_share_rules_pr
     members: list[Member] = []
     try:
         relayed.wait_subscribed()
-        a = Member("a", pg_url, token, relayed, tmp_path)
-        members.append(a)
-        wait_until(lambda: len(a.owned()) == 64, timeout_s=30, interval_s=0.2)
-        b = Member("b", pg_url, token, relayed, tmp_path)
-        members.append(b)
-        split_between(a, b)
+        a, b = two_members(pg_url, token, relayed, tmp_path, members)
         customers = customers_of(a.owned(), 10) + customers_of(b.owned(), 10)
         rule, propagation_s = setup_rule(a, b, customers, receiver.url("/hook"))
         print(f"rule added through a applied by b after {propagation_s * 1000:.0f} ms")

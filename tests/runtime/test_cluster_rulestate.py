@@ -18,10 +18,15 @@ from brokerflow.storage.store import open_store
 from brokerflow.workflow.partitions import partition_of
 from tests.conftest import wait_until
 from tests.relayed import RelayedUpstream
-from tests.runtime import test_cluster
-from tests.runtime.test_cluster import Member, add_customers, customers_of, make_token, runs_by_event, split_between
-
-pg_url = test_cluster.pg_url  # the fixture: a fresh schema of BROKERFLOW_TEST_PG
+from tests.runtime.test_cluster import (
+    Member,
+    add_customers,
+    customers_of,
+    make_token,
+    runs_by_event,
+    split_between,
+    two_members,
+)
 
 STREAM = "deposit.created|customer.id|"
 
@@ -59,12 +64,7 @@ def test_a_customers_cooldown_and_window_follow_its_partition_to_the_next_owner(
 
     try:
         relayed.wait_subscribed()
-        a = Member("a", pg_url, token, relayed, tmp_path)
-        members.append(a)
-        wait_until(lambda: len(a.owned()) == 64, timeout_s=30, interval_s=0.2)
-        b = Member("b", pg_url, token, relayed, tmp_path)
-        members.append(b)
-        split_between(a, b)
+        a, b = two_members(pg_url, token, relayed, tmp_path, members)
         [customer] = customers_of(a.owned(), 1)
         partition = partition_of(f"c:{customer}", 64)
         applied = b.cluster()["changes_applied"]

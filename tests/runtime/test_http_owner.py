@@ -22,7 +22,7 @@ from brokerflow.workflow.partitions import partition_of, pid_key, shard_of
 from tests.conftest import free_port, wait_until
 from tests.processes.conftest import Door, Http
 from tests.relayed import RelayedUpstream
-from tests.runtime.test_cluster import CLI, Member, make_token, pg_url, split_between  # noqa: F401 - pg_url: fixture
+from tests.runtime.test_cluster import CLI, Member, make_token, split_between
 from tests.runtime.test_serve_shards import Sharded
 
 pytestmark = pytest.mark.timeout(300)
@@ -98,7 +98,7 @@ def test_http_on_shard_0_drives_a_process_shard_1_owns_as_its_own(tmp_path):
     assert code == 0, serve.log()
 
 
-def test_http_on_one_cluster_member_drives_processes_the_other_owns_rebalance_included(tmp_path, pg_url):  # noqa: F811
+def test_http_on_one_cluster_member_drives_processes_the_other_owns_rebalance_included(tmp_path, pg_url):
     relayed = RelayedUpstream(str(tmp_path / "journal.db"))
     token = make_token(pg_url)
     port = free_port()

@@ -21,7 +21,7 @@ from brokerflow.api.client import ApiClient
 from brokerflow.bus.publisher import Publisher
 from brokerflow.workflow.partitions import partition_of
 from tests.conftest import tcp_endpoint, wait_until
-from tests.relayed import RelayedUpstream
+from tests.relayed import RelayedUpstream, stop_serve
 
 CLI = [sys.executable, "-m", "brokerflow"]
 pytestmark = pytest.mark.timeout(240)
@@ -81,16 +81,7 @@ class Sharded:
             before = runs[-1]["id"]
 
     def stop(self) -> int:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=12)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-                raise
-        return self.proc.returncode
+        return stop_serve(self.proc, self.client)
 
 
 def alive(pid: int) -> bool:

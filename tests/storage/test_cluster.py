@@ -5,28 +5,21 @@ Leases are measured by the database's clock, so the tests move time by waiting o
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from brokerflow.storage import Store, open_store
-from tests.conftest import PG_ENV, wait_until
+from tests.conftest import wait_until
 from tests.storage.conftest import run_threads
 
 
 @pytest.fixture
-def pg_store() -> Iterator[Store]:
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set: the cluster needs PostgreSQL")
-    from tests.pg import fresh_schema_url
-
-    with fresh_schema_url(url) as schema_url:
-        store = open_store(schema_url)
-        yield store
-        store.close()
+def pg_store(pg_url) -> Iterator[Store]:
+    store = open_store(pg_url)
+    yield store
+    store.close()
 
 
 def test_of_members_asking_at_once_for_the_same_partitions_each_partition_has_one_winner(pg_store):
