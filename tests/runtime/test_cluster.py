@@ -170,7 +170,7 @@ def test_two_members_share_the_partitions_run_each_event_once_and_share_rules_pr
         total = 400
         for order in range(1, total + 1):
             relayed.deposit(order, login=100 + customers[order % len(customers)])
-            time.sleep(0.001)
+            time.sleep(0.001)  # a paced stream, as a trading server sends: not a wait for anything
         wait_until(lambda: sum(runs_by_event(a, rule["id"]).values()) >= total, timeout_s=60, interval_s=0.3)
         counts = runs_by_event(b, rule["id"])
         assert set(counts) == {f"mt5:{seq}" for seq in range(1, total + 1)}
@@ -222,7 +222,7 @@ class Stream:
         for order in range(1, self.total + 1):
             self.relayed.deposit(order, login=self.logins[order % len(self.logins)])
             self.sent = order
-            time.sleep(self.pause)
+            time.sleep(self.pause)  # the stream's pace (per_s): the kill lands mid-stream
 
     def join(self) -> None:
         self.thread.join(timeout=120)
@@ -396,9 +396,9 @@ def test_a_member_cut_off_from_the_database_stops_owning_before_the_other_takes_
         total = 200
         for order in range(1, total + 1):
             relayed.deposit(order, login=100 + customers[order % len(customers)])
-            time.sleep(0.002)
+            time.sleep(0.002)  # a paced stream, as a trading server sends: not a wait for anything
         wait_until(lambda: len(webhook_keys(receiver)) >= total, timeout_s=60, interval_s=0.3)
-        time.sleep(0.5)
+        time.sleep(0.5)  # a second delivery of any run would be here by now
         assert set(webhook_keys(receiver).values()) == {1}
         assert set(runs_by_event(other, rule["id"])) == {f"mt5:{seq}" for seq in range(1, total + 1)}
     finally:
