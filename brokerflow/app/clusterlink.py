@@ -93,6 +93,7 @@ class Handover:
     marks: dict[str, int]  # watermarks before they were given up: their final checkpoints
     positions: dict[str, int]  # every event taken below these must be stored first
     deadline: float = 0.0
+    ran: frozenset[int] = frozenset()  # of them, those owned here when given up: only they get checkpoints
 
 
 @dataclass
@@ -172,7 +173,7 @@ class ClusterLink(Extension):
             handover = self.handover
             if handover is not None:  # handed back half-way: its own final checkpoints
                 self.store.cluster.release(self.member, handover.partitions, [
-                    (s, p, seq) for s, seq in handover.marks.items() if seq >= 0 for p in sorted(handover.partitions)])
+                    (s, p, seq) for s, seq in handover.marks.items() if seq >= 0 for p in sorted(handover.ran)])
             leased = set(self.leased) - (handover.partitions if handover is not None else frozenset())
             owned = self.partitioning.owned
             marks = self.partitioning.completion.watermarks() if self.partitioning.completion is not None else {}
@@ -232,6 +233,8 @@ class ClusterLink(Extension):
         if self._leaving:
             return
         self.view = Membership(cluster.members(self.ttl_ms), cluster.owners())
+        if self._release_untracked():
+            return  # the view above still shows those leases as ours: plan again next round
         if self._finish_handover():
             return  # the view above still shows those leases as ours: plan again next round
         if self.gaining is not None:
@@ -241,8 +244,10 @@ class ClusterLink(Extension):
         if self.handover is not None:
             return
         plan = share_plan(self.member, [m["member"] for m in self.view.members], self.view.owners, self.count)
-        if plan.release:
-            self._start_handover(frozenset(plan.release))
+        with self._lock:
+            release = frozenset(plan.release) & self.leased
+        if release:
+            self._start_handover(release)
         elif plan.acquire:
             self._acquire(plan.acquire, generation)
 
@@ -256,27 +261,61 @@ class ClusterLink(Extension):
             if not void:
                 self.leased |= gained
         if void:  # fenced while asking: give them back untouched
-            self.store.cluster.release(self.member, gained)
+            self._give_back_untouched(gained)
             return
-        checkpoints = self.store.runs.checkpoints(gained)
-        applied = self.partitioning.gain(gained, checkpoints)
+        try:
+            checkpoints = self.store.runs.checkpoints(gained)
+            applied = self.partitioning.gain(gained, checkpoints)
+        except Exception:
+            # Won but not taken over: held here, they would be renewed for ever and run by nobody.
+            with self._lock:
+                self.leased -= gained
+            self._give_back_untouched(gained)
+            raise
         applied.add_done_callback(lambda _fut: self._check_gained(gained))
         self.gaining = (gained, applied)
         self.taken_over += len(gained)
         log.info("cluster: member %s takes over %d partition(s) %s, resuming from their checkpoints",
                  self.member, len(gained), _ranges(gained))
 
-    def _check_gained(self, gained: frozenset[int]) -> None:
-        """The router owns ``gained`` now: any of them fenced or lost meanwhile is given up again."""
+    def _give_back_untouched(self, partitions: frozenset[int]) -> None:
+        """Free leases of partitions nothing ran for here: no checkpoint is written for them."""
+        try:
+            self.store.cluster.release(self.member, partitions)
+        except Exception:  # noqa: BLE001 - they expire within the TTL; the next round releases what it finds
+            log.exception("cluster: %d lease(s) could not be given back; they expire within %.0f s",
+                          len(partitions), self.settings.lease_ttl_s)
+
+    def _release_untracked(self) -> bool:
+        """Leases the database says are ours that this member does not hold (a renewal committed
+        after the fence gave them up, a takeover that failed half-way): nothing of them ran here
+        since, so they are freed without a checkpoint. True if there were any."""
         with self._lock:
-            stale = (gained - self.leased) & self.partitioning.owned
+            untracked = frozenset(p for p, owner in self.view.owners.items() if owner == self.member) - self.leased
+        if untracked:
+            log.warning("cluster: member %s holds %d lease(s) it does not run %s: giving them back", self.member,
+                        len(untracked), _ranges(untracked))
+            self._give_back_untouched(untracked)
+        return bool(untracked)
+
+    def _check_gained(self, gained: frozenset[int]) -> None:
+        """The router owns ``gained`` now (this runs on its thread, before its next message).
+
+        The change carried the whole owned set as it stood when the takeover was prepared: a fence
+        or a loss since then is undone by it. So whatever the router owns without a lease here,
+        gained or not, is given up again before any event of it runs.
+        """
+        with self._lock:
+            stale = self.partitioning.owned - self.leased
             if stale:
                 self.partitioning.lose(stale)
-                log.warning("cluster: %d partition(s) lost while being taken over: given up again", len(stale))
+                log.warning("cluster: %d partition(s) lost while a takeover was on its way: given up again",
+                            len(stale))
 
     def _start_handover(self, partitions: frozenset[int]) -> None:
+        ran = partitions & self.partitioning.owned  # only these get checkpoints: the rest ran nothing here
         marks, positions = self.partitioning.lose(partitions)
-        self.handover = Handover(partitions, marks, positions, time.monotonic() + HANDOVER_WAIT_S)
+        self.handover = Handover(partitions, marks, positions, time.monotonic() + HANDOVER_WAIT_S, ran)
         log.info("cluster: member %s hands back %d partition(s) %s (another member joined)", self.member,
                  len(partitions), _ranges(partitions))
 
@@ -294,7 +333,7 @@ class ClusterLink(Extension):
                         "owner replays from before them", HANDOVER_WAIT_S)
         self.partitioning.wait_done({}, 0)  # flushes the run log: no checkpoint write of ours comes after
         checkpoints = [(s, p, seq) for s, seq in handover.marks.items() if seq >= 0
-                       for p in sorted(handover.partitions)]
+                       for p in sorted(handover.ran)]
         freed = self.store.cluster.release(self.member, handover.partitions, checkpoints)
         with self._lock:
             self.leased -= handover.partitions
@@ -324,11 +363,14 @@ class ClusterLink(Extension):
     # -- fencing ------------------------------------------------------------------------------
     def _fence_loop(self) -> None:
         while not self._stop.wait(FENCE_CHECK_S):
-            with self._lock:
-                if self.leased and time.monotonic() > self.deadline:
-                    self.generation += 1
-                    self._drop(set(self.leased), "no lease renewal succeeded in time (database unreachable "
-                                                 "or too slow)")
+            try:
+                with self._lock:
+                    if self.leased and time.monotonic() > self.deadline:
+                        self.generation += 1
+                        self._drop(set(self.leased), "no lease renewal succeeded in time (database unreachable "
+                                                     "or too slow)")
+            except Exception:  # noqa: BLE001 - the fence must outlive any one failure; the ownership is already cut
+                log.exception("cluster: fencing partitions failed part-way; checking again")
 
     # -- changes ------------------------------------------------------------------------------
     def _publish(self, change: Change) -> None:

@@ -21,6 +21,7 @@ from brokerflow.storage.repositories.base import Repository
 __all__ = ["ClusterRepository", "DB_NOW_MS", "fenced_checkpoints_sql"]
 
 DB_NOW_MS = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint"
+CHANGES_LOCK = 0x62665F6368616E67  # "bf_chang": the advisory lock that orders cluster_changes commits
 
 
 def fenced_checkpoints_sql(rows: int) -> str:
@@ -137,8 +138,14 @@ class ClusterRepository(Repository):
 
     # -- changes ------------------------------------------------------------------------------
     def publish(self, member: str, change: Mapping[str, Any]) -> int:
-        """A change made through ``member``'s API, for the others; returns its id."""
+        """A change made through ``member``'s API, for the others; returns its id.
+
+        Ids come from a sequence, which hands them out in order but lets them commit out of order:
+        a reader between the two commits would move past the id still uncommitted and never see it.
+        The transaction-scoped advisory lock makes changes commit in id order.
+        """
         with self._write():
+            self._rows(f"SELECT pg_advisory_xact_lock({CHANGES_LOCK})", ())
             rows = self._rows(f'INSERT INTO "cluster_changes" ("member", "change", "created_ms") '
                               f'VALUES (%s, %s, {DB_NOW_MS}) RETURNING "id"',
                               (member, json.dumps(change, default=str)))
