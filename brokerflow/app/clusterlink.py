@@ -48,6 +48,7 @@ log = logging.getLogger("brokerflow.cluster")
 
 RENEW_EVERY_S = 1.0
 FENCE_MARGIN_S = 1.5  # stop owning this long before the lease could expire in the database
+MIN_LEASE_TTL_S = 5.0  # renewal + margin + 2.5 s for a slow round (a takeover reads checkpoints on this thread)
 FENCE_CHECK_S = 0.2
 CHANGES_EVERY_S = 0.5
 HANDOVER_WAIT_S = 5.0  # what was taken of a partition handed back has this long to finish
@@ -65,9 +66,11 @@ def check_cluster_settings(settings: Settings) -> None:
         raise BadRequest("serve --cluster and --shards cannot be combined in this release: run one cluster "
                          "member per process (several on one machine if you like, each with its own endpoints)",
                          details=[{"path": "shards", "message": "not with --cluster"}])
-    if settings.lease_ttl_s < 3 * RENEW_EVERY_S:
-        raise BadRequest(f"--lease-ttl-s must be at least {3 * RENEW_EVERY_S:.0f} s (leases are renewed every "
-                         f"{RENEW_EVERY_S:.0f} s)", details=[{"path": "lease_ttl_s", "message": "too short"}])
+    if settings.lease_ttl_s < MIN_LEASE_TTL_S:
+        raise BadRequest(f"--lease-ttl-s must be at least {MIN_LEASE_TTL_S:.0f} s (leases are renewed every "
+                         f"{RENEW_EVERY_S:.0f} s and a member stops owning {FENCE_MARGIN_S} s before its lease "
+                         f"ends: a shorter lease fences on any slow round)",
+                         details=[{"path": "lease_ttl_s", "message": "too short"}])
 
 
 def check_cluster_store(settings: Settings, store: Store) -> int:

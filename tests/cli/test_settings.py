@@ -113,3 +113,14 @@ def test_the_cluster_options_come_from_flags_or_the_environment(monkeypatch):
     monkeypatch.setenv("BROKERFLOW_PARTITIONS", "0")
     with pytest.raises(ValidationFailed):
         settings_from(build_parser().parse_args(["serve"]))
+
+
+def test_serve_cluster_refuses_a_lease_too_short_to_renew_in_time_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "brokerflow", "serve", "--cluster", "--db",
+                             "postgresql://nobody@127.0.0.1:1/none", "--lease-ttl-s", "4"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--lease-ttl-s must be at least 5 s" in result.stderr and len(result.stderr.strip().splitlines()) == 1
