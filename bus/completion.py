@@ -44,8 +44,9 @@ class Completion:
         and at a ``serve --cluster`` takeover: added to what is remembered). The set is replaced
         whole, so the rule actors reading it never see it half-changed."""
         if runs:
-            self._ran[source] = self._ran.get(source, set()) | set(runs)
-            self._ran_upto[source] = max(self._ran_upto.get(source, -1), max(seq for seq, _ in runs))
+            with self._lock:  # watermarks() forgets them under it
+                self._ran[source] = self._ran.get(source, set()) | set(runs)
+                self._ran_upto[source] = max(self._ran_upto.get(source, -1), max(seq for seq, _ in runs))
 
     def may_have_run(self, ticket: Ticket) -> bool:
         """Could a rule have run for this event before the restart? (Cheap: one dict lookup.)"""
@@ -90,13 +91,21 @@ class Completion:
                     del counts[seq]
 
     def watermarks(self) -> dict[str, int]:
-        """Per served source, the highest seq below which every event is done."""
+        """Per served source, the highest seq below which every event is done.
+
+        The runs remembered for a source are forgotten once its watermark has passed them: no
+        event they could match is still to come (a later takeover remembers afresh).
+        """
         with self._lock:
             marks = {}
             for source, position in self._positions.items():
                 counts = self._pending.get(source)
                 low = min(position, min(counts)) if counts else position
                 marks[source] = low - 1
+                upto = self._ran_upto.get(source)
+                if upto is not None and low - 1 >= upto:
+                    del self._ran_upto[source]  # may_have_run first: it is what the rule actors ask
+                    self._ran.pop(source, None)
             return marks
 
     def positions(self) -> dict[str, int]:
