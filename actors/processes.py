@@ -19,6 +19,11 @@ persisted before the reply, so passivation and restarts lose nothing; an ended p
 kept at all. A command refused by the machine (a ``BrokerflowError``: unknown pid, unavailable
 event, ended process, bad input) is an answer, not a failure of the worker.
 
+Ownership (``serve --shards``/``--cluster``): ``ProcessManager.handle`` refuses a pid another
+engine owns, and the shard asks again under its lock, where the command is applied: a command
+that waited in a worker's mailbox (or for a burst) while the pid's partition was given away is
+refused with the same ``Conflict`` instead of saving over what the new owner saved.
+
 Brand scope (``workflow.process_scope``): a command of a brand-scoped caller carries a
 ``guard`` (``api.access.ProcessScope``) that the worker asks under the pid's lock, before it
 applies the command and on the state it leaves, so a refused command changes nothing.
@@ -83,6 +88,13 @@ class Sweep:
 
     now_ms: int
     size: ClassVar[int] = 0
+
+
+def not_owned() -> Conflict:
+    """The answer for a pid this engine does not own (any more): the caller tries again at its owner."""
+    return Conflict("this process lives in another shard (serve --shards) or cluster member "
+                    "(serve --cluster, or its partition is changing hands): try again; "
+                    "the management API and the HTTP gateway route it to its owner")
 
 
 class FlowSource(Protocol):
@@ -182,6 +194,8 @@ class ProcessShard:
         self.active: OrderedDict[str, tuple[dict[str, Any], int, StepTexts]] = OrderedDict()
         self.activations = self.passivations = 0
         self.lock = threading.Lock()
+        # Set with ``ProcessManager.owns_pid``: asked under ``lock`` before a command is applied.
+        self.owns_pid: Callable[[str], bool] | None = None
         self._show()
 
     def command(self, message: ProcessCommand) -> None:
@@ -233,6 +247,12 @@ class ProcessShard:
 
     def _apply(self, message: ProcessCommand, deferred: list[Deferred] | None = None) -> None:
         """Apply, persist, keep, answer; with ``deferred`` the save and the answer are left to it."""
+        owns = self.owns_pid
+        if owns is not None and not owns(message.pid):
+            # Its partition changed hands after the pool let the command in: under ``lock``, so once
+            # ``ProcessManager.forget_where`` has passed this shard nothing of a lost pid is applied.
+            # A START/RESTORE too: its fresh pid was drawn in a partition given away since.
+            raise not_owned()
         now = self.now_ms()
         state, texts = (None, NO_TEXTS) if message.cmd in CREATING else self._activate(message.pid)
         guard = message.guard
@@ -352,11 +372,21 @@ class ProcessManager:
         self.now_ms, self.sweep_interval_s = now_ms, sweep_interval_s
         # New pids; under ``serve --shards`` the engine sets one that picks pids this shard owns.
         self.new_pid: Callable[[], str] = lambda: uuid.uuid4().hex
-        # Under ``serve --shards``/``--cluster``: does this engine own a pid? The API broker, the cluster
-        # forwarder and the HTTP doors' forwarder send a pid's commands to its owner; one that still
-        # arrives here (its partition changed hands meanwhile) is refused rather than let two engines
-        # hold one process.
-        self.owns_pid: Callable[[str], bool] | None = None
+        self._owns_pid: Callable[[str], bool] | None = None
+
+    @property
+    def owns_pid(self) -> Callable[[str], bool] | None:
+        """Under ``serve --shards``/``--cluster``: does this engine own a pid? The API broker, the
+        cluster forwarder and the HTTP doors' forwarder send a pid's commands to its owner; one
+        that still arrives here (its partition changed hands meanwhile) is refused rather than let
+        two engines hold one process. The shards ask it again where they apply a command."""
+        return self._owns_pid
+
+    @owns_pid.setter
+    def owns_pid(self, owns: Callable[[str], bool] | None) -> None:
+        self._owns_pid = owns
+        for shard in self.shards:
+            shard.owns_pid = owns
 
     def worker_for(self, pid: str) -> pykka.ActorRef:
         return self.workers[self._index(pid)]
@@ -380,9 +410,7 @@ class ProcessManager:
             reply.set_exception(BadRequest("pid is required", details=[{"path": "pid", "message": "required"}]))
             return reply
         if self.owns_pid is not None and cmd not in CREATING and not self.owns_pid(pid):
-            reply.set_exception(Conflict("this process lives in another shard (serve --shards) or cluster member "
-                                         "(serve --cluster, or its partition is changing hands): try again; "
-                                         "the management API and the HTTP gateway route it to its owner"))
+            reply.set_exception(not_owned())
             return reply
         index = self._index(pid)
         worker = self.workers[index]
