@@ -72,6 +72,13 @@ def heading(browser, text: str) -> None:
 
 
 def texts(browser, selector: str) -> list[str]:
+    """The texts of the elements ``selector`` finds, read again if the page was re-rendered meanwhile
+    (a page that refreshes itself replaces its elements between the find and the read)."""
+    for _ in range(5):
+        try:
+            return [element.text for element in browser.find_elements(By.CSS_SELECTOR, selector)]
+        except StaleElementReferenceException:
+            continue
     return [element.text for element in browser.find_elements(By.CSS_SELECTOR, selector)]
 
 
