@@ -17,8 +17,9 @@ Forwarding must never make the door slow for everyone: each queued request looks
 again right before it is sent (a partition that changed hands meanwhile is ``CONFLICT`` "try
 again" at once); an owner endpoint that did not answer is remembered for ``SUSPECT_S``, during
 which requests to it fail at once with the same ``INTERNAL`` error and afterwards only one at a
-time probes it; and beyond ``max_pending`` requests waiting or in flight the answer is
-``CONFLICT`` "busy, try again" at once, never an unbounded queue of timeouts.
+time probes it; and beyond ``max_pending`` requests waiting or in flight for one owner the
+answer is ``CONFLICT`` "busy, try again" at once, never an unbounded queue of timeouts (counted
+per owner, so a dead one's flood does not refuse the requests for the live ones).
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ class Forwarder:
         self._owner, self._retry_hint = owner, retry_hint  # the words of the "did not answer" error
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="brokerflow-forward")
         self._context = zmq.Context.instance()
-        # Waiting or in flight: beyond this, "busy" at once (a queue of 5 s timeouts helps nobody).
+        # Waiting or in flight for one owner endpoint: beyond this, "busy" at once (a queue of 5 s
+        # timeouts helps nobody); per endpoint, so the queue is bounded by this times the owners.
         self.max_pending = max_pending if max_pending is not None else workers * 16
         self._timeout_s, self._suspect_s = timeout_s, suspect_s
         self._lock = threading.Lock()
-        self._pending = 0
+        self._pending: dict[str, int] = {}
         self._suspect: dict[str, float] = {}  # endpoint -> monotonic time its requests fail at once until
         self._probing: set[str] = set()  # suspect endpoints one request is trying again
         self.forwarded = 0
@@ -87,14 +89,13 @@ class Forwarder:
         with self._lock:
             refusal = self._refusal(partition, endpoint)
             if refusal is None:
-                self._pending += 1
+                self._pending[endpoint] = self._pending.get(endpoint, 0) + 1
         if refusal is not None:
             return self._failed(refusal)
         try:
             return self._pool.submit(self._send, endpoint, frame, partition, pid)
         except RuntimeError:  # closed: the engine is stopping
-            with self._lock:
-                self._pending -= 1
+            self._done(endpoint)
             return self._failed(Internal("this engine is stopping: send the command again to "
                                          "another door, or once it is back"))
 
@@ -102,14 +103,15 @@ class Forwarder:
         """Under the lock: why this request is answered at once rather than queued, if it is."""
         if self._fails_at_once(endpoint, time.monotonic()):
             return self._silent(partition, endpoint)
-        if self._pending < self.max_pending:
+        pending = self._pending.get(endpoint, 0)
+        if pending < self.max_pending:
             return None
         self.busy += 1
         if self.busy % 100 == 1:  # one line per hundred: a flood must not flood the log too
-            log.warning("forwarding: %d requests already waiting for their owners; refusing new ones "
-                        "(%d so far)", self._pending, self.busy)
-        return Conflict(f"this engine is busy forwarding {self._pending} requests to their processes' owners: "
-                        "try again in a moment")
+            log.warning("forwarding: %d requests already waiting for the %s at %s; refusing new ones (%d so far)",
+                        pending, self._owner, endpoint, self.busy)
+        return Conflict(f"this engine is busy forwarding {pending} requests to the {self._owner} owning partition "
+                        f"{partition}: try again in a moment")
 
     def _fails_at_once(self, endpoint: str, now: float) -> bool:
         """Under the lock: ``endpoint`` timed out less than ``SUSPECT_S`` ago, or is being probed."""
@@ -134,8 +136,13 @@ class Forwarder:
         try:
             return self._send_now(endpoint, frame, partition, pid)
         finally:
-            with self._lock:
-                self._pending -= 1
+            self._done(endpoint)
+
+    def _done(self, endpoint: str) -> None:
+        with self._lock:
+            left = self._pending.pop(endpoint, 1) - 1
+            if left:
+                self._pending[endpoint] = left
 
     def _send_now(self, endpoint: str, frame: bytes, partition: int, pid: str) -> Any:
         # It may have waited in the queue: the owner then may be another one, or gone, or silent.

@@ -254,9 +254,10 @@ def test_a_request_whose_owner_changed_while_it_waited_is_conflict_try_again():
         other.close()
 
 
-def test_beyond_the_bound_a_request_is_answered_busy_at_once():
-    held = Held()
-    forwarder = Forwarder(lambda _p: False, lambda _p: held.endpoint, lambda _pid: 1, workers=1, max_pending=2)
+def test_beyond_the_bound_a_request_is_answered_busy_at_once_and_other_owners_are_still_served():
+    held, other = Held(), Held()
+    owners = {1: held.endpoint, 2: other.endpoint}
+    forwarder = Forwarder(lambda _p: False, owners.get, lambda pid: int(pid[0]), workers=1, max_pending=2)
     try:
         waiting = [forwarder.forward(_event(f"1-{n}")) for n in range(2)]  # one in flight, one queued
         refused = forwarder.forward(_event("1-more"))
@@ -264,13 +265,16 @@ def test_beyond_the_bound_a_request_is_answered_busy_at_once():
         reply = refused.result()
         assert reply["error"]["code"] == "CONFLICT" and "busy" in reply["error"]["text"]
         assert "try again" in reply["error"]["text"] and forwarder.busy == 1
+        elsewhere = forwarder.forward(_event("2-a"))  # the bound is per owner: this one is queued
         assert {held.answer()["params"]["pid"] for _ in range(2)} == {"1-0", "1-1"}
+        assert other.answer()["params"]["pid"] == "2-a" and _code(elsewhere) is None
         assert [_code(future) for future in waiting] == [None, None]
         room = forwarder.forward(_event("1-next"))  # both answered (their futures are done): room again
         assert held.answer()["params"]["pid"] == "1-next" and _code(room) is None
     finally:
         forwarder.close()
         held.close()
+        other.close()
 
 
 def test_a_request_over_64_kib_is_forwarded_from_either_door():
