@@ -27,12 +27,15 @@ from brokerflow.workflow.partitions import partition_of, pid_key, shard_of
 
 log = logging.getLogger(__name__)
 
-_MAX_PID_FRAME = 65_536  # a request with a pid is small; a bigger frame is not parsed here
 
+def request_pid(frame: bytes, max_bytes: int | None = None) -> str | None:
+    """The ``params.pid`` of a request frame, or None when there is none or it does not parse.
 
-def request_pid(frame: bytes) -> str | None:
-    """The ``params.pid`` of a request frame, or None when there is none or it does not parse."""
-    if len(frame) > _MAX_PID_FRAME:
+    ``max_bytes`` is the engine's ``max_frame_bytes``: a bigger frame is refused by whoever
+    serves it, so it is not parsed here. Anything up to it is, however big its ``input``: a
+    command for another engine's process served here would only be refused ``CONFLICT``.
+    """
+    if max_bytes is not None and len(frame) > max_bytes:
         return None
     try:
         request: Any = json.loads(frame) if wants_json(frame) else msgpack.unpackb(frame, raw=False)
@@ -49,6 +52,7 @@ class ApiBroker:
     def __init__(self, bind: str, shard_endpoints: list[str], partitions: int, max_frame_bytes: int,
                  context: zmq.Context) -> None:
         self.partitions = partitions
+        self.max_frame_bytes = max_frame_bytes
         self.front = context.socket(zmq.ROUTER)
         self.front.setsockopt(zmq.LINGER, 0)
         self.front.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes * HARD_CAP_FACTOR + 65536)
@@ -65,7 +69,7 @@ class ApiBroker:
         self.dropped = 0  # requests no shard could queue (all of a shard's queue full): the client times out
 
     def shard_for(self, body: list[bytes]) -> int:
-        pid = request_pid(body[0]) if len(body) == 1 else None
+        pid = request_pid(body[0], self.max_frame_bytes) if len(body) == 1 else None
         if pid is not None:
             return shard_of(partition_of(pid_key(pid), self.partitions), len(self.backs))
         self._next = (self._next + 1) % len(self.backs)

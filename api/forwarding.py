@@ -34,9 +34,11 @@ __all__ = ["ForwardHook", "forward_process_command"]
 
 log = logging.getLogger(__name__)
 
-# A request frame in; None to serve it here, else a Future of the owner's reply (its raw bytes, or
-# an envelope such as CONFLICT "try again" or the owner not answering in time).
-ForwardHook = Callable[[bytes], "Future[Any] | None"]
+# A request frame and its pid in (the pid as given: the hook need not parse the frame again, whose
+# ``input`` may be as big as the engine takes); None to serve it here, else a Future of the owner's
+# reply (its raw bytes, or an envelope such as CONFLICT "try again" or "busy", or the owner not
+# answering in time).
+ForwardHook = Callable[[bytes, str], "Future[Any] | None"]
 
 
 def forward_process_command(forward: ForwardHook | None, request: dict[str, Any]) -> Future[dict[str, Any]] | None:
@@ -50,7 +52,7 @@ def forward_process_command(forward: ForwardHook | None, request: dict[str, Any]
     # to the owner, which refuses it with BAD_REQUEST as any door would.
     frame = json.dumps(request, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     try:
-        sent = forward(frame.encode("utf-8", "surrogatepass"))
+        sent = forward(frame.encode("utf-8", "surrogatepass"), params["pid"])
     except Exception:  # noqa: BLE001 - as the management API does: the fault costs the forwarding only
         log.exception("HTTP: forwarding a Workflow Machine command failed; serving it here")
         return None

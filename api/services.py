@@ -98,8 +98,8 @@ class Services:
         self.api_forward: Callable[[bytes], Future | None] | None = None
         # serve --shards (shard 0) and serve --cluster: the same for a Workflow Machine command that
         # came in over HTTP (the gateway, the console), as a management request frame built from
-        # it (``api.forwarding``); None: this engine owns every process.
-        self.http_forward: Callable[[bytes], Future | None] | None = None
+        # it (``api.forwarding``) and the pid it names; None: this engine owns every process.
+        self.http_forward: Callable[[bytes, str], Future | None] | None = None
 
     # -- change notifications -------------------------------------------------------------
 

@@ -24,10 +24,16 @@ from brokerflow.workflow.partitions import partition_of
     (b"{not json", None),
     (b"\xc1\xff", None),
     (b"", None),
-    (json.dumps({"params": {"pid": "x" * 70_000}}).encode(), None),  # too big to parse here: the shard answers
+    (json.dumps({"params": {"pid": "ab", "input": {"note": "x" * 70_000}}}).encode(), "ab"),  # over 64 KiB
 ])
 def test_request_pid(frame: bytes, pid: str | None) -> None:
-    assert request_pid(frame) == pid
+    assert request_pid(frame, 1 << 20) == pid
+
+
+def test_a_frame_over_the_engine_s_cap_is_not_parsed() -> None:
+    frame = json.dumps({"params": {"pid": "ab", "input": {"note": "x" * 2000}}}).encode()
+    assert request_pid(frame, len(frame)) == "ab"
+    assert request_pid(frame, len(frame) - 1) is None  # whoever serves it refuses it: round-robin
 
 
 class FakeShard:
@@ -64,6 +70,11 @@ def test_pids_go_to_their_owner_and_the_rest_round_robin() -> None:
             owner = partition_of(f"p:{pid}", 64) % 2
             assert msgpack.unpackb(shards[owner].answer())["params"]["pid"] == pid
             assert client.recv() == f"shard{owner}".encode()
+        big = {"cmd": "EVENT", "params": {"pid": "pid7", "input": {"note": "x" * 200_000}}}  # under the 1 MiB cap
+        client.send(msgpack.packb(big))
+        owner = partition_of("p:pid7", 64) % 2
+        assert msgpack.unpackb(shards[owner].answer()) == big  # the owner, not round-robin
+        assert client.recv() == f"shard{owner}".encode()
         poller = zmq.Poller()
         for shard in shards:
             poller.register(shard.sock, zmq.POLLIN)

@@ -27,6 +27,7 @@ from brokerflow.errors import NotFound
 from brokerflow.settings import Settings
 from brokerflow.workflow.reference import ReferenceData
 from tests.api.conftest import MAX_FRAME_BYTES, NOW_MS
+from tests.conftest import wait_until
 
 
 class Hook:
@@ -34,10 +35,12 @@ class Hook:
 
     def __init__(self, reply: object = None) -> None:
         self.frames: list[bytes] = []
+        self.pids: list[str] = []
         self.reply = reply
 
-    def __call__(self, frame: bytes) -> Future | None:
+    def __call__(self, frame: bytes, pid: str) -> Future | None:
         self.frames.append(frame)
+        self.pids.append(pid)
         if self.reply is None:
             return None
         done: Future = Future()
@@ -64,12 +67,13 @@ def test_only_commands_on_an_existing_pid_are_offered_to_the_hook_as_the_managem
     assert forward_process_command(hook, request) is None  # the hook said: serve it here
     assert forward_process_command(Hook(ZeroDivisionError()), request) is not None  # a Future failing: in it
 
-    def broken(_frame: bytes) -> Future | None:
+    def broken(_frame: bytes, _pid: str) -> Future | None:
         raise RuntimeError("the hook broke")
 
     assert forward_process_command(broken, request) is None  # a hook that raises: served here, logged
     (frame,) = hook.frames
     assert frame[:1] == b"{" and json.loads(frame) == request  # JSON (the owner answers JSON), the caller's token
+    assert hook.pids == ["p1"]  # the pid as given: the hook need not parse the frame again
 
 
 @pytest.mark.parametrize("reply, code", [
@@ -164,3 +168,128 @@ def test_an_owner_unknown_is_conflict_try_again_and_a_silent_one_the_forwarder_s
         front.close()
         silent.close(linger=0)
 
+
+
+class Held:
+    """An owner's API endpoint whose requests the test answers one at a time, when it chooses."""
+
+    def __init__(self) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.endpoint = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
+
+    def answer(self) -> dict:
+        """The next request that reached it (the caller's), answered with success."""
+        assert self.sock.poll(30_000)
+        *routing, marker, frame = self.sock.recv_multipart()
+        assert marker == b"brokerflow-forwarded"
+        self.sock.send_multipart([*routing, b'{"success":true,"body":{"held":true}}'])
+        return json.loads(frame)
+
+    def received(self) -> int:
+        """How many requests are waiting here unread (taken off the socket)."""
+        count = 0
+        while self.sock.poll(0):
+            self.sock.recv_multipart()
+            count += 1
+        return count
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+def _event(pid: str) -> bytes:
+    return json.dumps({"cmd": "EVENT", "token": "bf_caller", "params": {"pid": pid, "name": "next"}}).encode()
+
+
+def _code(future: Future) -> str | None:
+    reply = future.result(timeout=60)
+    reply = json.loads(reply) if isinstance(reply, bytes) else reply
+    return None if reply["success"] else reply["error"]["code"]
+
+
+def test_a_silent_owner_costs_one_timeout_per_worker_and_requests_to_others_are_answered():
+    silent, healthy = Held(), Held()  # silent: never answered
+    owners = {1: silent.endpoint, 2: healthy.endpoint}
+    forwarder = Forwarder(lambda _p: False, owners.get, lambda pid: int(pid[0]), workers=2, timeout_s=1.0,
+                          suspect_s=600.0)
+    try:
+        dead = [forwarder.forward(_event(f"1-{n}")) for n in range(8)]  # a burst for the silent owner's partition
+        alive = forwarder.forward(_event("2-a"))  # queued behind them
+        assert healthy.answer()["params"]["pid"] == "2-a"
+        assert _code(alive) is None
+        assert [_code(future) for future in dead] == ["INTERNAL"] * 8
+        assert "did not answer within 1 s" in json.dumps(dead[-1].result())
+        sent = [0]
+
+        def sent_so_far() -> int:
+            sent[0] += silent.received()
+            return sent[0]
+        wait_until(lambda: sent_so_far() >= 1)
+        later = forwarder.forward(_event("1-later"))
+        assert later.done() and _code(later) == "INTERNAL"  # remembered: failed at once, not queued
+        assert sent_so_far() <= 2  # only the first ones (at most one per worker) were ever sent
+    finally:
+        forwarder.close()
+        silent.close()
+        healthy.close()
+
+
+def test_a_request_whose_owner_changed_while_it_waited_is_conflict_try_again():
+    held, other = Held(), Held()
+    owners = {1: held.endpoint, 2: other.endpoint}
+    forwarder = Forwarder(lambda _p: False, lambda p: owners.get(p), lambda pid: int(pid[0]), workers=1)
+    try:
+        first = forwarder.forward(_event("1-a"))  # takes the only worker until answered
+        queued = forwarder.forward(_event("2-a"))
+        owners[2] = None  # partition 2 changes hands while its request waits
+        assert held.answer()["params"]["pid"] == "1-a"
+        assert _code(first) is None
+        reply = queued.result(timeout=60)
+        assert reply["error"]["code"] == "CONFLICT" and "try again" in reply["error"]["text"]
+        assert other.received() == 0  # never sent to the owner it had when it was queued
+    finally:
+        forwarder.close()
+        held.close()
+        other.close()
+
+
+def test_beyond_the_bound_a_request_is_answered_busy_at_once_and_other_owners_are_still_served():
+    held, other = Held(), Held()
+    owners = {1: held.endpoint, 2: other.endpoint}
+    forwarder = Forwarder(lambda _p: False, owners.get, lambda pid: int(pid[0]), workers=1, max_pending=2)
+    try:
+        waiting = [forwarder.forward(_event(f"1-{n}")) for n in range(2)]  # one in flight, one queued
+        refused = forwarder.forward(_event("1-more"))
+        assert refused.done()
+        reply = refused.result()
+        assert reply["error"]["code"] == "CONFLICT" and "busy" in reply["error"]["text"]
+        assert "try again" in reply["error"]["text"] and forwarder.busy == 1
+        elsewhere = forwarder.forward(_event("2-a"))  # the bound is per owner: this one is queued
+        assert {held.answer()["params"]["pid"] for _ in range(2)} == {"1-0", "1-1"}
+        assert other.answer()["params"]["pid"] == "2-a" and _code(elsewhere) is None
+        assert [_code(future) for future in waiting] == [None, None]
+        room = forwarder.forward(_event("1-next"))  # both answered (their futures are done): room again
+        assert held.answer()["params"]["pid"] == "1-next" and _code(room) is None
+    finally:
+        forwarder.close()
+        held.close()
+        other.close()
+
+
+def test_a_request_over_64_kib_is_forwarded_from_either_door():
+    held = Held()
+    forwarder = Forwarder(lambda _p: False, lambda _p: held.endpoint, lambda _pid: 1)
+    big = {"note": "x" * 100_000}
+    try:
+        frame = json.dumps({"cmd": "EVENT", "token": "bf_caller",
+                            "params": {"pid": "1-big", "name": "next", "input": big}}).encode()
+        management = forwarder.forward(frame)  # the management API's door: the pid read from the frame
+        assert held.answer()["params"]["input"] == big and _code(management) is None
+        http = forward_process_command(forwarder.forward, {"cmd": "EVENT", "token": "bf_caller",
+                                                           "params": {"pid": "1-big", "name": "next", "input": big}})
+        assert held.answer()["params"]["input"] == big  # the HTTP doors: the pid handed over as it is
+        assert http.result(timeout=60) == {"success": True, "body": {"held": True}}
+    finally:
+        forwarder.close()
+        held.close()

@@ -87,6 +87,12 @@ def test_http_on_shard_0_drives_a_process_shard_1_owns_as_its_own(tmp_path):
         with pytest.raises(NotFound):  # the refused commands moved nothing: START's step is still the last
             serve.client.call("HISTORY", {"pid": far, "name": "h2"})
 
+        # An input over 64 KiB (the broker's old parse limit): still routed to the owner, from both doors.
+        heavy = wait_until(lambda: started_on(1), timeout_s=20, interval_s=0.05)
+        note = {"note": "x" * 100_000}
+        assert http.ok("EVENT", pid=heavy, name="step", input=note)["state"] == "counting"
+        assert serve.client.call("EVENT", {"pid": heavy, "name": "step", "input": note})["state"] == "counting"
+
         for pid in (near, far):
             drive_to_the_end(http, pid)
         assert serve.client.call("AVAILABLE_EVENTS", {"pid": far})["events"] == []  # one process, on shard 1
