@@ -247,7 +247,11 @@ class Windows:
             horizon = entries[-1][0] - stream.plan.retention_ms
             cut = bisect_right(entries, horizon, key=_ts)
             if cut:
-                _forget(seen, entries, cut)
+                if seen:  # their identities leave with them (one, mostly: inline, this is per event)
+                    if cut == 1:
+                        seen.discard(entries[0][2])
+                    else:
+                        _forget(seen, entries, cut)
                 del entries[:cut]
         insort(entries, (ts, value, ident), key=_ts)
         if ident is not None:

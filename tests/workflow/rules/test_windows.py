@@ -124,6 +124,19 @@ def test_an_identity_that_left_the_window_is_forgotten_with_it() -> None:
     assert feed(windows, plans, 501, 1, T0, "old")[agg_slot(COUNT_HOUR)] == 1  # outside every later window
 
 
+def test_the_caps_forget_the_identities_of_what_they_drop(caplog) -> None:
+    plans = stream_plans("deposit.created", [rule(COUNT_HOUR)])
+    windows = Windows(per_key=3, per_stream=4)
+    windows.plan(plans)
+    for i in range(5):
+        feed(windows, plans, 501, 1, T0 + i, f"e{i}")
+    stream = windows._streams[plans[0].name]
+    assert stream.seen[key_text(501)] == {"e2", "e3", "e4"}
+    feed(windows, plans, 502, 1, T0, "f0")
+    feed(windows, plans, 503, 1, T0, "g0")  # 501, least recently seen, goes whole
+    assert set(stream.seen) == set(stream.keys) == {key_text(502), key_text(503)}
+
+
 def test_a_window_loaded_from_storage_recognises_a_replayed_event() -> None:
     """A restart or takeover: storage kept the entries with their events' identities."""
     windows, plans = setup(COUNT_HOUR)
