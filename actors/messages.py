@@ -179,10 +179,11 @@ class RunsFinished:
 @dataclass(frozen=True, slots=True)
 class StateChanges:
     """What rule actors changed of their state, for the writer: cooldown rows ``(rule_id, key,
-    fired_ms)``, window rows ``(brand, stream, key, ts, value)``, horizons ``(brand, stream, before_ts)``."""
+    fired_ms)``, window rows ``(brand, stream, key, ts, value, event identity)``, horizons ``(brand,
+    stream, before_ts)``."""
 
     cooldowns: tuple[tuple[Any, str, int], ...] = ()
-    entries: tuple[tuple[str, str, str, int, Any], ...] = ()
+    entries: tuple[tuple[str, str, str, int, Any, str | None], ...] = ()
     horizons: tuple[tuple[str, str, int], ...] = ()
 
 

@@ -27,7 +27,7 @@ from brokerflow.actors.messages import Candidate, Flush, StateChanges
 from brokerflow.workflow.rules.cooldown import COOLDOWN_S_MAX, MAX_COOLDOWN_KEYS, Cooldowns
 from brokerflow.workflow.rules.ruleset import CompiledRule, RuleSet
 from brokerflow.workflow.rules.statekeys import PARTITION_FIELDS, StateKeys
-from brokerflow.workflow.rules.windows import MAX_ENTRIES_PER_STREAM, Windows
+from brokerflow.workflow.rules.windows import MAX_ENTRIES_PER_STREAM, Windows, event_identity
 
 log = logging.getLogger("brokerflow.rules")
 
@@ -63,7 +63,7 @@ class RuleState:
         self.stream_cap = stream_cap
         self._loaded_rules: set[Any] = set()
         self._cooldown_rows: list[tuple[Any, str, int]] = []
-        self._entries: list[tuple[str, str, str, int, Any]] = []
+        self._entries: list[tuple[str, str, str, int, Any, str | None]] = []
         self._newest: dict[str, tuple[int, int]] = {}  # stream -> (newest ts, retention) this batch
 
     def reload(self, ruleset: RuleSet) -> None:
@@ -115,12 +115,13 @@ class RuleState:
         if not plans:
             return
         ts = candidate.ts_ms
+        ident = event_identity(candidate.event_id)
         for plan in plans:
-            row = self.windows.observe(plan, candidate.context, ts)
+            row = self.windows.observe(plan, candidate.context, ts, ident)
             if row is not None:
                 key, ts, value = row
                 self._entries.append((self.brand, plan.name, key, ts,
-                                      value if value.__class__ in (int, float) else None))
+                                      value if value.__class__ in (int, float) else None, ident))
                 newest = self._newest.get(plan.name)
                 if newest is None or ts > newest[0]:
                     self._newest[plan.name] = (ts, plan.retention_ms)
@@ -152,14 +153,14 @@ class RuleStateWriter(SafeActor):
         super().__init__("rulestate", stats)
         self.repo, self.now_ms, self.batch_rows, self.prune_every = repo, now_ms, batch_rows, prune_every
         self.cooldowns: list[tuple[Any, str, int]] = []
-        self.entries: list[tuple[str, str, str, int, Any]] = []
+        self.entries: list[tuple[str, str, str, int, Any, str | None]] = []
         self.horizons: dict[tuple[str, str], int] = {}
         self.writes = 0
         self.handlers = {StateChanges: self.on_changes, Flush: self.on_flush}
 
     def on_changes(self, message: StateChanges) -> None:
         cooldowns = [row for row in message.cooldowns if isinstance(row, tuple) and len(row) == 3]
-        entries = [row for row in message.entries if isinstance(row, tuple) and len(row) == 5]
+        entries = [row for row in message.entries if isinstance(row, tuple) and len(row) == 6]
         self.cooldowns.extend(cooldowns)
         self.entries.extend(entries)
         for brand, stream, before in message.horizons:

@@ -62,7 +62,8 @@ def main() -> None:
         for first in range(0, args.customers, 1000):
             ids = range(first, min(first + 1000, args.customers))
             repo.write([(1, f"n:{c}", now) for c in ids],
-                       [("alpha", STREAM, f"n:{c}", now - i, 100.0) for c in ids for i in range(args.entries)])
+                       [("alpha", STREAM, f"n:{c}", now - i, 100.0, f"mt5:{c}:{i}")
+                        for c in ids for i in range(args.entries)])
         ruleset = RuleSet.from_rules(RULES)
         accounts = {login: {"login": login, "customer_id": login % args.customers} for login in range(args.accounts)}
         figures: dict[str, list[float]] = {"start_load": [], "links_copy": [], "take_over_1": [], "take_over_32": []}

@@ -77,9 +77,18 @@ def _cluster_tables(db: peewee.Database, models: Models) -> None:
     db.create_tables([models.ClusterMember, models.PartitionLease, models.ClusterChange], safe=True)
 
 
+def _window_entries_event_key(db: peewee.Database, models: Models) -> None:
+    """8: a window entry records its event's identity, so an engine that reloads a window from
+    storage (a restart, a takeover) does not count a replayed event it holds already a second
+    time. Nullable: rows stored before stay and count as they did."""
+    columns = {column.name for column in db.get_columns("window_entries")}
+    if "event_key" not in columns:
+        db.execute_sql('ALTER TABLE "window_entries" ADD COLUMN "event_key" TEXT')
+
+
 MIGRATIONS: tuple[Callable[[peewee.Database, Models], None], ...] = (
     _create_tables, _runs_run_as, _source_seqs_seen_at, _runs_event_key_and_checkpoints, _rule_language_state,
-    _webhook_tables, _cluster_tables,
+    _webhook_tables, _cluster_tables, _window_entries_event_key,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -291,7 +291,9 @@ class RuleCooldown(_Template):
 
 
 class WindowEntry(_Template):
-    """One event of an aggregate stream (``workflow.rules.windows``): its by value, ts and field value."""
+    """One event of an aggregate stream (``workflow.rules.windows``): its by value, ts and field value,
+    and the event's identity (``Event.key``), by which a replay of it is recognised after a reload;
+    NULL in rows stored before schema 8 (they count, they just cannot recognise a replay)."""
 
     id = BigAutoField()
     brand = TextField()
@@ -299,6 +301,7 @@ class WindowEntry(_Template):
     key = TextField()
     ts = BigIntegerField()
     value = DoubleField(null=True)
+    event_key = TextField(null=True)
 
     class Meta:
         table_name = "window_entries"

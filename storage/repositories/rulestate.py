@@ -18,17 +18,19 @@ _KEYS_PER_QUERY = 500  # keys in one IN list: SQLite's variable limit and Postgr
 
 
 class RuleStateRepository(Repository):
-    def write(self, cooldowns: Sequence[tuple[Any, str, int]], entries: Sequence[tuple[str, str, str, int, Any]],
+    def write(self, cooldowns: Sequence[tuple[Any, str, int]],
+              entries: Sequence[tuple[str, str, str, int, Any, str | None]],
               horizons: Iterable[tuple[str, str, int]] = ()) -> None:
         """Upsert cooldown rows ``(rule_id, key, fired_ms)``, add window rows ``(brand, stream, key, ts,
-        value)`` and drop each ``(brand, stream, before_ts)`` horizon's older rows, in one block."""
+        value, event_key)`` and drop each ``(brand, stream, before_ts)`` horizon's older rows, in one block."""
         latest = {(rule_id, key): fired for rule_id, key, fired in cooldowns}  # one row per key a statement
         rows = [(rule_id, key, fired) for (rule_id, key), fired in latest.items()]
         entry = self._m.WindowEntry
         with self._write():
             insert_rows(self._db, "rule_cooldowns", ("rule_id", "key", "fired_ms"), rows,
                         'ON CONFLICT ("rule_id", "key") DO UPDATE SET "fired_ms" = excluded."fired_ms"')
-            insert_rows(self._db, "window_entries", ("brand", "stream", "key", "ts", "value"), entries)
+            insert_rows(self._db, "window_entries", ("brand", "stream", "key", "ts", "value", "event_key"),
+                        entries)
             for brand, stream, before in horizons:
                 entry.delete().where((entry.brand == brand) & (entry.stream == stream) & (entry.ts < before)).execute()
 
@@ -43,11 +45,11 @@ class RuleStateRepository(Repository):
         rows.reverse()
         return rows
 
-    def load_window(self, brand: str, stream: str, limit: int) -> list[tuple[str, int, Any]]:
-        """The newest ``limit`` entries ``(key, ts, value)`` of one stream, oldest first."""
+    def load_window(self, brand: str, stream: str, limit: int) -> list[tuple[str, int, Any, str | None]]:
+        """The newest ``limit`` entries ``(key, ts, value, event_key)`` of one stream, oldest first."""
         entry = self._m.WindowEntry
         with self._read():
-            rows = list(entry.select(entry.key, entry.ts, entry.value)
+            rows = list(entry.select(entry.key, entry.ts, entry.value, entry.event_key)
                         .where((entry.brand == brand) & (entry.stream == stream))
                         .order_by(entry.ts.desc(), entry.id.desc()).limit(limit).tuples())
         rows.reverse()
@@ -61,18 +63,19 @@ class RuleStateRepository(Repository):
             return [key for (key,) in entry.select(entry.key).distinct()
                     .where((entry.brand == brand) & (entry.stream == stream)).tuples()]
 
-    def load_window_of(self, brand: str, stream: str, keys: Sequence[str], limit: int) -> list[tuple[str, int, Any]]:
-        """The newest ``limit`` entries ``(key, ts, value)`` of ``keys`` in one stream, oldest first."""
+    def load_window_of(self, brand: str, stream: str, keys: Sequence[str],
+                       limit: int) -> list[tuple[str, int, Any, str | None]]:
+        """The newest ``limit`` entries ``(key, ts, value, event_key)`` of ``keys`` in one stream, oldest first."""
         entry = self._m.WindowEntry
-        rows: list[tuple[str, int, Any, int]] = []
+        rows: list[tuple[str, int, Any, str | None, int]] = []
         with self._read():
             for first in range(0, len(keys), _KEYS_PER_QUERY):
                 chunk = list(keys[first:first + _KEYS_PER_QUERY])
-                rows.extend(entry.select(entry.key, entry.ts, entry.value, entry.id)
+                rows.extend(entry.select(entry.key, entry.ts, entry.value, entry.event_key, entry.id)
                             .where((entry.brand == brand) & (entry.stream == stream) & entry.key.in_(chunk))
                             .order_by(entry.ts.desc(), entry.id.desc()).limit(limit).tuples())
-        rows.sort(key=lambda row: (row[1], row[3]))
-        return [(key, ts, value) for key, ts, value, _ in rows[-limit:]] if limit > 0 else []
+        rows.sort(key=lambda row: (row[1], row[4]))
+        return [(key, ts, value, event_key) for key, ts, value, event_key, _ in rows[-limit:]] if limit > 0 else []
 
     def cooldown_keys(self, rule_ids: Sequence[Any]) -> list[str]:
         """The distinct keys stored for ``rule_ids``' cooldowns (see ``window_keys``)."""

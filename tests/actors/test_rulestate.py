@@ -126,7 +126,8 @@ def test_a_gained_partitions_state_is_reloaded_from_what_its_last_owner_stored(
     # Other customers' state in storage: the gained keys are a small share, read by their keys.
     others = [c for c in range(600, 700) if partition_of(f"c:{c}", 64) not in gained]
     store.rule_state.write([(7, f"n:{c}", NOW_MS) for c in others],
-                           [("alpha", "deposit.created|customer.id|amount_usd", f"n:{c}", NOW_MS, 1.0) for c in others])
+                           [("alpha", "deposit.created|customer.id|amount_usd", f"n:{c}", NOW_MS, 1.0, None)
+                            for c in others])
     b.tell(ReloadState(StateKeys(gained, 64, {})))
     clock.now += 1000
     b.tell(Evaluate((deposit("b1", 501, 1500), deposit("b2", 502, 150))))

@@ -57,7 +57,7 @@ def test_a_customers_cooldown_and_window_follow_its_partition_to_the_next_owner(
         return f"mt5:{seq}"
 
     def entries(customer: int) -> int:
-        return sum(1 for key, _, _ in store.rule_state.load_window("alpha", STREAM, 1000) if key == f"n:{customer}")
+        return sum(1 for key, *_ in store.rule_state.load_window("alpha", STREAM, 1000) if key == f"n:{customer}")
 
     def runs(member: Member, rule: dict) -> list[str]:
         return sorted(runs_by_event(member, rule["id"]).elements())

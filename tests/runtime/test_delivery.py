@@ -189,6 +189,27 @@ def test_a_restart_after_a_lagging_checkpoint_runs_nothing_twice(make_runtime, u
     assert runtime.stats()["bus"]["replayed"] >= after - 1 - 5
 
 
+def test_after_a_restart_replayed_events_count_once_in_an_aggregate_window(make_runtime, upstream):
+    """The crash window and a window: events 6..30 come back from the journal after the restart,
+    but the window reloaded from storage holds them already; the 40th deposit is the 40th counted."""
+    runtime, every = replayed_engine(make_runtime, upstream)
+    fortieth = runtime.rule("deposit.created", [notify("forty {{trade.order}}")], name="the fortieth", conditions=[
+        {"agg": "count", "window_s": 3600, "by": "trade.login", "op": "==", "value": 40}])
+    live_subscribed(runtime, upstream)
+    while upstream.next_seq <= 30:
+        upstream.deposit()
+    wait_runs(runtime, every, 30)
+    runtime.stop()  # a clean stop: the rule state writer stores the window
+    with open_store(runtime.settings.db_url) as store:  # as if the engine had died right after its 5th event
+        store.runs.write_rows([], [("mt5", p, 5) for p in range(runtime.settings.partitions)])
+    runtime.start()
+    while upstream.next_seq <= 45:
+        upstream.deposit()
+    wait_runs(runtime, every, 45)
+    # Counted twice, the replayed events would have reached 40 at mt5:15 and gone past it.
+    assert orders(runtime, fortieth) == Counter({"mt5:40": 1})
+
+
 def test_a_replay_endpoint_that_never_answers_does_not_stall_live_events(make_runtime, tmp_path):
     context = zmq.Context()
     silent = context.socket(zmq.ROUTER)  # takes requests, never answers

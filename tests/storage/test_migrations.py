@@ -107,3 +107,27 @@ def test_a_version_2_database_gets_source_seen_times_and_keeps_its_sources(raw, 
         store.events.record([], {"new": 1})
         assert store.events.prune(10, keep_sources=1) == 2
         assert store.events.load_state()[1] == {"new": 1}
+
+
+def _make_version_7(db, models) -> None:
+    """A database as version 7 of the schema left it: window entries without their event's identity."""
+    migrate(db, models, target=7)
+    db.execute_sql('ALTER TABLE "window_entries" DROP COLUMN "event_key"')
+    p = db.param
+    for ts in (1000, 2000):
+        db.execute_sql(f'INSERT INTO "window_entries" ("brand", "stream", "key", "ts", "value") '
+                       f'VALUES ({p}, {p}, {p}, {p}, {p})', ("alpha", "s", "n:501", ts, 5.0))
+
+
+def test_a_version_7_database_keeps_its_window_entries_which_load_without_identity(raw, db_url):
+    db, models = raw
+    _make_version_7(db, models)
+    assert schema_version(db, models) == 7
+    db.close()
+
+    with open_store(db_url) as store:
+        assert int(store.meta.get("schema_version")) == SCHEMA_VERSION >= 8
+        assert "event_key" in {column.name for column in store.db.get_columns("window_entries")}
+        store.rule_state.write([], [("alpha", "s", "n:501", 3000, 1.0, "mt5:3")])
+        assert store.rule_state.load_window("alpha", "s", 10) == [
+            ("n:501", 1000, 5.0, None), ("n:501", 2000, 5.0, None), ("n:501", 3000, 1.0, "mt5:3")]

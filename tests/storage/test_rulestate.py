@@ -17,29 +17,31 @@ def test_cooldowns_upsert_per_rule_and_key_and_load_newest_first_capped(store) -
 
 def test_window_entries_are_kept_per_stream_and_dropped_past_their_horizon(store) -> None:
     state = store.rule_state
-    rows = [("alpha", "s", "n:1", T + i, float(i)) for i in range(5)] + [("beta", "s", "n:1", T, 9.0)]
+    rows = [("alpha", "s", "n:1", T + i, float(i), f"e{i}") for i in range(5)] + [("beta", "s", "n:1", T, 9.0, "e9")]
     state.write([], rows)
-    assert state.load_window("alpha", "s", 3) == [("n:1", T + 2, 2.0), ("n:1", T + 3, 3.0), ("n:1", T + 4, 4.0)]
-    state.write([], [("alpha", "s", "n:2", T + 9, None)], [("alpha", "s", T + 3)])
-    assert [ts for _, ts, _ in state.load_window("alpha", "s", 100)] == [T + 3, T + 4, T + 9]
+    assert state.load_window("alpha", "s", 3) == [("n:1", T + 2, 2.0, "e2"), ("n:1", T + 3, 3.0, "e3"),
+                                                  ("n:1", T + 4, 4.0, "e4")]
+    state.write([], [("alpha", "s", "n:2", T + 9, None, None)], [("alpha", "s", T + 3)])
+    assert [ts for _, ts, _, _ in state.load_window("alpha", "s", 100)] == [T + 3, T + 4, T + 9]
     assert state.window_of("alpha", "s", "n:1", T, T + 10) == [(T + 3, 3.0), (T + 4, 4.0)]
-    assert state.load_window("beta", "s", 100) == [("n:1", T, 9.0)]
+    assert state.load_window("beta", "s", 100) == [("n:1", T, 9.0, "e9")]
     state.prune(0, 10, [("alpha", "s")], 1)
-    assert state.load_window("alpha", "s", 100) == [("n:2", T + 9, None)]
+    assert state.load_window("alpha", "s", 100) == [("n:2", T + 9, None, None)]
 
 
 def test_a_takeover_reads_the_keys_of_a_stream_and_cooldowns_then_the_rows_of_some(store) -> None:
     state = store.rule_state
     state.write([(1, "n:1", T), (1, "n:2", T + 1), (2, "n:1", T + 2), (3, "n:3", T + 3)],
-                [("alpha", "s", f"n:{k}", T + 10 * k + i, float(i)) for k in range(1, 1200) for i in range(2)]
-                + [("alpha", "t", "n:1", T, None), ("beta", "s", "n:9", T, None)])
+                [("alpha", "s", f"n:{k}", T + 10 * k + i, float(i), f"mt5:{k}:{i}") for k in range(1, 1200)
+                 for i in range(2)]
+                + [("alpha", "t", "n:1", T, None, None), ("beta", "s", "n:9", T, None, "x")])
     assert sorted(state.window_keys("alpha", "s")) == sorted(f"n:{k}" for k in range(1, 1200))
     assert state.window_keys("gamma", "s") == []
     keys = [f"n:{k}" for k in range(1, 1200, 2)]  # more than one IN list's worth
     rows = state.load_window_of("alpha", "s", keys, 10_000)
-    assert len(rows) == 1200 and {key for key, _, _ in rows} == set(keys)
+    assert len(rows) == 1200 and {key for key, *_ in rows} == set(keys)
     assert rows == sorted(rows, key=lambda row: row[1])  # oldest first
-    assert state.load_window_of("alpha", "s", ["n:5"], 1) == [("n:5", T + 51, 1.0)]  # the newest
+    assert state.load_window_of("alpha", "s", ["n:5"], 1) == [("n:5", T + 51, 1.0, "mt5:5:1")]  # the newest
     assert state.load_window_of("alpha", "s", [], 10) == []
     assert sorted(state.cooldown_keys([1, 2])) == ["n:1", "n:2"] and state.cooldown_keys([]) == []
     assert state.load_cooldowns_of([1, 2], ["n:1"], 10) == [(1, "n:1", T), (2, "n:1", T + 2)]

@@ -12,6 +12,13 @@ Late events (an older ``ts`` than the newest seen for their key) are inserted in
 so they count for every later event whose window reaches them. Entries older than the newest
 ``ts`` of their key minus the stream's longest window are dropped.
 
+Each entry carries the identity of the event that made it (``Event.key``: its publisher's
+``id``, else its ``(source, seq)``; None for an event with neither, which no replay can bring
+back), and an event whose identity is already in its key's window is not added again: an event
+replayed from the journal after a crash, restart or takeover, which this process (or, through
+storage, the last one) had already counted, counts once. Its aggregates are still computed, over
+the window that already holds it. The check is a set lookup per key, kept as entries leave.
+
 Bounded: ``MAX_ENTRIES_PER_KEY`` entries per ``by`` value and ``MAX_ENTRIES_PER_STREAM`` per
 stream (least recently seen ``by`` values go first); when a cap bites, the oldest entries are
 dropped and a warning says which stream and how many. Pure: no clock, no storage (the rule
@@ -23,7 +30,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_right, insort
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from brokerflow.workflow.catalog import EVENT_TRIGGERS, field_spec
@@ -42,7 +49,7 @@ MAX_ENTRIES_PER_STREAM = 200_000  # all by values of one stream (one brand, trig
 _NUMERIC = ("number", "integer")
 _AGG_KEYS = frozenset(("agg", "field", "window_s", "by", "op", "value"))
 
-Entry = tuple[int, Any]  # (ts ms, the field's value or None)
+Entry = tuple[int, Any, "str | None"]  # (ts ms, the field's value or None, the event's identity or None)
 
 
 def _ts(entry: Entry) -> int:
@@ -59,6 +66,13 @@ def key_text(value: Any) -> str:
     if cls is float and value.is_integer():
         value = int(value)
     return ("n:" if cls is int or cls is float else "r:") + repr(value)[:200]
+
+
+def event_identity(event_key: str) -> str | None:
+    """What a window entry knows its event by: ``Event.key`` (the publisher's ``id``, else
+    ``source:seq``, what the run log records and replays keep), or None for a key made up at
+    receipt (``local:``…: no replay brings such an event back, and the same text may name another)."""
+    return None if event_key.startswith("local:") else event_key
 
 
 class AggSpec(NamedTuple):
@@ -108,9 +122,9 @@ def aggregate(entries: list[Entry], agg: str, ts: int, window_ms: int) -> Any:
     """``agg`` over the entries (sorted by ts) in ``(ts - window_ms, ts]``; None when nothing to take."""
     lo = bisect_right(entries, ts - window_ms, key=_ts)
     hi = bisect_right(entries, ts, key=_ts)
-    values = [value for _, value in entries[lo:hi]]
     if agg == "count":
         return hi - lo
+    values = [entry[1] for entry in entries[lo:hi]]  # stored (ts, value) pairs too (dry runs)
     numbers = [v for v in values if (v.__class__ is int or v.__class__ is float) and v == v]
     if agg == "sum":
         return sum(numbers)
@@ -120,12 +134,20 @@ def aggregate(entries: list[Entry], agg: str, ts: int, window_ms: int) -> Any:
 
 
 class _Stream:
-    __slots__ = ("keys", "plan", "size")
+    __slots__ = ("keys", "plan", "seen", "size")
 
     def __init__(self, plan: StreamPlan) -> None:
         self.plan = plan
         self.keys: OrderedDict[str, list[Entry]] = OrderedDict()
+        self.seen: dict[str, set[str]] = {}  # per key: the identities of its entries
         self.size = 0
+
+
+def _forget(seen: set[str], entries: list[Entry], count: int) -> None:
+    """The identities of the ``count`` oldest entries leave ``seen`` (they leave the window)."""
+    if seen:
+        for entry in entries[:count]:
+            seen.discard(entry[2])
 
 
 class Windows:
@@ -150,34 +172,39 @@ class Windows:
         self._streams = kept
         return fresh
 
-    def load(self, name: str, rows: Iterable[tuple[str, int, Any]]) -> None:
-        """Stored ``(key, ts, value)`` rows of stream ``name``, oldest first."""
+    def load(self, name: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Stored ``(key, ts, value, identity)`` rows of stream ``name``, oldest first (an identity
+        may be None: rows stored before entries had one; ``(key, ts, value)`` rows are taken too)."""
         stream = self._streams.get(name)
         if stream is None:
             return
-        for key, ts, value in rows:
-            self._insert(stream, key, ts, value)
+        for row in rows:
+            self._insert(stream, row[0], row[1], row[2], row[3] if len(row) > 3 else None)
 
-    def replace(self, name: str, selected: Callable[[str], bool], rows: Iterable[tuple[str, int, Any]]) -> int:
-        """The keys ``selected`` says of stream ``name`` become what ``rows`` (stored ``(key, ts, value)``,
-        oldest first) hold for them: a partition gained from another process brings its state.
-        Other keys are kept as they are. Returns the entries loaded."""
+    def replace(self, name: str, selected: Callable[[str], bool], rows: Iterable[Sequence[Any]]) -> int:
+        """The keys ``selected`` says of stream ``name`` become what ``rows`` (stored ``(key, ts, value,
+        identity)``, oldest first) hold for them: a partition gained from another process brings its
+        state. Other keys are kept as they are. Returns the entries loaded."""
         stream = self._streams.get(name)
         if stream is None:
             return 0
         for key in [key for key in stream.keys if selected(key)]:
             stream.size -= len(stream.keys.pop(key))
+            stream.seen.pop(key, None)
         loaded = 0
-        for key, ts, value in rows:
-            if selected(key):
-                self._insert(stream, key, ts, value)
+        for row in rows:
+            if selected(row[0]):
+                self._insert(stream, row[0], row[1], row[2], row[3] if len(row) > 3 else None)
                 loaded += 1
         return loaded
 
-    def observe(self, plan: StreamPlan, ctx: dict[str, Any], ts: int) -> tuple[str, int, Any] | None:
-        """Add the event to its stream, put each aggregate's value into ``ctx``; the stored row or None.
+    def observe(self, plan: StreamPlan, ctx: dict[str, Any], ts: int,
+                ident: str | None = None) -> tuple[str, int, Any] | None:
+        """Add the event to its stream, put each aggregate's value into ``ctx``; the row to store, or None.
 
         An event without a ``by`` value adds nothing and its aggregates stay unset (they never hold).
+        An event whose identity ``ident`` its key's window holds already (a replay) adds nothing
+        either (None: nothing to store); its aggregates are those of the window that holds it.
         """
         by_value = ctx.get(plan.by)
         if by_value is None:
@@ -187,38 +214,57 @@ class Windows:
             return None
         key = key_text(by_value)
         value = ctx.get(plan.field) if plan.field else None
-        entries = self._insert(stream, key, ts, value)
+        entries = self._insert(stream, key, ts, value, ident)
+        row: tuple[str, int, Any] | None = (key, ts, value)
+        if entries is None:  # a replay of an event the window holds already
+            entries, row = stream.keys[key], None
         for slot, agg, window_ms in plan.specs:
             ctx[slot] = aggregate(entries, agg, ts, window_ms)
-        return key, ts, value
+        return row
 
     def peek(self, plan: StreamPlan, ctx: dict[str, Any], ts: int, stored: list[Entry]) -> None:
         """``observe`` without keeping anything: ``stored`` entries plus this event (dry runs)."""
         if ctx.get(plan.by) is None:
             return
-        entries = sorted([*stored, (ts, ctx.get(plan.field) if plan.field else None)], key=_ts)
+        entries = sorted([*stored, (ts, ctx.get(plan.field) if plan.field else None, None)], key=_ts)
         for slot, agg, window_ms in plan.specs:
             ctx[slot] = aggregate(entries, agg, ts, window_ms)
 
-    def _insert(self, stream: _Stream, key: str, ts: int, value: Any) -> list[Entry]:
+    def _insert(self, stream: _Stream, key: str, ts: int, value: Any, ident: str | None) -> list[Entry] | None:
+        """Add one entry to ``key``'s window; its entries, oldest first, or None when ``ident`` is
+        in the window already (nothing added)."""
         entries = stream.keys.get(key)
         if entries is None:
             entries = stream.keys[key] = []
+            seen = stream.seen[key] = set()
         else:
             stream.keys.move_to_end(key)
+            seen = stream.seen[key]
+            if ident is not None and ident in seen:
+                return None
         before = len(entries)
         if entries:
             horizon = entries[-1][0] - stream.plan.retention_ms
             cut = bisect_right(entries, horizon, key=_ts)
             if cut:
+                if seen:  # their identities leave with them (one, mostly: inline, this is per event)
+                    if cut == 1:
+                        seen.discard(entries[0][2])
+                    else:
+                        _forget(seen, entries, cut)
                 del entries[:cut]
-        insort(entries, (ts, value), key=_ts)
+        insort(entries, (ts, value, ident), key=_ts)
+        if ident is not None:
+            seen.add(ident)
         if len(entries) > self.per_key:
-            self._drop(stream, f"by value cap {self.per_key}", len(entries) - self.per_key)
-            del entries[: len(entries) - self.per_key]
+            over = len(entries) - self.per_key
+            self._drop(stream, f"by value cap {self.per_key}", over)
+            _forget(seen, entries, over)
+            del entries[:over]
         stream.size += len(entries) - before
         while stream.size > self.per_stream and len(stream.keys) > 1:
-            _, oldest = stream.keys.popitem(last=False)
+            gone, oldest = stream.keys.popitem(last=False)
+            del stream.seen[gone]
             stream.size -= len(oldest)
             self._drop(stream, f"stream cap {self.per_stream}", len(oldest))
         return entries
@@ -273,4 +319,4 @@ def _check_agg_field(path: str, name: Any, trigger: str | None, v: Validation, r
 
 
 __all__ = ["AGGS", "WINDOW_S_MAX", "StreamPlan", "Windows", "aggregate",
-           "check_aggregate", "key_text", "stream_plans"]
+           "check_aggregate", "event_identity", "key_text", "stream_plans"]

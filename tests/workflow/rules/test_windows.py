@@ -6,7 +6,7 @@ import pytest
 
 from brokerflow.workflow.rules.conditions import agg_slot, compile_conditions
 from brokerflow.workflow.rules.validation import validate_rule
-from brokerflow.workflow.rules.windows import Windows, aggregate, key_text, stream_plans
+from brokerflow.workflow.rules.windows import Windows, aggregate, event_identity, key_text, stream_plans
 
 T0 = 1_795_000_000_000
 SUM_DAY = {"agg": "sum", "field": "amount_usd", "window_s": 86400, "by": "customer.id", "op": ">=", "value": 10_000}
@@ -18,10 +18,10 @@ def rule(*conditions) -> dict:
     return {"id": 1, "brand": "alpha", "trigger": "deposit.created", "conditions": list(conditions)}
 
 
-def feed(windows: Windows, plans, customer, amount, ts) -> dict:
+def feed(windows: Windows, plans, customer, amount, ts, ident=None) -> dict:
     ctx = {"customer.id": customer, "amount_usd": amount}
     for plan in plans:
-        windows.observe(plan, ctx, ts)
+        windows.observe(plan, ctx, ts, ident)
     return ctx
 
 
@@ -91,6 +91,75 @@ def test_stored_rows_load_back_into_a_fresh_window() -> None:
     windows, plans = setup(SUM_DAY)
     windows.load(plans[0].name, [(key_text(501), T0, 9000.0)])
     assert feed(windows, plans, 501, 1000, T0 + 5)[agg_slot(SUM_DAY)] == 10_000
+
+
+def test_an_event_seen_again_counts_once_and_stores_nothing_new() -> None:
+    """A replay (same identity, same ts and value) after its first evaluation: the window holds it already."""
+    windows, plans = setup(COUNT_HOUR, SUM_DAY)
+    feed(windows, plans, 501, 6000, T0, "mt5:1")
+    first = feed(windows, plans, 501, 3000, T0 + 10, "mt5:2")
+    ctx = {"customer.id": 501, "amount_usd": 3000}
+    rows = [windows.observe(plan, ctx, T0 + 10, "mt5:2") for plan in plans]
+    assert rows == [None] * len(plans)  # nothing for the writer to store again
+    assert ctx[agg_slot(COUNT_HOUR)] == first[agg_slot(COUNT_HOUR)] == 2
+    assert ctx[agg_slot(SUM_DAY)] == first[agg_slot(SUM_DAY)] == 9000
+    assert feed(windows, plans, 501, 1000, T0 + 20, "mt5:3")[agg_slot(SUM_DAY)] == 10_000
+    assert windows.entry_count() == 3 * len(plans)
+
+
+def test_different_events_with_the_same_ts_and_value_all_count() -> None:
+    windows, plans = setup(COUNT_HOUR)
+    for ident in ("a", "b", None, None, "mt5:7"):
+        ctx = feed(windows, plans, 501, 100, T0, ident)
+    assert ctx[agg_slot(COUNT_HOUR)] == 5
+    assert feed(windows, plans, 502, 100, T0, "a")[agg_slot(COUNT_HOUR)] == 1  # another key's window
+
+
+def test_an_identity_that_left_the_window_is_forgotten_with_it() -> None:
+    windows, plans = setup(COUNT_HOUR)
+    feed(windows, plans, 501, 1, T0, "old")
+    feed(windows, plans, 501, 1, T0 + 3_600_000 + 5, "new")
+    feed(windows, plans, 501, 1, T0 + 3_600_000 + 6, "newer")  # "old" is past the retention: cut
+    assert windows._streams[plans[0].name].seen[key_text(501)] == {"new", "newer"}
+    assert feed(windows, plans, 501, 1, T0, "old")[agg_slot(COUNT_HOUR)] == 1  # outside every later window
+
+
+def test_the_caps_forget_the_identities_of_what_they_drop(caplog) -> None:
+    plans = stream_plans("deposit.created", [rule(COUNT_HOUR)])
+    windows = Windows(per_key=3, per_stream=4)
+    windows.plan(plans)
+    for i in range(5):
+        feed(windows, plans, 501, 1, T0 + i, f"e{i}")
+    stream = windows._streams[plans[0].name]
+    assert stream.seen[key_text(501)] == {"e2", "e3", "e4"}
+    feed(windows, plans, 502, 1, T0, "f0")
+    feed(windows, plans, 503, 1, T0, "g0")  # 501, least recently seen, goes whole
+    assert set(stream.seen) == set(stream.keys) == {key_text(502), key_text(503)}
+
+
+def test_a_window_loaded_from_storage_recognises_a_replayed_event() -> None:
+    """A restart or takeover: storage kept the entries with their events' identities."""
+    windows, plans = setup(COUNT_HOUR)
+    windows.load(plans[0].name, [(key_text(501), T0, None, "mt5:1"), (key_text(501), T0 + 1, None, "mt5:2")])
+    assert feed(windows, plans, 501, 1, T0 + 1, "mt5:2")[agg_slot(COUNT_HOUR)] == 2  # replayed: counted once
+    assert feed(windows, plans, 501, 1, T0 + 2, "mt5:3")[agg_slot(COUNT_HOUR)] == 3
+    gained = Windows()
+    gained.plan(plans)
+    gained.replace(plans[0].name, lambda key: True, [(key_text(501), T0, None, "mt5:1")])
+    assert feed(gained, plans, 501, 1, T0, "mt5:1")[agg_slot(COUNT_HOUR)] == 1
+
+
+def test_rows_stored_without_identity_still_load_and_count() -> None:
+    windows, plans = setup(COUNT_HOUR, SUM_DAY)
+    for plan in plans:
+        windows.load(plan.name, [(key_text(501), T0, 500.0, None), (key_text(501), T0 + 1, 500.0, None)])
+    ctx = feed(windows, plans, 501, 500, T0 + 2, "mt5:3")
+    assert ctx[agg_slot(COUNT_HOUR)] == 3 and ctx[agg_slot(SUM_DAY)] == 1500
+
+
+def test_an_event_key_made_up_at_receipt_has_no_identity() -> None:
+    assert event_identity("mt5:12") == "mt5:12" and event_identity("pub-id-1") == "pub-id-1"
+    assert event_identity("local:1795000000000:7f3a") is None  # the same text may name a later event
 
 
 def errors(*conditions, trigger="deposit.created") -> list[tuple[str, str]]:
